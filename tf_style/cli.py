@@ -1,0 +1,171 @@
+"""The `tf-style` command (absl flags): photo + painting -> picture.
+
+Exit status: 0 on success, 2 for bad usage or bad input (one line on stderr, no traceback),
+130 after Ctrl-C (the current image is saved first), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+# TensorFlow's C++ start-up chatter ("could not find cuda drivers", ...) buries our one-line
+# errors and the progress bar; TF_CPP_MIN_LOG_LEVEL set by the user still wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+from tf_style.config import (  # noqa: E402
+    INIT_CHOICES,
+    OPTIMIZER_CHOICES,
+    PAPER_CONTENT_LAYERS,
+    PAPER_STYLE_LAYERS,
+    Config,
+)
+from tf_style.errors import InputError  # noqa: E402
+
+PROG = "tf-style"
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("content", None, "The photograph: its content is kept (Eq. 1).")
+flags.DEFINE_string("style", None, "The artwork: its style is transferred (Eq. 5).")
+flags.DEFINE_string("output", None, "Where to write the result; the format follows the extension (PNG if none).")
+flags.DEFINE_integer("image_size", 512, "Longest side of the output in pixels.")
+flags.DEFINE_integer("style_size", None, "Longest side of the style image in pixels (default: --image_size).")
+flags.DEFINE_list("content_layers", list(PAPER_CONTENT_LAYERS), "Content layers (paper: conv4_2; Keras names work too).")
+flags.DEFINE_list("style_layers", list(PAPER_STYLE_LAYERS), "Style layers (paper: conv1_1..conv5_1).")
+flags.DEFINE_list("style_layer_weights", None, "w_l per style layer, in --style_layers order (default 1/number of layers).")
+flags.DEFINE_float("content_weight", 1.0, "alpha in Eq. 7.")
+flags.DEFINE_float("style_weight", 1e3, "beta in Eq. 7 (the paper's alpha/beta: 1e-3 and 1e-4).")
+flags.DEFINE_float("tv_weight", 0.0, "Weight of the total-variation smoothness prior (0: the paper's objective).")
+flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "VGG19 pooling: avg (paper) or max (Keras's original).")
+flags.DEFINE_string("init", "noise", f"Start image: {' | '.join(INIT_CHOICES)} | PATH (paper: noise).")
+flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZER_CHOICES), "Optimiser.")
+flags.DEFINE_float("learning_rate", None, "Step size (default: the optimiser's, 10 for adam in pixel units).")
+flags.DEFINE_integer("num_steps", 500, "Optimisation steps.")
+flags.DEFINE_integer("seed", 0, "Seeds the white-noise start (and --weights=random).")
+flags.DEFINE_string(
+    "weights", "imagenet", "VGG19 weights: imagenet (Keras download/cache), random (seeded), or a .h5 PATH."
+)
+flags.DEFINE_string("logdir", None, "TensorBoard log folder (none: no logging).")
+flags.DEFINE_integer("save_every", 0, "Also write the image every N steps as OUTPUT_<step> (0: never).")
+flags.DEFINE_integer("print_every", 50, "Progress line every N steps (0: only at the end).")
+
+
+def config_from_flags(values: flags.FlagValues = FLAGS) -> Config:
+    """The one place where flags become a Config (validated there)."""
+    layer_weights = None
+    if values.style_layer_weights is not None:
+        try:
+            layer_weights = tuple(float(w) for w in values.style_layer_weights)
+        except ValueError:
+            raise InputError(
+                f"--style_layer_weights: expected comma-separated numbers; got {','.join(values.style_layer_weights)}"
+            ) from None
+    try:
+        return Config(
+            image_size=values.image_size,
+            style_size=values.style_size,
+            content_layers=tuple(values.content_layers or ()),
+            style_layers=tuple(values.style_layers or ()),
+            style_layer_weights=layer_weights,
+            content_weight=values.content_weight,
+            style_weight=values.style_weight,
+            tv_weight=values.tv_weight,
+            pooling=values.pooling,
+            init=values.init,
+            optimizer=values.optimizer,
+            learning_rate=values.learning_rate,
+            num_steps=values.num_steps,
+            seed=values.seed,
+            weights=values.weights,
+            print_every=values.print_every,
+            save_every=values.save_every,
+            logdir=values.logdir,
+        )
+    except InputError as e:
+        raise InputError(_as_flag_message(str(e))) from None
+
+
+def _as_flag_message(message: str) -> str:
+    """Config speaks of fields; on the command line they are flags."""
+    field, sep, rest = message.partition(" ")
+    if field.rstrip(":") in Config.field_names() and not field.startswith("--"):
+        return f"--{field}{sep}{rest}"
+    return message
+
+
+def fail(message: str) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        fail(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags (see --help)")
+    try:
+        if not FLAGS.output:
+            raise InputError("--output is required (where to write the result, e.g. --output=out.png)")
+        if not FLAGS.content or not FLAGS.style:
+            raise InputError("--content and --style are both required (a photo and an artwork)")
+        config = config_from_flags()
+        from tf_style import images
+
+        # Read the inputs before TensorFlow loads, so a wrong path fails in a blink.
+        content = images.load_image(FLAGS.content, "--content")
+        style = images.load_image(FLAGS.style, "--style")
+        images.image_format_for(FLAGS.output)
+        import_tensorflow_quietly()
+        from tf_style import api
+
+        result = api.run(config, content, style, output=FLAGS.output, progress=True)
+    except InputError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; the current image was written to {FLAGS.output}", file=sys.stderr)
+        sys.exit(130)
+    first, last = result.history[0] if result.history else {}, result.final_terms
+    h, w = result.image.shape[:2]
+    summary = f"wrote {FLAGS.output} ({w}x{h}) in {result.seconds:.1f} s"
+    if first and last:
+        summary += f"; total loss {first['total']:.4g} -> {last['total']:.4g} over {len(result.history)} steps"
+    print(summary)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and Keras with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow's C++ runtime writes start-up notices straight to fd 2 before its log level is
+    read; Python exceptions raised by the import still surface, after stderr is restored.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") not in ("2", "3"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, but a bad flag is one line and exit status 2 (absl's default is 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        fail(" ".join(str(e).split()))
+
+
+def run() -> None:
+    """Console-script entry point (`tf-style`)."""
+    app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run()

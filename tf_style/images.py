@@ -1,0 +1,193 @@
+"""Images in and out: decode, validate, orient, convert, resize; encode and save atomically.
+
+Inside the library an image is a float32 NumPy array [H, W, 3] of RGB values in [0, 255];
+uint8 appears only at the edges (files and the public API's return value).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tf_style.errors import InputError
+
+ImageLike = Union[str, os.PathLike, np.ndarray]
+
+#: Output formats by file extension; anything without an extension is written as PNG.
+SAVE_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".gif": "GIF",
+}
+
+
+def load_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """Reads an image file into float32 RGB [H, W, 3] in [0, 255].
+
+    Any format Pillow decodes (JPEG, PNG, WebP, BMP, TIFF, GIF: first frame). The EXIF
+    orientation is applied, so a phone photo comes out upright. Grey, grey+alpha, palette,
+    RGBA (composited over white), CMYK and 16-bit images are converted to RGB.
+
+    Raises InputError naming `what` (e.g. "--content") and the file when it cannot be read.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"{what}: no such file: {path}")
+    if os.path.isdir(path):
+        raise InputError(f"{what}: {path} is a folder; expected an image file")
+    try:
+        with Image.open(path) as img:
+            img.seek(0)  # first frame of an animation
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return pil_to_rgb_array(img)
+    except UnidentifiedImageError:
+        raise InputError(
+            f"{what}: {path} is not an image Pillow can read (expected JPEG, PNG, WebP, BMP, TIFF or GIF)"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise InputError(f"{what}: cannot decode {path}: {' '.join(str(e).split())}") from None
+
+
+def pil_to_rgb_array(img: Image.Image) -> np.ndarray:
+    """A Pillow image of any mode -> float32 RGB [H, W, 3] in [0, 255]."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit (and 32-bit integer) grey: Pillow's convert("RGB") clips at 255 instead of
+        # scaling, which turns most pixels white.
+        grey = np.asarray(img, dtype=np.float64)
+        scale = 255.0 / 65535.0 if grey.max(initial=0) > 255 or mode.startswith("I;16") else 1.0
+        grey = np.clip(grey * scale, 0, 255)
+        return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    if mode == "F":
+        grey = np.asarray(img, dtype=np.float64)
+        if grey.size and grey.max() <= 1.0:
+            grey = grey * 255.0
+        grey = np.clip(grey, 0, 255)
+        return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("LA", "La", "PA"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "RGBa"):
+        # Transparent pixels carry arbitrary colours: composite over white, as a viewer shows them.
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3:4] / 255.0
+        return rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    if mode != "RGB":
+        img = img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return np.asarray(img, dtype=np.float32)
+
+
+def as_rgb_array(image: ImageLike, what: str = "image") -> np.ndarray:
+    """A path or an array -> float32 RGB [H, W, 3] in [0, 255].
+
+    Arrays may be uint8 (0..255), or float in [0, 255]; [H, W] grey and [H, W, 4] RGBA are
+    accepted. Anything else raises InputError.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, what)
+    if not isinstance(image, np.ndarray):
+        try:
+            image = np.asarray(image)
+        except Exception:  # noqa: BLE001
+            raise InputError(f"{what}: expected an image path or an [H, W, 3] array; got {type(image).__name__}") from None
+    arr = image
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InputError(f"{what}: expected an array of shape [H, W, 3]; got shape {list(image.shape)}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"{what}: expected a numeric array; got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{what}: the array contains NaN or infinite values")
+    if arr.min() < 0 or arr.max() > 255:
+        raise InputError(
+            f"{what}: pixel values must lie in [0, 255]; got [{arr.min():g}, {arr.max():g}]"
+        )
+    if arr.shape[2] == 4:
+        alpha = arr[..., 3:4] / 255.0
+        arr = arr[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    return np.ascontiguousarray(arr)
+
+
+def size_for_longest_side(height: int, width: int, longest: int) -> tuple[int, int]:
+    """(h, w) with the longest side `longest` and the aspect ratio kept (each side >= 1)."""
+    scale = longest / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resizes float RGB [H, W, 3] to (h, w) with Lanczos filtering, per channel in float."""
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image.astype(np.float32, copy=False)
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F").resize(
+            (w, h), Image.Resampling.LANCZOS
+        ))
+        for c in range(image.shape[2])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 255.0).astype(np.float32)
+
+
+def resize_longest(image: np.ndarray, longest: int) -> np.ndarray:
+    """Resizes so that the longest side is `longest` pixels, keeping the aspect ratio."""
+    return resize(image, size_for_longest_side(image.shape[0], image.shape[1], longest))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [0, 255] -> uint8, rounded and clipped."""
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike, what: str = "--output") -> str:
+    """Writes an RGB image atomically; the format follows the extension (PNG when there is none).
+
+    The bytes go to a temporary file in the same folder, which is then renamed over `path`, so
+    a reader never sees a half-written file and an interrupted write leaves the old one intact.
+    Returns the path written.
+    """
+    path = os.fspath(path)
+    fmt = image_format_for(path, what)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f"{what}: folder {folder} does not exist")
+    pil = Image.fromarray(to_uint8(image), mode="RGB")
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pil.save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def image_format_for(path: str, what: str = "--output") -> str:
+    """Pillow's format name for an output path, or InputError for an unknown extension."""
+    ext = os.path.splitext(path)[1].lower()
+    if not ext:
+        return "PNG"
+    if ext not in SAVE_FORMATS:
+        raise InputError(
+            f"{what}: cannot write {path}: unknown extension {ext!r}; use one of {', '.join(SAVE_FORMATS)}"
+        )
+    return SAVE_FORMATS[ext]

@@ -1,0 +1,70 @@
+"""VGG19's layer names: the one table between the paper's names and Keras's (no TensorFlow here).
+
+Kept free of TensorFlow so that configuration and command-line checks stay instant.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tf_style.errors import InputError
+
+POOLING_CHOICES: tuple[str, ...] = ("avg", "max")
+
+# (block, number of conv layers, filters): the 16 conv layers of VGG19, configuration E.
+VGG19_BLOCKS: tuple[tuple[int, int, int], ...] = (
+    (1, 2, 64),
+    (2, 2, 128),
+    (3, 4, 256),
+    (4, 4, 512),
+    (5, 4, 512),
+)
+
+#: Keras layer names in network order: block1_conv1, block1_conv2, block1_pool, ...
+KERAS_LAYER_NAMES: tuple[str, ...] = tuple(
+    name
+    for block, n_convs, _ in VGG19_BLOCKS
+    for name in [f"block{block}_conv{c}" for c in range(1, n_convs + 1)] + [f"block{block}_pool"]
+)
+
+#: The one table between the paper's (Caffe's) names and Keras's. Keras fuses the ReLU into
+#: each conv layer, and Caffe runs ReLU in place, so "conv4_2" and "relu4_2" are both the
+#: post-ReLU output of block4_conv2 (Eq. 2's zero branch is that ReLU).
+PAPER_TO_KERAS: dict[str, str] = {}
+for _block, _n, _ in VGG19_BLOCKS:
+    for _c in range(1, _n + 1):
+        PAPER_TO_KERAS[f"conv{_block}_{_c}"] = f"block{_block}_conv{_c}"
+    PAPER_TO_KERAS[f"pool{_block}"] = f"block{_block}_pool"
+KERAS_TO_PAPER: dict[str, str] = {v: k for k, v in PAPER_TO_KERAS.items()}
+
+
+def canonical_layer_name(name: str) -> str:
+    """Returns the paper's name (``conv4_2``, ``pool1``) for a paper, ReLU or Keras layer name.
+
+    Raises InputError naming the valid layers when `name` is not a VGG19 layer.
+    """
+    key = name.strip()
+    relu = re.fullmatch(r"relu(\d)_(\d)", key)
+    if relu:
+        key = f"conv{relu.group(1)}_{relu.group(2)}"
+    if key in PAPER_TO_KERAS:
+        return key
+    if key in KERAS_TO_PAPER:
+        return KERAS_TO_PAPER[key]
+    raise InputError(
+        f"unknown VGG19 layer {name!r}; valid layers are "
+        + ", ".join(PAPER_TO_KERAS)
+        + " (or Keras's names "
+        + ", ".join(KERAS_LAYER_NAMES)
+        + ")"
+    )
+
+
+def keras_layer_name(name: str) -> str:
+    """Returns Keras's name (``block4_conv2``) for any accepted layer name."""
+    return PAPER_TO_KERAS[canonical_layer_name(name)]
+
+
+def layer_depth(name: str) -> int:
+    """Position of a layer in the network (0 for block1_conv1), to find the deepest one."""
+    return KERAS_LAYER_NAMES.index(keras_layer_name(name))

@@ -1,0 +1,117 @@
+"""The outer loop: runs the step and hands each step's terms to callbacks.
+
+Progress bars, printing, intermediate saves and TensorBoard all live in callbacks, so the
+step stays a pure graph computation and the loop is the only place that touches Python
+state. The loop turns the step's tensors into floats once per step, which every callback
+then shares.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import keras
+
+from tf_style import images
+from tf_style.optimize import ImageOptimization
+
+
+@dataclass
+class RunState:
+    """Everything the loop knows about the run in progress, in one place."""
+
+    optimization: ImageOptimization
+    num_steps: int
+    step: int = 0  # steps completed
+    terms: dict[str, float] = field(default_factory=dict)  # the latest step's terms
+    history: list[dict[str, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    interrupted: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def image(self) -> np.ndarray:
+        return self.optimization.image_array()
+
+
+class Callback:
+    """Hooks called by `optimize`. Subclasses override what they need."""
+
+    def on_run_start(self, run: RunState) -> None:
+        pass
+
+    def on_step_end(self, run: RunState) -> None:
+        pass
+
+    def on_run_end(self, run: RunState) -> None:
+        """Called once at the end, also after an error or Ctrl-C (then run.interrupted is True)."""
+
+
+class ProgressBar(Callback):
+    """A keras.utils.Progbar with the main loss terms, updated every `every` steps."""
+
+    SHOWN = ("total", "content", "style", "tv")
+
+    def __init__(self, every: int = 1):
+        self.every = max(1, every)
+        self.bar: keras.utils.Progbar | None = None
+
+    def on_run_start(self, run: RunState) -> None:
+        self.bar = keras.utils.Progbar(run.num_steps, stateful_metrics=list(self.SHOWN), unit_name="step")
+        # Keras redraws in place whenever the OS is POSIX; in a log file that is a mess of
+        # backspaces, so a non-terminal gets one plain line per update instead.
+        self.bar._dynamic_display = sys.stdout.isatty()
+
+    def on_step_end(self, run: RunState) -> None:
+        if run.step % self.every == 0 or run.step == run.num_steps or run.step == 1:
+            values = [(k, run.terms[k]) for k in self.SHOWN if k in run.terms]
+            self.bar.update(run.step, values=values, finalize=run.step == run.num_steps)
+
+
+class SaveEvery(Callback):
+    """Writes the current image every `every` steps as ``<stem>_<step><ext>`` beside `output`."""
+
+    def __init__(self, output: str, every: int):
+        self.output = output
+        self.every = every
+
+    def path_for(self, step: int) -> str:
+        stem, ext = os.path.splitext(self.output)
+        return f"{stem}_{step:05d}{ext or '.png'}"
+
+    def on_step_end(self, run: RunState) -> None:
+        if self.every and run.step % self.every == 0 and run.step < run.num_steps:
+            images.save_image(run.image(), self.path_for(run.step))
+
+
+def optimize(optimization: ImageOptimization, num_steps: int, callbacks: Sequence[Callback] = ()) -> RunState:
+    """Runs `num_steps` steps, calling the callbacks; returns the final RunState.
+
+    On KeyboardInterrupt (Ctrl-C) or any error the callbacks' `on_run_end` still runs (so logs
+    are flushed) with `run.interrupted` set, and the exception propagates.
+    """
+    run = RunState(optimization=optimization, num_steps=num_steps)
+    for cb in callbacks:
+        cb.on_run_start(run)
+    try:
+        for _ in range(num_steps):
+            terms = optimization.step()
+            run.step += 1
+            run.terms = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
+            run.history.append(run.terms)
+            for cb in callbacks:
+                cb.on_step_end(run)
+    except BaseException:
+        run.interrupted = True
+        raise
+    finally:
+        for cb in callbacks:
+            cb.on_run_end(run)
+    return run
