@@ -1,0 +1,56 @@
+"""Shared test set-up: quiet TensorFlow, absl flags usable under pytest, small real images."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Never touch the network: a Keras download attempt in a test goes to a closed loopback port.
+os.environ.setdefault("KERAS_HOME", os.path.join(os.path.dirname(__file__), ".keras-home-unused"))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")
+CONTENT_PATH = os.path.join(DATA, "chelsea.jpg")
+STYLE_PATH = os.path.join(DATA, "hubble_deep_field.jpg")
+
+
+def pytest_configure(config):
+    # absl flags start unparsed under pytest; reading one would raise UnparsedFlagAccessError.
+    flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(scope="session")
+def content_path() -> str:
+    return CONTENT_PATH
+
+
+@pytest.fixture(scope="session")
+def style_path() -> str:
+    return STYLE_PATH
+
+
+@pytest.fixture(scope="session")
+def content_image() -> np.ndarray:
+    """The shipped photo, float32 RGB [0, 255], longest side 64."""
+    from tf_style import images
+
+    return images.resize_longest(images.load_image(CONTENT_PATH), 64)
+
+
+@pytest.fixture(scope="session")
+def style_image() -> np.ndarray:
+    """The shipped style image, float32 RGB [0, 255], longest side 64."""
+    from tf_style import images
+
+    return images.resize_longest(images.load_image(STYLE_PATH), 64)
+
+
+@pytest.fixture(scope="session")
+def random_vgg():
+    """The test backbone: VGG19 with average pooling and seeded random weights (no download)."""
+    from tf_style import vgg
+
+    return vgg.build_vgg19(weights=None, pooling="avg", seed=0)
