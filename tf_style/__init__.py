@@ -18,8 +18,10 @@ _LAZY = {
     "Config": "tf_style.config",
     "InputError": "tf_style.errors",
     "Result": "tf_style.api",
+    "reconstruct_content": "tf_style.experiments",
     "run": "tf_style.api",
     "stylize": "tf_style.api",
+    "synthesize_texture": "tf_style.experiments",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

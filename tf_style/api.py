@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -33,14 +34,34 @@ class Result:
 
 
 _VGG_CACHE: dict[tuple[str, str, int], keras.Model] = {}
+_NORMALIZED_CACHE: dict[tuple, keras.Model] = {}
 
 
-def load_vgg(config: Config) -> keras.Model:
-    """The backbone for a config, built once per (weights, pooling, seed) in this process."""
+def load_vgg(config: Config, normalization_images: Sequence[np.ndarray] = ()) -> keras.Model:
+    """The backbone for a config, built once per (weights, pooling, seed) in this process.
+
+    With config.normalize_vgg the network is rescaled (tf_style.normalize) so that every filter's
+    mean activation over `normalization_images` is 1; the rescaled copy is cached per set of images.
+    """
     key = (config.weights, config.pooling, config.seed if config.weights == "random" else 0)
     if key not in _VGG_CACHE:
         _VGG_CACHE[key] = vgg.build_vgg19(weights=config.weights, pooling=config.pooling, seed=key[2])
-    return _VGG_CACHE[key]
+    if not config.normalize_vgg:
+        return _VGG_CACHE[key]
+    if not len(normalization_images):
+        raise InputError("normalize_vgg needs images to measure the mean activations on; none were given")
+    from tf_style import normalize  # only runs that ask for it pay for the extra forward pass
+
+    digest = hashlib.sha256()
+    for image in normalization_images:
+        arr = np.ascontiguousarray(image, np.float32)
+        digest.update(repr(arr.shape).encode())
+        digest.update(arr.tobytes())
+    norm_key = key + (digest.hexdigest(),)
+    if norm_key not in _NORMALIZED_CACHE:
+        _NORMALIZED_CACHE.clear()  # one normalised copy at a time: each is a whole VGG19
+        _NORMALIZED_CACHE[norm_key] = normalize.normalize_vgg(_VGG_CACHE[key], normalization_images)
+    return _NORMALIZED_CACHE[norm_key]
 
 
 def prepare_images(
@@ -58,9 +79,23 @@ def prepare_images(
 
 
 def build_optimization(
-    config: Config, content: np.ndarray | None, style: np.ndarray | None, output_size: tuple[int, int] | None = None
+    config: Config,
+    content: np.ndarray | None,
+    style: np.ndarray | None,
+    output_size: tuple[int, int] | None = None,
+    normalization_images: Sequence[np.ndarray] | None = None,
 ) -> ImageOptimization:
-    """Feature targets, objective, optimiser and initial image for prepared (resized) inputs."""
+    """Feature targets, objective, optimiser and initial image for prepared (resized) inputs.
+
+    normalization_images: with config.normalize_vgg, the images whose mean activations the
+    network is normalised on; None means the run's own content and style images (the paper used
+    ImageNet images, which are not available here).
+    """
+    if content is not None and output_size is not None and tuple(output_size) != tuple(content.shape[:2]):
+        raise InputError(
+            "output_size applies to texture synthesis only (no content image); "
+            "with a content image the output has the content image's size"
+        )
     content_layers = config.content_layers if content is not None else ()
     style_layers = config.style_layers if style is not None else ()
     if content is None and style is None:
@@ -73,7 +108,9 @@ def build_optimization(
         size = output_size
     else:
         size = style.shape[:2]
-    extractor = FeatureExtractor(load_vgg(config), content_layers, style_layers)
+    if normalization_images is None:
+        normalization_images = [x for x in (content, style) if x is not None]
+    extractor = FeatureExtractor(load_vgg(config, normalization_images), content_layers, style_layers)
     content_targets = extractor.content_targets(content[None]) if content_layers else {}
     style_targets = extractor.style_targets(style[None]) if style_layers else {}
     layer_weights = {k: v for k, v in config.layer_weights.items() if k in style_targets}
@@ -98,6 +135,7 @@ def run(
     output: str | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    normalization_images: Sequence[np.ndarray] | None = None,
 ) -> Result:
     """Runs the optimisation described by `config`.
 
@@ -109,11 +147,15 @@ def run(
         written before the KeyboardInterrupt propagates, so no work is lost.
       callbacks: extra loop callbacks.
       progress: show a keras Progbar every config.print_every steps.
+      normalization_images: with config.normalize_vgg, the images (RGB [0, 255]) the network's
+        filters are normalised on; None: the run's content and style images as resized.
     """
     if output is not None:
         images.image_format_for(output)  # fail before minutes of work, not after
     content_arr, style_arr = prepare_images(config, content, style)
-    optimization = build_optimization(config, content_arr, style_arr)
+    optimization = build_optimization(
+        config, content_arr, style_arr, output_size=config.output_size, normalization_images=normalization_images
+    )
     cbs: list[Callback] = []
     if progress:
         cbs.append(ProgressBar(config.print_every or config.num_steps or 1))

@@ -51,6 +51,18 @@ flags.DEFINE_string(
 flags.DEFINE_string("logdir", None, "TensorBoard log folder (none: no logging).")
 flags.DEFINE_integer("save_every", 0, "Also write the image every N steps as OUTPUT_<step> (0: never).")
 flags.DEFINE_integer("print_every", 50, "Progress line every N steps (0: only at the end).")
+flags.DEFINE_bool(
+    "normalize_vgg",
+    False,
+    "Rescale VGG19 so each filter's mean activation over the run's content and style images is 1, "
+    "as the paper's network was (the paper averaged over ImageNet images instead).",
+)
+flags.DEFINE_string(
+    "output_size",
+    None,
+    "Texture synthesis only (no --content): output size as WIDTHxHEIGHT (e.g. 300x200: 300 wide, "
+    "200 high) or one number for a square; default: the style image's size.",
+)
 
 
 def config_from_flags(values: flags.FlagValues = FLAGS) -> Config:
@@ -83,9 +95,22 @@ def config_from_flags(values: flags.FlagValues = FLAGS) -> Config:
             print_every=values.print_every,
             save_every=values.save_every,
             logdir=values.logdir,
+            normalize_vgg=values.normalize_vgg,
+            output_size=parse_output_size(values.output_size),
         )
     except InputError as e:
         raise InputError(_as_flag_message(str(e))) from None
+
+
+def parse_output_size(text: str | None) -> tuple[int, int] | None:
+    """--output_size: "WIDTHxHEIGHT" or "N" (square) -> (height, width), as Config holds sizes."""
+    if text is None:
+        return None
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) in (1, 2) and all(p.isdigit() for p in parts):
+        width, height = int(parts[0]), int(parts[-1])
+        return height, width
+    raise InputError(f"--output_size: expected WIDTHxHEIGHT (e.g. 300x200) or one number; got {text!r}")
 
 
 def _as_flag_message(message: str) -> str:
@@ -107,14 +132,21 @@ def main(argv: list[str]) -> None:
     try:
         if not FLAGS.output:
             raise InputError("--output is required (where to write the result, e.g. --output=out.png)")
-        if not FLAGS.content or not FLAGS.style:
-            raise InputError("--content and --style are both required (a photo and an artwork)")
+        if not FLAGS.content and not FLAGS.style:
+            raise InputError(
+                "give --content and --style (style transfer), only --content (content reconstruction) "
+                "or only --style (texture synthesis)"
+            )
+        if FLAGS.content and FLAGS.output_size:
+            raise InputError("--output_size is for texture synthesis (no --content); the output has the content's size")
         config = config_from_flags()
         from tf_style import images
 
         # Read the inputs before TensorFlow loads, so a wrong path fails in a blink.
-        content = images.load_image(FLAGS.content, "--content")
-        style = images.load_image(FLAGS.style, "--style")
+        # Without --style this is the paper's content reconstruction (content loss only), without
+        # --content its texture synthesis (style loss only): the same run with one term left out.
+        content = images.load_image(FLAGS.content, "--content") if FLAGS.content else None
+        style = images.load_image(FLAGS.style, "--style") if FLAGS.style else None
         images.image_format_for(FLAGS.output)
         import_tensorflow_quietly()
         from tf_style import api

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,10 @@ class Config:
       print_every: progress/print interval in steps (0: only at the end).
       save_every: write the current image every N steps (0: never).
       logdir: TensorBoard log folder (None: no logging).
+      normalize_vgg: rescale VGG19's filters so that each one's mean activation is 1 over the run's
+        content and style images, as the paper's network was (see tf_style.normalize).
+      output_size: (height, width) of the output when there is no content image (texture
+        synthesis); None: the style image's size. Giving it together with a content image is an error.
     """
 
     image_size: int = 512
@@ -65,6 +70,8 @@ class Config:
     print_every: int = 50
     save_every: int = 0
     logdir: str | None = None
+    normalize_vgg: bool = False
+    output_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         # Normalise list-like inputs to tuples of canonical names so equal configs compare equal.
@@ -120,6 +127,10 @@ class Config:
             )
         if not isinstance(self.weights, str) or not self.weights:
             raise InputError(f"weights must be 'imagenet', 'random' or a file path; got {self.weights!r}")
+        if not isinstance(self.normalize_vgg, bool):
+            raise InputError(f"normalize_vgg must be True or False; got {self.normalize_vgg!r}")
+        if self.output_size is not None:
+            object.__setattr__(self, "output_size", _output_size(self.output_size))
 
     @property
     def effective_learning_rate(self) -> float:
@@ -166,6 +177,27 @@ def _layers(name: str, value: Any) -> tuple[str, ...]:
             raise InputError(f"{name}: layer {canonical} is listed twice")
         out.append(canonical)
     return tuple(out)
+
+
+def _output_size(value: Any) -> tuple[int, int]:
+    """(height, width), each side within the image size limits."""
+    try:
+        h, w = value
+    except (TypeError, ValueError):
+        raise InputError(f"output_size must be (height, width); got {value!r}") from None
+    sides = []
+    for side in (h, w):
+        try:
+            if isinstance(side, bool):
+                raise TypeError
+            sides.append(operator.index(side))  # ints and NumPy ints, not floats
+        except TypeError:
+            raise InputError(f"output_size must be two integers (height, width); got {value!r}") from None
+        if not MIN_IMAGE_SIZE <= sides[-1] <= MAX_IMAGE_SIZE:
+            raise InputError(
+                f"output_size sides must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels; got {value!r}"
+            )
+    return sides[0], sides[1]
 
 
 def _check_int(name: str, value: Any) -> None:
