@@ -18,6 +18,8 @@ from absl import app, flags  # noqa: E402
 
 from tf_style.config import (  # noqa: E402
     INIT_CHOICES,
+    MAX_IMAGE_SIZE,
+    MIN_IMAGE_SIZE,
     OPTIMIZER_CHOICES,
     PAPER_CONTENT_LAYERS,
     PAPER_STYLE_LAYERS,
@@ -107,10 +109,14 @@ def parse_output_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.lower().replace(" ", "").split("x")
-    if len(parts) in (1, 2) and all(p.isdigit() for p in parts):
-        width, height = int(parts[0]), int(parts[-1])
-        return height, width
-    raise InputError(f"--output_size: expected WIDTHxHEIGHT (e.g. 300x200) or one number; got {text!r}")
+    if not (len(parts) in (1, 2) and all(p.isdigit() for p in parts)):
+        raise InputError(f"--output_size: expected WIDTHxHEIGHT (e.g. 300x200) or one number; got {text!r}")
+    width, height = int(parts[0]), int(parts[-1])
+    if not (MIN_IMAGE_SIZE <= width <= MAX_IMAGE_SIZE and MIN_IMAGE_SIZE <= height <= MAX_IMAGE_SIZE):
+        raise InputError(
+            f"--output_size: each side must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels; got {text}"
+        )
+    return height, width
 
 
 def _as_flag_message(message: str) -> str:

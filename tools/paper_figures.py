@@ -15,6 +15,7 @@ stderr for bad flags or inputs.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -66,7 +67,16 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+class _NoRetracingWarning(logging.Filter):
+    """Every panel is its own run with its own step function, traced once each: TensorFlow's
+    "triggered tf.function retracing" warning after the fifth panel is expected, not a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def main(argv: list[str]) -> None:
+    logging.getLogger("tensorflow").addFilter(_NoRetracingWarning())
     if len(argv) > 1:
         fail(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags (see --help)")
     try:
