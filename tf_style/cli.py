@@ -41,8 +41,12 @@ flags.DEFINE_float("style_weight", 1e3, "beta in Eq. 7 (the paper's alpha/beta: 
 flags.DEFINE_float("tv_weight", 0.0, "Weight of the total-variation smoothness prior (0: the paper's objective).")
 flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "VGG19 pooling: avg (paper) or max (Keras's original).")
 flags.DEFINE_string("init", "noise", f"Start image: {' | '.join(INIT_CHOICES)} | PATH (paper: noise).")
-flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZER_CHOICES), "Optimiser.")
-flags.DEFINE_float("learning_rate", None, "Step size (default: the optimiser's, 10 for adam in pixel units).")
+flags.DEFINE_enum(
+    "optimizer", "adam", list(OPTIMIZER_CHOICES), "adam, or lbfgs (L-BFGS with a line search: fewer evaluations to a given loss)."
+)
+flags.DEFINE_float(
+    "learning_rate", None, "Step size (default: the optimiser's; adam: 10 in pixel units, lbfgs: 1, the first trial step)."
+)
 flags.DEFINE_integer("num_steps", 500, "Optimisation steps.")
 flags.DEFINE_integer("seed", 0, "Seeds the white-noise start (and --weights=random).")
 flags.DEFINE_string(

@@ -13,13 +13,13 @@ from tf_style.layers import POOLING_CHOICES, canonical_layer_name
 
 PAPER_STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 PAPER_CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
-OPTIMIZER_CHOICES: tuple[str, ...] = ("adam",)
+OPTIMIZER_CHOICES: tuple[str, ...] = ("adam", "lbfgs")
 INIT_CHOICES: tuple[str, ...] = ("noise", "content", "style")
 MIN_IMAGE_SIZE = 16  # VGG19 pools four times before conv5_1: below 16 px conv5_1 has no pixels
 MAX_IMAGE_SIZE = 8192
 
 #: Learning rates that make good progress in pixel space [0, 255] (see BUILD_NOTES.md).
-DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 10.0}
+DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 10.0, "lbfgs": 1.0}
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class Config:
       tv_weight: weight of the total-variation prior; 0 keeps the paper's objective.
       pooling: "avg" (paper) or "max".
       init: "noise" (white noise, the paper), "content", "style", or a path to an image.
-      optimizer: "adam".
+      optimizer: "adam" or "lbfgs" (L-BFGS with a Wolfe line search: fewer evaluations to a
+        given loss; one of its steps may evaluate the objective more than once).
       learning_rate: None picks the optimiser's default (DEFAULT_LEARNING_RATES).
       num_steps: optimisation steps.
       seed: seeds the initial noise (and random VGG weights).
