@@ -145,6 +145,9 @@ def run(
         if output is not None:
             images.save_image(optimization.image_array(), output)
         raise
+    finally:
+        if logger is not None:
+            logger.close()
     result = Result(
         image=images.to_uint8(optimization.image_array()),
         history=state.history,
