@@ -46,6 +46,8 @@ class Config:
       print_every: progress/print interval in steps (0: only at the end).
       save_every: write the current image every N steps (0: never).
       logdir: TensorBoard log folder (None: no logging).
+      run_name: the run's sub-folder of logdir (None: a timestamp plus the input names).
+      image_every: TensorBoard image interval in steps (None: about 10 per run; 0: only the final one).
     """
 
     image_size: int = 512
@@ -66,6 +68,8 @@ class Config:
     print_every: int = 50
     save_every: int = 0
     logdir: str | None = None
+    run_name: str | None = None
+    image_every: int | None = None
 
     def __post_init__(self) -> None:
         # Normalise list-like inputs to tuples of canonical names so equal configs compare equal.
@@ -119,6 +123,12 @@ class Config:
             raise InputError(
                 f"init must be one of {', '.join(INIT_CHOICES)} or an existing image file; got {self.init!r}"
             )
+        if self.run_name is not None:
+            _check_run_name(self.run_name)
+        if self.image_every is not None:
+            _check_int("image_every", self.image_every)
+            if self.image_every < 0:
+                raise InputError(f"image_every must be >= 0; got {self.image_every}")
         if not isinstance(self.weights, str) or not self.weights:
             raise InputError(f"weights must be 'imagenet', 'random' or a file path; got {self.weights!r}")
 
@@ -167,6 +177,19 @@ def _layers(name: str, value: Any) -> tuple[str, ...]:
             raise InputError(f"{name}: layer {canonical} is listed twice")
         out.append(canonical)
     return tuple(out)
+
+
+def _check_run_name(value: Any) -> None:
+    # The name becomes one folder under logdir: no separators, nothing that walks out of it.
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or value in (".", "..")
+        or "/" in value
+        or (os.sep != "/" and os.sep in value)
+        or "\0" in value
+    ):
+        raise InputError(f"run_name must be a folder name (no '/', not '.' or '..'); got {value!r}")
 
 
 def _check_int(name: str, value: Any) -> None:
