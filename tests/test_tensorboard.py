@@ -61,7 +61,8 @@ def run_folders(logdir: str) -> list[str]:
 
 
 def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, capsys):
-    from tf_style import cli, tensorboard
+    from tf_style import cli
+    from tf_style import tensorboard_logger as tensorboard
 
     logdir, output = str(tmp_path / "logs"), str(tmp_path / "out.png")
     steps, image_every = 6, 4
@@ -155,7 +156,8 @@ def _small_config(tmp_path, **changes) -> Config:
 
 def test_one_logger_over_several_sizes_keeps_counting(tmp_path, content_image, style_image):
     """Coarse-to-fine: one run folder, steps continue across sizes, scale/image_size shows each."""
-    from tf_style import api, images, loop, tensorboard
+    from tf_style import api, images, loop
+    from tf_style import tensorboard_logger as tensorboard
 
     config = _small_config(tmp_path, run_name="multiscale", image_every=0)
     logger = tensorboard.callback_for(config, content_image, style_image, step_offset=10)
@@ -207,7 +209,8 @@ def test_error_mid_run_still_flushes(tmp_path, content_image, style_image):
 
 
 def test_bad_settings_are_one_clear_line(tmp_path):
-    from tf_style import cli, tensorboard
+    from tf_style import cli
+    from tf_style import tensorboard_logger as tensorboard
 
     with pytest.raises(InputError) as e:
         Config(run_name="a/b")
@@ -227,7 +230,7 @@ def test_bad_settings_are_one_clear_line(tmp_path):
 
 
 def test_default_image_every_gives_about_ten_images():
-    from tf_style import tensorboard
+    from tf_style import tensorboard_logger as tensorboard
 
     assert tensorboard.default_image_every(500) == 50
     assert tensorboard.default_image_every(7) == 1

@@ -120,14 +120,14 @@ def run(
     content_arr, style_arr = prepare_images(config, content, style)
     logger = None
     if config.logdir:
-        from tf_style import tensorboard  # local: tensorboard's import is only paid when logging
+        from tf_style import tensorboard_logger  # local: TensorBoard is imported only when logging
 
-        logger = tensorboard.callback_for(
+        logger = tensorboard_logger.callback_for(
             config,
             content_arr,
             style_arr,
-            content_name=content_name or tensorboard.image_name(content),
-            style_name=style_name or tensorboard.image_name(style),
+            content_name=content_name or tensorboard_logger.image_name(content),
+            style_name=style_name or tensorboard_logger.image_name(style),
         )
     optimization = build_optimization(config, content_arr, style_arr)
     cbs: list[Callback] = []

@@ -46,7 +46,7 @@ def fail(message: str) -> None:
 def bench_tensorboard() -> None:
     from tf_style import api, images, loop
     from tf_style.config import Config
-    from tf_style.tensorboard import TensorBoardLogger
+    from tf_style.tensorboard_logger import TensorBoardLogger
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, num_steps=FLAGS.steps)
     data = os.path.join(os.path.dirname(os.path.abspath(api.__file__)), "data")
