@@ -8,6 +8,13 @@ blocks of steps alternately without and with the logger, so both see the same ma
 and the time spent inside the logger's per-step hook is measured directly as well. Goal:
 under 3% of the step time.
 
+--what=optimizers: Adam against L-BFGS on the same problem from the same white noise (VGG19
+with seeded random weights, the shipped images, paper layers and weights). Adam gets
+--evaluations forward+backward passes; the benchmark reports how many evaluations and how
+many seconds L-BFGS needs to reach Adam's final loss, side by side in one run. (Adam's
+terms are those of the image a step started from, L-BFGS's those of the image it accepted:
+the comparison is at most one step generous to Adam.)
+
 Add a benchmark by writing a function and registering it in BENCHMARKS.
 """
 
@@ -27,7 +34,8 @@ from absl import app, flags  # noqa: E402
 PROG = "benchmark"
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("what", "tensorboard", ["tensorboard"], "Which benchmark to run.")
+flags.DEFINE_enum("what", "tensorboard", ["tensorboard", "optimizers"], "Which benchmark to run.")
+flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.")
 flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.")
 flags.DEFINE_integer("steps", 10, "Steps per timed block.")
 flags.DEFINE_integer("rounds", 3, "Timed blocks per variant (the variants alternate).")
@@ -133,13 +141,56 @@ def bench_tensorboard() -> None:
     print(f"  {verdict} the goal of < {100 * TENSORBOARD_GOAL:.0f}% of the step time")
 
 
-BENCHMARKS: dict[str, Callable[[], None]] = {"tensorboard": bench_tensorboard}
+def bench_optimizers() -> None:
+    from tf_style import api
+    from tf_style.config import Config
+
+    config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
+    data = os.path.join(os.path.dirname(os.path.abspath(api.__file__)), "data")
+    content, style = api.prepare_images(
+        config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "hubble_deep_field.jpg")
+    )
+    trajectories: dict[str, list[tuple[int, float, float]]] = {}
+    for name in ("adam", "lbfgs"):
+        optimization = api.build_optimization(config.replace(optimizer=name), content, style)
+
+        def evaluations() -> int:
+            # L-BFGS counts its own (a line search may evaluate several times); Adam is one a step.
+            return int(optimization.state[-1].numpy()) if name == "lbfgs" else steps
+
+        steps, trajectory = 0, []
+        optimization.step()  # traces; its time is not counted, its evaluations are
+        steps += 1
+        start = time.perf_counter()
+        while evaluations() < FLAGS.evaluations:
+            total = float(optimization.step()["total"][0])
+            steps += 1
+            trajectory.append((evaluations(), time.perf_counter() - start, total))
+        trajectories[name] = trajectory
+
+    adam_evals, adam_time, adam_loss = trajectories["adam"][-1]
+    lbfgs_evals, lbfgs_time, lbfgs_loss = trajectories["lbfgs"][-1]
+    h, w = content.shape[:2]
+    print(f"--what=optimizers at {w}x{h} (VGG19 random weights, paper layers and weights), white-noise start")
+    print(f"  adam (lr {config.replace(optimizer='adam').effective_learning_rate:g}): "
+          f"{adam_evals} evaluations, {adam_time:.1f} s, final total loss {adam_loss:.4g}")
+    print(f"  lbfgs: {lbfgs_evals} evaluations, {lbfgs_time:.1f} s, final total loss {lbfgs_loss:.4g}")
+    reached = next(((e, t) for e, t, loss in trajectories["lbfgs"] if loss <= adam_loss), None)
+    if reached is None:
+        print(f"  lbfgs did not reach adam's final loss within {FLAGS.evaluations} evaluations")
+    else:
+        e, t = reached
+        print(f"  lbfgs reached adam's final loss after {e} evaluations and {t:.1f} s: "
+              f"{adam_evals / e:.1f}x fewer evaluations, {adam_time / t:.1f}x less time")
+
+
+BENCHMARKS: dict[str, Callable[[], None]] = {"tensorboard": bench_tensorboard, "optimizers": bench_optimizers}
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags")
-    for name in ("steps", "rounds", "image_every"):
+    for name in ("steps", "rounds", "image_every", "evaluations"):
         if getattr(FLAGS, name) < 1:
             fail(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
     if FLAGS.warmup < 0:
