@@ -89,7 +89,7 @@ def test_config_normalises_names_and_is_frozen():
         ({"content_weight": float("nan")}, "content_weight must be a finite number >= 0; got nan"),
         ({"learning_rate": 0}, "learning_rate must be a finite number > 0; got 0"),
         ({"pooling": "median"}, "pooling must be one of avg, max; got 'median'"),
-        ({"optimizer": "sgd"}, "optimizer must be one of adam; got 'sgd'"),
+        ({"optimizer": "sgd"}, "optimizer must be one of adam, lbfgs; got 'sgd'"),
         ({"style_layers": ["conv1_1", "block1_conv1"]}, "style_layers: layer conv1_1 is listed twice"),
         ({"style_layer_weights": (1.0,)}, "style_layer_weights has 1 values for 5 style layers"),
         ({"content_layers": (), "style_layers": ()}, "content_layers and style_layers are both empty"),

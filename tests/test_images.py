@@ -136,6 +136,15 @@ def test_save_by_extension_and_atomically(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.jpg", "b", "c.webp"]  # no temporary files left
 
 
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        images.save_image(gradient_rgb(), tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "p.png").st_mode & 0o777) == 0o644  # not mkstemp's private 0600
+
+
 def test_save_failure_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "out.png"
     target.write_bytes(b"old")

@@ -105,7 +105,10 @@ def test_figure3_every_panel_resume_and_per_panel_settings(tmp_path, monkeypatch
     e = seen["fig3_E_1e-2"]
     assert e.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     assert e.content_weight / e.style_weight == pytest.approx(1e-2)
-    assert e.logdir == str(tmp_path / "logs" / "fig3_E_1e-2")  # one TensorBoard run per panel
+    # One TensorBoard run per panel, named after it (api.run attaches the logger from these).
+    assert (e.logdir, e.run_name) == (str(tmp_path / "logs"), "fig3_E_1e-2")
+    runs = sorted(d for d in os.listdir(tmp_path / "logs") if (tmp_path / "logs" / d).is_dir())
+    assert runs == sorted(n[:-4] for n in FIG3_PANELS)
 
     # An interrupted figure: one panel missing. The rerun makes only that one.
     os.remove(folder / "fig3_C_1e-3.png")

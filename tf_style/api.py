@@ -27,6 +27,7 @@ class Result:
     config: Config
     seconds: float
     interrupted: bool = False
+    run_dir: str | None = None  # the TensorBoard run folder, when config.logdir was set
 
     @property
     def final_terms(self) -> dict[str, float]:
@@ -136,6 +137,8 @@ def run(
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
     normalization_images: Sequence[np.ndarray] | None = None,
+    content_name: str | None = None,
+    style_name: str | None = None,
 ) -> Result:
     """Runs the optimisation described by `config`.
 
@@ -149,10 +152,23 @@ def run(
       progress: show a keras Progbar every config.print_every steps.
       normalization_images: with config.normalize_vgg, the images (RGB [0, 255]) the network's
         filters are normalised on; None: the run's content and style images as resized.
+      content_name, style_name: names of the inputs for TensorBoard (run name, HParams);
+        default: the file names of path inputs.
     """
     if output is not None:
         images.image_format_for(output)  # fail before minutes of work, not after
     content_arr, style_arr = prepare_images(config, content, style)
+    logger = None
+    if config.logdir:
+        from tf_style import tensorboard_logger  # local: TensorBoard is imported only when logging
+
+        logger = tensorboard_logger.callback_for(
+            config,
+            content_arr,
+            style_arr,
+            content_name=content_name or tensorboard_logger.image_name(content),
+            style_name=style_name or tensorboard_logger.image_name(style),
+        )
     optimization = build_optimization(
         config, content_arr, style_arr, output_size=config.output_size, normalization_images=normalization_images
     )
@@ -161,6 +177,8 @@ def run(
         cbs.append(ProgressBar(config.print_every or config.num_steps or 1))
     if output is not None and config.save_every:
         cbs.append(SaveEvery(output, config.save_every))
+    if logger is not None:
+        cbs.append(logger)
     cbs.extend(callbacks)
     state: RunState | None = None
     try:
@@ -169,11 +187,15 @@ def run(
         if output is not None:
             images.save_image(optimization.image_array(), output)
         raise
+    finally:
+        if logger is not None:
+            logger.close()
     result = Result(
         image=images.to_uint8(optimization.image_array()),
         history=state.history,
         config=config,
         seconds=state.elapsed,
+        run_dir=logger.run_dir if logger is not None else None,
     )
     if output is not None:
         images.save_image(result.image, output)

@@ -172,10 +172,11 @@ def panels_for(figure: int) -> list[Panel]:
 
 
 def callbacks_for_panel(config: Config, panel: Panel) -> list:
-    """Loop callbacks for one panel's run.
+    """Extra loop callbacks for one panel's run: the one place to attach per-panel hooks.
 
-    The one place to attach per-panel logging: TensorBoard (config.logdir is already the
-    panel's own run folder when --logdir is given) plugs in here.
+    TensorBoard needs nothing here: with --logdir, each panel's config carries logdir and
+    run_name = the panel's key, and `api.run` attaches its logger from those, so every panel is
+    one TensorBoard run (``<logdir>/fig3_B_1e-4``) and its curves can be compared side by side.
     """
     return []
 
@@ -269,7 +270,8 @@ def make_figure(
             config = base.replace(
                 **dict(panel.changes),
                 output_size=None if panel.uses_content else size,
-                logdir=os.path.join(settings.logdir, panel.key) if settings.logdir else None,
+                logdir=settings.logdir,
+                run_name=panel.key if settings.logdir else None,
             )
             started = time.perf_counter()
             # No output= here: api.run saves the unfinished image on Ctrl-C, and a panel file
@@ -280,6 +282,8 @@ def make_figure(
                 style if panel.uses_style else None,
                 callbacks=callbacks_for_panel(config, panel),
                 normalization_images=norm_images,
+                content_name=_stem(settings.content) if panel.uses_content else None,
+                style_name=_stem(settings.style) if panel.uses_style else None,
             )
             images.save_image(result.image, paths[panel.filename])
             first = result.history[0]["total"] if result.history else float("nan")
@@ -294,6 +298,10 @@ def make_figure(
     log(f"wrote {sheet_path}")
     paths[os.path.basename(sheet_path)] = sheet_path
     return paths
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def _weights_label(settings: Settings) -> str:
