@@ -26,6 +26,7 @@ from tf_style.config import (  # noqa: E402
     Config,
 )
 from tf_style.errors import InputError  # noqa: E402
+from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "tf-style"
 FLAGS = flags.FLAGS
@@ -195,27 +196,6 @@ def _stem(path: str | None) -> str | None:
     if not path:  # content reconstruction / texture synthesis: one input is absent
         return None
     return os.path.splitext(os.path.basename(path))[0]
-
-
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow and Keras with file descriptor 2 pointed at /dev/null.
-
-    TensorFlow's C++ runtime writes start-up notices straight to fd 2 before its log level is
-    read; Python exceptions raised by the import still surface, after stderr is restored.
-    """
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") not in ("2", "3"):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -27,6 +27,7 @@ from absl import app, flags  # noqa: E402
 
 from tf_style.config import OPTIMIZER_CHOICES  # noqa: E402
 from tf_style.errors import InputError  # noqa: E402
+from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "paper_figures.py"
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")
@@ -84,6 +85,7 @@ def main(argv: list[str]) -> None:
             raise InputError("--figure is required: 1 or 3")
         if not FLAGS.output_dir:
             raise InputError("--output_dir is required (the folder for the panels and the sheet)")
+        import_tensorflow_quietly()
         from tf_style import figures
 
         settings = figures.Settings(
