@@ -153,9 +153,12 @@ def pure_step(objective: StyleObjective, optimizer: Optimizer, image: tf.Tensor,
 
 def min_side(config: Config) -> int:
     """The smallest image side whose deepest requested layer still has a pixel: 2^(pools before it)."""
-    deepest = max((*config.content_layers, *config.style_layers), key=layers_lib.layer_depth)
-    block = int(layers_lib.keras_layer_name(deepest)[len("block")])
-    return 2 ** (block - 1)
+    deepest = layers_lib.keras_layer_name(
+        max((*config.content_layers, *config.style_layers), key=layers_lib.layer_depth)
+    )
+    block = int(deepest[len("block")])
+    pools = block - 1 + (1 if deepest.endswith("_pool") else 0)
+    return 2**pools
 
 
 class StyleTransferModule(tf.Module):
