@@ -148,7 +148,13 @@ def library(inputs):
 
 # Two pairs of each output size with different content, so a mixed-up answer cannot pass.
 # With 3 Adam steps the style term decides the picture: pairs of one size differ in style.
-PAIRS = [("content", "style"), ("jpeg", "grey"), ("noise_wide", "noise_tall"), ("noise_tall", "grey"), ("grey", "noise_tall")]
+PAIRS = [
+    ("content", "style"),
+    ("jpeg", "grey"),
+    ("noise_wide", "noise_tall"),
+    ("noise_tall", "grey"),
+    ("grey", "noise_tall"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +193,9 @@ def served(export, inputs, library, tmp_path_factory) -> dict:
         {
             "id": "rest_columnar",
             "kind": "rest",
-            "body": json.dumps({"inputs": {"content_bytes": [{"b64": b64["content"]}], "style_bytes": [{"b64": b64["style"]}]}}),
+            "body": json.dumps(
+                {"inputs": {"content_bytes": [{"b64": b64["content"]}], "style_bytes": [{"b64": b64["style"]}]}}
+            ),
         },
         {
             "id": "rest_rows",
@@ -210,7 +218,7 @@ def served(export, inputs, library, tmp_path_factory) -> dict:
     ]
     plan += [default_job(f"alone{i}", [c], [s]) for i, (c, s) in enumerate(pairs)]
     # Each pair twice, spread over 4 threads that start together on the one session.
-    concurrent = [default_job(f"c{i}", [pairs[i % len(pairs)][0]], [pairs[i % len(pairs)][1]]) for i in range(2 * len(pairs))]
+    concurrent = [default_job(f"c{i}", [c], [s]) for i, (c, s) in enumerate(pairs + pairs)]
     plan.append({"id": "concurrent", "kind": "concurrent", "jobs": concurrent, "threads": 4})
     folder = tmp_path_factory.mktemp("runner")
     plan_path, result_path = folder / "plan.pkl", folder / "result.pkl"
@@ -280,7 +288,8 @@ def test_tool_requires_export_dir():
     proc = subprocess.run([sys.executable, TOOL], capture_output=True, text=True, env=env())
     assert proc.returncode == 2
     assert proc.stderr == (
-        "export_savedmodel.py: error: --export_dir is required (the model's base folder, e.g. --export_dir=/models/tf_style)\n"
+        "export_savedmodel.py: error: --export_dir is required "
+        "(the model's base folder, e.g. --export_dir=/models/tf_style)\n"
     )
 
 
@@ -334,8 +343,9 @@ def test_saved_graph_has_no_pyfunc_and_no_xla_must_compile(export, tmp_path):
     assert forbidden_in_graph(os.path.join(export["path"], "saved_model.pb")) == []
     # The check itself finds both when they are there.
     bad = tf.Module()
-    bad.py = tf.function(lambda x: tf.py_function(lambda v: v * 2, [x], tf.float32), input_signature=[tf.TensorSpec([], tf.float32)])
-    bad.xla = tf.function(lambda x: x * 3, jit_compile=True, input_signature=[tf.TensorSpec([], tf.float32)])
+    scalar = [tf.TensorSpec([], tf.float32)]
+    bad.py = tf.function(lambda x: tf.py_function(lambda v: v * 2, [x], tf.float32), input_signature=scalar)
+    bad.xla = tf.function(lambda x: x * 3, jit_compile=True, input_signature=scalar)
     tf.saved_model.save(bad, str(tmp_path / "bad"), signatures={"py": bad.py, "xla": bad.xla})
     found = forbidden_in_graph(str(tmp_path / "bad" / "saved_model.pb"))
     assert any("EagerPyFunc" in f for f in found) and any("_XlaMustCompile" in f for f in found)
@@ -533,7 +543,20 @@ def test_rest_mapping_follows_the_documented_rules():
         serving_rest.outputs_to_response({"a": np.zeros([2]), "b": np.float32(1)}, row_format=True)
     with pytest.raises(serving_rest.RestError, match="row format needs every output"):
         serving_rest.outputs_to_response({"a": np.zeros([2]), "b": np.zeros([3])}, row_format=True)
-    reply = json.loads(
-        serving_rest.outputs_to_response({"out_bytes": np.array([b"\xff"], object), "text": np.array([b"ok"], object)}, False)
-    )
+    strings = {"out_bytes": np.array([b"\xff"], object), "text": np.array([b"ok"], object)}
+    reply = json.loads(serving_rest.outputs_to_response(strings, row_format=False))
     assert reply == {"outputs": {"out_bytes": [{"b64": "/w=="}], "text": ["ok"]}}
+
+
+def test_client_example_needs_exactly_one_server(tmp_path):
+    example = os.path.join(ROOT, "tools", "serving_client_example.py")
+    proc = subprocess.run(
+        [sys.executable, example, "--content=a.png", "--style=b.png", f"--output={tmp_path / 'o.png'}"],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "serving_client_example.py: error: give exactly one of --server (REST) and --saved_model_dir (local SavedModel)\n"
+    )

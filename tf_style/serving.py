@@ -142,7 +142,9 @@ def encode_png(image: tf.Tensor) -> tf.Tensor:
     return tf.io.encode_png(tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8))
 
 
-def pure_step(objective: StyleObjective, optimizer: Optimizer, image: tf.Tensor, state: State) -> tuple[tf.Tensor, State, Terms]:
+def pure_step(
+    objective: StyleObjective, optimizer: Optimizer, image: tf.Tensor, state: State
+) -> tuple[tf.Tensor, State, Terms]:
     """The library's step without variables: the optimiser's update, clipped to [0, 255].
 
     Exactly the body of `ImageOptimization.eager_step`, with the image and state as values.
@@ -241,10 +243,11 @@ class StyleTransferModule(tf.Module):
     def style_targets(self, image: tf.Tensor) -> dict[str, StyleTarget]:
         """`FeatureExtractor.style_targets` for an image whose size is known only at run time."""
         features = self._extractor(image)
-        return {
-            name: StyleTarget(gram=gram_matrix(features[name]), positions=tf.shape(features[name])[1] * tf.shape(features[name])[2])
-            for name in self._extractor.style_layers
-        }
+        targets = {}
+        for name in self._extractor.style_layers:
+            f = features[name]
+            targets[name] = StyleTarget(gram=gram_matrix(f), positions=tf.shape(f)[1] * tf.shape(f)[2])
+        return targets
 
     def stylize_one(self, content: tf.Tensor, style: tf.Tensor) -> tuple[tf.Tensor, Terms]:
         """The whole optimisation for one pair of float images [H, W, 3] (already resized).
@@ -315,7 +318,11 @@ class StyleTransferModule(tf.Module):
     def targets(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         check = tf.debugging.Assert(
             tf.equal(tf.size(image_bytes), 1),
-            [tf.strings.join(["targets takes exactly one image per request; got ", tf.strings.as_string(tf.size(image_bytes))])],
+            [
+                tf.strings.join(
+                    ["targets takes exactly one image per request; got ", tf.strings.as_string(tf.size(image_bytes))]
+                )
+            ],
         )
         with tf.control_dependencies([check]):
             data = tf.reshape(image_bytes, [-1])[0]

@@ -13,18 +13,17 @@ nothing between them and any number of clients can share it.
     # or against the SavedModel folder directly, the way the server runs it (TF1 loader + Session)
     python tools/serving_client_example.py --saved_model_dir=/models/tf_style/1 ...
 
-Only numpy and Pillow are needed for the REST path (plus TensorFlow for --saved_model_dir).
+The REST path needs only numpy, Pillow and tf_style's image module (no TensorFlow);
+--saved_model_dir needs TensorFlow.
 The step size, layers and weights are the export's; the number of steps is the client's.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import sys
-import tempfile
 import time
 import urllib.request
 from typing import Any, Callable
@@ -122,28 +121,6 @@ def stylize(
     return image[0], history
 
 
-def to_png(image: np.ndarray) -> bytes:
-    """float [H, W, 3] in [0, 255] -> PNG bytes, rounded half to even like the export."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8), mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def write_atomically(data: bytes, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def main(argv: list[str]) -> None:
     from absl import flags
 
@@ -160,6 +137,13 @@ def main(argv: list[str]) -> None:
             _fail(f"--{flag}: no such file: {getattr(FLAGS, flag)}")
     if FLAGS.num_steps < 1:
         _fail(f"--num_steps must be >= 1; got {FLAGS.num_steps}")
+    from tf_style import images  # numpy + Pillow only
+    from tf_style.errors import InputError
+
+    try:
+        images.image_format_for(FLAGS.output)
+    except InputError as e:
+        _fail(str(e))
     if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
         _fail(f"--output: the folder of {FLAGS.output} does not exist")
     with open(FLAGS.content, "rb") as f:
@@ -175,7 +159,7 @@ def main(argv: list[str]) -> None:
             print(f"step {step}/{FLAGS.num_steps}: total {terms['total']:.4g} ({rate:.2f} s/step)", flush=True)
 
     image, _ = stylize(client, content, style, FLAGS.num_steps, report)
-    write_atomically(to_png(image), FLAGS.output)
+    images.save_image(image, FLAGS.output)  # atomic; rounds like the export's PNG
     print(f"wrote {FLAGS.output} ({image.shape[1]}x{image.shape[0]})")
 
 
