@@ -274,6 +274,7 @@ class StyleTransferModule(tf.Module):
     # -- the signatures ---------------------------------------------------------------------------
 
     def serve(self, content_bytes: tf.Tensor, style_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`serving_default`: N encoded pairs -> N PNGs and the final loss terms, each [N]."""
         n = tf.size(content_bytes)
         checks = [
             tf.debugging.Assert(n > 0, ["empty batch: content_bytes and style_bytes need at least one image each"]),
@@ -301,12 +302,13 @@ class StyleTransferModule(tf.Module):
             image, terms = self.stylize_one(content, style)
             return encode_png(image[0]), {loss_key(k): terms[k][0] for k in term_names}
 
-        with tf.control_dependencies(checks):
-            count = tf.identity(tf.size(content_bytes))
+        with tf.control_dependencies(checks):  # the checks' messages, not map_fn's, for a bad batch
+            content_bytes = tf.identity(content_bytes)
+            style_bytes = tf.identity(style_bytes)
         # One pair at a time: each pair already uses every core, and memory stays one pair's.
         png, terms = tf.map_fn(
             one,
-            (tf.range(count), content_bytes, style_bytes),
+            (tf.range(tf.size(content_bytes)), content_bytes, style_bytes),
             fn_output_signature=(
                 tf.TensorSpec([], tf.string),
                 {loss_key(k): tf.TensorSpec([], tf.float32) for k in term_names},
@@ -316,6 +318,7 @@ class StyleTransferModule(tf.Module):
         return {"image_bytes": png, **terms}
 
     def targets(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`targets`: one encoded image -> its pixels, the start noise, content features and Grams."""
         check = tf.debugging.Assert(
             tf.equal(tf.size(image_bytes), 1),
             [
@@ -341,6 +344,7 @@ class StyleTransferModule(tf.Module):
         return out
 
     def step(self, **inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`step`: image, optimiser state and targets in -> new image, new state, terms at the input image."""
         state = tuple(inputs[k] for k in self._state_keys)
         content_targets = {n: inputs[f"content_{n}"] for n in self._extractor.content_layers}
         style_targets = {
