@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Never touch the network: a Keras download attempt in a test goes to a closed loopback port.
-os.environ.setdefault("KERAS_HOME", os.path.join(os.path.dirname(__file__), ".keras-home-unused"))
+# No test touches the network: an empty Keras cache, and any download goes to a proxy on a
+# closed loopback port, so it fails at once without a packet leaving the machine.
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="tf_style_keras_home_")
+for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+    os.environ[_var] = "http://127.0.0.1:9"
+for _var in ("no_proxy", "NO_PROXY"):
+    os.environ.pop(_var, None)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

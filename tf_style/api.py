@@ -26,6 +26,7 @@ class Result:
     config: Config
     seconds: float
     interrupted: bool = False
+    run_dir: str | None = None  # the TensorBoard run folder, when config.logdir was set
 
     @property
     def final_terms(self) -> dict[str, float]:
@@ -98,6 +99,8 @@ def run(
     output: str | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    content_name: str | None = None,
+    style_name: str | None = None,
 ) -> Result:
     """Runs the optimisation described by `config`.
 
@@ -109,16 +112,31 @@ def run(
         written before the KeyboardInterrupt propagates, so no work is lost.
       callbacks: extra loop callbacks.
       progress: show a keras Progbar every config.print_every steps.
+      content_name, style_name: names of the inputs for TensorBoard (run name, HParams);
+        default: the file names of path inputs.
     """
     if output is not None:
         images.image_format_for(output)  # fail before minutes of work, not after
     content_arr, style_arr = prepare_images(config, content, style)
+    logger = None
+    if config.logdir:
+        from tf_style import tensorboard_logger  # local: TensorBoard is imported only when logging
+
+        logger = tensorboard_logger.callback_for(
+            config,
+            content_arr,
+            style_arr,
+            content_name=content_name or tensorboard_logger.image_name(content),
+            style_name=style_name or tensorboard_logger.image_name(style),
+        )
     optimization = build_optimization(config, content_arr, style_arr)
     cbs: list[Callback] = []
     if progress:
         cbs.append(ProgressBar(config.print_every or config.num_steps or 1))
     if output is not None and config.save_every:
         cbs.append(SaveEvery(output, config.save_every))
+    if logger is not None:
+        cbs.append(logger)
     cbs.extend(callbacks)
     state: RunState | None = None
     try:
@@ -127,11 +145,15 @@ def run(
         if output is not None:
             images.save_image(optimization.image_array(), output)
         raise
+    finally:
+        if logger is not None:
+            logger.close()
     result = Result(
         image=images.to_uint8(optimization.image_array()),
         history=state.history,
         config=config,
         seconds=state.elapsed,
+        run_dir=logger.run_dir if logger is not None else None,
     )
     if output is not None:
         images.save_image(result.image, output)

@@ -41,14 +41,22 @@ flags.DEFINE_float("style_weight", 1e3, "beta in Eq. 7 (the paper's alpha/beta: 
 flags.DEFINE_float("tv_weight", 0.0, "Weight of the total-variation smoothness prior (0: the paper's objective).")
 flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "VGG19 pooling: avg (paper) or max (Keras's original).")
 flags.DEFINE_string("init", "noise", f"Start image: {' | '.join(INIT_CHOICES)} | PATH (paper: noise).")
-flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZER_CHOICES), "Optimiser.")
-flags.DEFINE_float("learning_rate", None, "Step size (default: the optimiser's, 10 for adam in pixel units).")
+flags.DEFINE_enum(
+    "optimizer", "adam", list(OPTIMIZER_CHOICES), "adam, or lbfgs (L-BFGS with a line search: fewer evaluations to a given loss)."
+)
+flags.DEFINE_float(
+    "learning_rate", None, "Step size (default: the optimiser's; adam: 10 in pixel units, lbfgs: 1, the first trial step)."
+)
 flags.DEFINE_integer("num_steps", 500, "Optimisation steps.")
 flags.DEFINE_integer("seed", 0, "Seeds the white-noise start (and --weights=random).")
 flags.DEFINE_string(
     "weights", "imagenet", "VGG19 weights: imagenet (Keras download/cache), random (seeded), or a .h5 PATH."
 )
 flags.DEFINE_string("logdir", None, "TensorBoard log folder (none: no logging).")
+flags.DEFINE_string("run_name", None, "TensorBoard run folder under --logdir (default: a timestamp plus the input names).")
+flags.DEFINE_integer(
+    "image_every", None, "TensorBoard snapshot of the image every N steps (default: about 10 per run; 0: only the last)."
+)
 flags.DEFINE_integer("save_every", 0, "Also write the image every N steps as OUTPUT_<step> (0: never).")
 flags.DEFINE_integer("print_every", 50, "Progress line every N steps (0: only at the end).")
 
@@ -83,6 +91,8 @@ def config_from_flags(values: flags.FlagValues = FLAGS) -> Config:
             print_every=values.print_every,
             save_every=values.save_every,
             logdir=values.logdir,
+            run_name=values.run_name,
+            image_every=values.image_every,
         )
     except InputError as e:
         raise InputError(_as_flag_message(str(e))) from None
@@ -119,7 +129,15 @@ def main(argv: list[str]) -> None:
         import_tensorflow_quietly()
         from tf_style import api
 
-        result = api.run(config, content, style, output=FLAGS.output, progress=True)
+        result = api.run(
+            config,
+            content,
+            style,
+            output=FLAGS.output,
+            progress=True,
+            content_name=_stem(FLAGS.content),
+            style_name=_stem(FLAGS.style),
+        )
     except InputError as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -130,7 +148,13 @@ def main(argv: list[str]) -> None:
     summary = f"wrote {FLAGS.output} ({w}x{h}) in {result.seconds:.1f} s"
     if first and last:
         summary += f"; total loss {first['total']:.4g} -> {last['total']:.4g} over {len(result.history)} steps"
+    if result.run_dir:
+        summary += f"; TensorBoard run {result.run_dir} (tensorboard --logdir {config.logdir})"
     print(summary)
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def import_tensorflow_quietly() -> None:

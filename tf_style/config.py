@@ -13,13 +13,13 @@ from tf_style.layers import POOLING_CHOICES, canonical_layer_name
 
 PAPER_STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 PAPER_CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
-OPTIMIZER_CHOICES: tuple[str, ...] = ("adam",)
+OPTIMIZER_CHOICES: tuple[str, ...] = ("adam", "lbfgs")
 INIT_CHOICES: tuple[str, ...] = ("noise", "content", "style")
 MIN_IMAGE_SIZE = 16  # VGG19 pools four times before conv5_1: below 16 px conv5_1 has no pixels
 MAX_IMAGE_SIZE = 8192
 
 #: Learning rates that make good progress in pixel space [0, 255] (see BUILD_NOTES.md).
-DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 10.0}
+DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 10.0, "lbfgs": 1.0}
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class Config:
       tv_weight: weight of the total-variation prior; 0 keeps the paper's objective.
       pooling: "avg" (paper) or "max".
       init: "noise" (white noise, the paper), "content", "style", or a path to an image.
-      optimizer: "adam".
+      optimizer: "adam" or "lbfgs" (L-BFGS with a Wolfe line search: fewer evaluations to a
+        given loss; one of its steps may evaluate the objective more than once).
       learning_rate: None picks the optimiser's default (DEFAULT_LEARNING_RATES).
       num_steps: optimisation steps.
       seed: seeds the initial noise (and random VGG weights).
@@ -45,6 +46,8 @@ class Config:
       print_every: progress/print interval in steps (0: only at the end).
       save_every: write the current image every N steps (0: never).
       logdir: TensorBoard log folder (None: no logging).
+      run_name: the run's sub-folder of logdir (None: a timestamp plus the input names).
+      image_every: TensorBoard image interval in steps (None: about 10 per run; 0: only the final one).
     """
 
     image_size: int = 512
@@ -65,6 +68,8 @@ class Config:
     print_every: int = 50
     save_every: int = 0
     logdir: str | None = None
+    run_name: str | None = None
+    image_every: int | None = None
 
     def __post_init__(self) -> None:
         # Normalise list-like inputs to tuples of canonical names so equal configs compare equal.
@@ -118,6 +123,12 @@ class Config:
             raise InputError(
                 f"init must be one of {', '.join(INIT_CHOICES)} or an existing image file; got {self.init!r}"
             )
+        if self.run_name is not None:
+            _check_run_name(self.run_name)
+        if self.image_every is not None:
+            _check_int("image_every", self.image_every)
+            if self.image_every < 0:
+                raise InputError(f"image_every must be >= 0; got {self.image_every}")
         if not isinstance(self.weights, str) or not self.weights:
             raise InputError(f"weights must be 'imagenet', 'random' or a file path; got {self.weights!r}")
 
@@ -166,6 +177,19 @@ def _layers(name: str, value: Any) -> tuple[str, ...]:
             raise InputError(f"{name}: layer {canonical} is listed twice")
         out.append(canonical)
     return tuple(out)
+
+
+def _check_run_name(value: Any) -> None:
+    # The name becomes one folder under logdir: no separators, nothing that walks out of it.
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or value in (".", "..")
+        or "/" in value
+        or (os.sep != "/" and os.sep in value)
+        or "\0" in value
+    ):
+        raise InputError(f"run_name must be a folder name (no '/', not '.' or '..'); got {value!r}")
 
 
 def _check_int(name: str, value: Any) -> None:

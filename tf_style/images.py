@@ -173,12 +173,20 @@ def save_image(image: np.ndarray, path: str | os.PathLike, what: str = "--output
             pil.save(f, format=fmt, **options)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def image_format_for(path: str, what: str = "--output") -> str:

@@ -103,9 +103,11 @@ def optimize(optimization: ImageOptimization, num_steps: int, callbacks: Sequenc
     try:
         for _ in range(num_steps):
             terms = optimization.step()
-            run.step += 1
-            run.terms = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
-            run.history.append(run.terms)
+            floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
+            # Count the step only with its terms in hand: a Ctrl-C in between must not leave a
+            # step number without terms for on_run_end to see.
+            run.terms, run.step = floats, run.step + 1
+            run.history.append(floats)
             for cb in callbacks:
                 cb.on_step_end(run)
     except BaseException:

@@ -116,7 +116,9 @@ class ImageOptimization:
         new_image, new_state, terms = self.optimizer.step(
             self.objective.value_and_grad, self.image.read_value(), state
         )
-        self.image.assign(tf.clip_by_value(new_image, 0.0, 255.0))
+        if getattr(self.optimizer, "clip_to_pixel_range", True):
+            new_image = tf.clip_by_value(new_image, 0.0, 255.0)
+        self.image.assign(new_image)
         for var, value in zip(self.state, new_state):
             var.assign(value)
         return terms

@@ -48,6 +48,7 @@ class Adam:
     """
 
     name = "adam"
+    clip_to_pixel_range = True  # a projected step: the image stays a valid picture throughout
 
     def __init__(self, learning_rate: float = 10.0, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8):
         if learning_rate <= 0:
@@ -76,8 +77,179 @@ class Adam:
         return tf.constant(self.lr, tf.float32)
 
 
+class LBFGS:
+    """Limited-memory BFGS with a weak-Wolfe line search, its whole state in tensors.
+
+    Each step: the direction from the two-loop recursion over the last `history` curvature
+    pairs (Nocedal & Wright, Alg. 7.4), then a line search by bisection and doubling
+    (Lewis & Overton) until the weak Wolfe conditions hold:
+
+        f(x + t d) <= f(x) + c1 t g.d          (sufficient decrease)
+        g(x + t d).d >= c2 g.d                  (curvature)
+
+    The curvature condition guarantees y.s > 0, so every pair is usable even where the style
+    loss is concave along the path (it is, for the first steps from white noise: the slope
+    steepens as the features grow), and doubling lets the step grow there. The first trial
+    step is `learning_rate` (scaled by min(1, 1/|g|_1) on the very first step, which has no
+    curvature yet).
+
+    The loss and gradient at the accepted point are kept in the state, so a step costs as
+    many objective evaluations as its line search tried (usually one) and the terms returned
+    are those of the NEW image. `evaluations` in the state counts them all.
+
+    The image is not clipped between steps (a clipped point would break the cached gradient
+    and the curvature pairs); outputs are clipped to [0, 255] when written.
+
+    State: (k, f, g, S, Y, rho, count, head, h_diag, evaluations), S and Y ring buffers
+    [history, *image.shape], rho = 1/(y.s), count pairs held, head the next slot, h_diag =
+    y.s/y.y of the newest pair (the initial inverse-Hessian scale).
+    """
+
+    name = "lbfgs"
+    clip_to_pixel_range = False
+
+    def __init__(
+        self,
+        learning_rate: float = 1.0,
+        history: int = 20,
+        max_evaluations: int = 10,
+        c1: float = 1e-4,
+        c2: float = 0.9,
+    ):
+        if learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
+        if history < 1 or max_evaluations < 1:
+            raise ValueError("history and max_evaluations must be >= 1")
+        if not 0 < c1 < c2 < 1:
+            raise ValueError(f"need 0 < c1 < c2 < 1; got c1={c1}, c2={c2}")
+        self.lr = float(learning_rate)
+        self.history = int(history)
+        self.max_evaluations = int(max_evaluations)
+        self.c1 = float(c1)
+        self.c2 = float(c2)
+
+    def init_state(self, image: tf.Tensor) -> State:
+        zeros = tf.zeros_like(image, dtype=tf.float32)
+        buffer = tf.zeros(tf.concat([[self.history], tf.shape(image)], axis=0), tf.float32)
+        return (
+            tf.constant(0.0),  # k
+            tf.constant(0.0),  # f at the current image
+            zeros,  # g at the current image
+            buffer,  # S
+            buffer,  # Y
+            tf.zeros([self.history]),  # rho
+            tf.constant(0, tf.int32),  # count
+            tf.constant(0, tf.int32),  # head
+            tf.constant(1.0),  # h_diag
+            tf.constant(0.0),  # evaluations
+        )
+
+    def _direction(self, g, S, Y, rho, count, head, h_diag):
+        m = self.history
+
+        def backward(i, q, alphas):
+            j = (head - 1 - i) % m
+            a = rho[j] * tf.reduce_sum(S[j] * q)
+            return i + 1, q - a * Y[j], tf.tensor_scatter_nd_update(alphas, [[j]], [a])
+
+        _, q, alphas = tf.while_loop(
+            lambda i, q, a: i < count, backward, (tf.constant(0), -g, tf.zeros([m], tf.float32))
+        )
+
+        def forward(i, r):
+            j = (head - count + i) % m
+            b = rho[j] * tf.reduce_sum(Y[j] * r)
+            return i + 1, r + S[j] * (alphas[j] - b)
+
+        _, d = tf.while_loop(lambda i, r: i < count, forward, (tf.constant(0), q * h_diag))
+        return d
+
+    def step(self, value_and_grad: ValueAndGrad, image: tf.Tensor, state: State) -> tuple[tf.Tensor, State, Terms]:
+        k, f, g, S, Y, rho, count, head, h_diag, evaluations = state
+
+        def evaluate_here():
+            terms, grad = value_and_grad(image)
+            return tf.reduce_sum(terms["total"]), grad
+
+        f, g = tf.cond(k > 0.0, lambda: (f, g), evaluate_here)
+        evaluations = evaluations + tf.where(k > 0.0, 0.0, 1.0)
+
+        d = self._direction(g, S, Y, rho, count, head, h_diag)
+        gtd = tf.reduce_sum(g * d)
+        # Round-off can cost descent; then fall back to scaled steepest descent.
+        d = tf.where(gtd < 0.0, d, -g * h_diag)
+        gtd = tf.reduce_sum(g * d)
+
+        g_l1 = tf.reduce_sum(tf.abs(g))
+        t0 = self.lr * tf.where(k > 0.0, 1.0, tf.minimum(1.0, 1.0 / tf.maximum(g_l1, 1e-30)))
+
+        def trial(t):
+            terms, grad = value_and_grad(image + t * d)
+            return terms, grad
+
+        def wolfe(t, terms, grad):
+            f_t = tf.reduce_sum(terms["total"])
+            armijo = tf.logical_and(tf.math.is_finite(f_t), f_t <= f + self.c1 * t * gtd)
+            curvature = tf.reduce_sum(grad * d) >= self.c2 * gtd
+            return armijo, curvature
+
+        terms0, grad0 = trial(t0)
+        inf = tf.constant(float("inf"))
+
+        def cond(i, t, lo, hi, terms, grad):
+            armijo, curvature = wolfe(t, terms, grad)
+            return tf.logical_and(i < self.max_evaluations, tf.logical_not(tf.logical_and(armijo, curvature)))
+
+        def body(i, t, lo, hi, terms, grad):
+            armijo, _ = wolfe(t, terms, grad)
+            hi = tf.where(armijo, hi, t)
+            lo = tf.where(armijo, t, lo)
+            t_next = tf.where(tf.math.is_finite(hi), 0.5 * (lo + hi), 2.0 * t)
+            terms, grad = trial(t_next)
+            return i + 1, t_next, lo, hi, terms, grad
+
+        i, t, _, _, terms, g_new = tf.while_loop(
+            cond, body, (tf.constant(1), t0, tf.constant(0.0), inf, terms0, grad0)
+        )
+        evaluations = evaluations + tf.cast(i, tf.float32)
+        armijo, _ = wolfe(t, terms, g_new)
+        f_new = tf.reduce_sum(terms["total"])
+
+        # Out of evaluations without sufficient decrease (rare): stay put and forget the history,
+        # so the next step starts over from scaled steepest descent.
+        s = t * d
+        y = g_new - g
+        ys = tf.reduce_sum(y * s)
+        keep = tf.logical_and(armijo, ys > 1e-10)
+
+        def push():
+            slot = [[head]]
+            return (
+                tf.tensor_scatter_nd_update(S, slot, s[None]),
+                tf.tensor_scatter_nd_update(Y, slot, y[None]),
+                tf.tensor_scatter_nd_update(rho, slot, [1.0 / ys]),
+                tf.minimum(count + 1, self.history),
+                (head + 1) % self.history,
+                ys / tf.reduce_sum(y * y),
+            )
+
+        S, Y, rho, count, head, h_diag = tf.cond(keep, push, lambda: (S, Y, rho, count, head, h_diag))
+        count = tf.where(armijo, count, 0)
+        new_image = tf.where(armijo, image + s, image)
+        f_out = tf.where(armijo, f_new, f)
+        g_out = tf.where(armijo, g_new, g)
+        state = (k + 1.0, f_out, g_out, S, Y, rho, count, head, h_diag, evaluations)
+        return new_image, state, terms
+
+    def learning_rate(self, state: State) -> tf.Tensor:
+        return tf.constant(self.lr, tf.float32)
+
+
+OPTIMIZERS = {"adam": Adam, "lbfgs": LBFGS}
+
+
 def make_optimizer(name: str, learning_rate: float) -> Optimizer:
-    """The optimiser called `name` ("adam")."""
-    if name == "adam":
-        return Adam(learning_rate=learning_rate)
-    raise ValueError(f"unknown optimizer {name!r}; expected adam")
+    """The optimiser called `name` ("adam" or "lbfgs")."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](learning_rate=learning_rate)

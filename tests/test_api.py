@@ -1,0 +1,101 @@
+"""The Python API (`tf_style.stylize`, `tf_style.run`) and the Config it is built on."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tf_style
+from tf_style import api
+from tf_style.config import Config
+from tf_style.errors import InputError
+from tf_style.loop import Callback
+
+
+def test_stylize_with_paths_returns_uint8_at_the_requested_size(content_path, style_path):
+    out = tf_style.stylize(content_path, style_path, weights="random", image_size=48, num_steps=5)
+    assert out.dtype == np.uint8 and out.shape == (32, 48, 3)
+
+
+def test_stylize_with_arrays_is_reproducible_and_seed_dependent(content_image, style_image):
+    content = content_image.astype(np.uint8)
+    a = tf_style.stylize(content, style_image, weights="random", image_size=32, num_steps=3, seed=1)
+    b = tf_style.stylize(content, style_image, weights="random", image_size=32, num_steps=3, seed=1)
+    c = tf_style.stylize(content, style_image, weights="random", image_size=32, num_steps=3, seed=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_run_records_every_step_and_writes_the_output(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=32, num_steps=6, save_every=2)
+    result = tf_style.run(config, content_image, style_image, output=str(tmp_path / "r.jpg"))
+    assert len(result.history) == 6
+    assert result.history[-1]["total"] < result.history[0]["total"]
+    with Image.open(tmp_path / "r.jpg") as img:
+        assert img.format == "JPEG" and img.size == (32, 22)
+    assert sorted(os.listdir(tmp_path)) == ["r.jpg", "r_00002.jpg", "r_00004.jpg"]
+
+
+def test_ctrl_c_saves_the_current_image_before_propagating(tmp_path, content_image, style_image):
+    class Interrupt(Callback):
+        def on_step_end(self, run):
+            if run.step == 2:
+                raise KeyboardInterrupt
+
+    config = Config(weights="random", image_size=32, num_steps=50)
+    with pytest.raises(KeyboardInterrupt):
+        api.run(config, content_image, style_image, output=str(tmp_path / "partial.png"), callbacks=[Interrupt()])
+    with Image.open(tmp_path / "partial.png") as img:
+        assert img.size == (32, 22)
+
+
+def test_unknown_option_lists_the_valid_ones(content_image, style_image):
+    with pytest.raises(InputError, match=r"unknown option\(s\) imge_size; valid options are content_layers,"):
+        tf_style.stylize(content_image, style_image, imge_size=32)
+
+
+def test_bad_array_input():
+    with pytest.raises(InputError, match=r"--content: expected an array of shape \[H, W, 3\]"):
+        tf_style.stylize(np.zeros((4, 4, 2)), np.zeros((4, 4, 3)), weights="random")
+
+
+def test_config_defaults_are_the_papers():
+    c = Config()
+    assert c.content_layers == ("conv4_2",)
+    assert c.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    assert c.content_weight / c.style_weight == pytest.approx(1e-3)
+    assert c.layer_weights == {n: pytest.approx(0.2) for n in c.style_layers}
+    assert (c.pooling, c.init, c.tv_weight) == ("avg", "noise", 0.0)
+
+
+def test_config_normalises_names_and_is_frozen():
+    c = Config(content_layers="block4_conv2", style_layers=["relu1_1", "block2_conv1"], style_layer_weights=[1, 3])
+    assert c.content_layers == ("conv4_2",) and c.style_layers == ("conv1_1", "conv2_1")
+    assert c.layer_weights == {"conv1_1": 1.0, "conv2_1": 3.0}
+    with pytest.raises(Exception):
+        c.image_size = 3  # frozen
+    assert c.replace(image_size=64).image_size == 64
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"image_size": 10}, "image_size must be between 16 and 8192 pixels; got 10"),
+        ({"image_size": 64.5}, "image_size must be an integer; got 64.5"),
+        ({"num_steps": -1}, "num_steps must be >= 0; got -1"),
+        ({"content_weight": float("nan")}, "content_weight must be a finite number >= 0; got nan"),
+        ({"learning_rate": 0}, "learning_rate must be a finite number > 0; got 0"),
+        ({"pooling": "median"}, "pooling must be one of avg, max; got 'median'"),
+        ({"optimizer": "sgd"}, "optimizer must be one of adam, lbfgs; got 'sgd'"),
+        ({"style_layers": ["conv1_1", "block1_conv1"]}, "style_layers: layer conv1_1 is listed twice"),
+        ({"style_layer_weights": (1.0,)}, "style_layer_weights has 1 values for 5 style layers"),
+        ({"content_layers": (), "style_layers": ()}, "content_layers and style_layers are both empty"),
+    ],
+)
+def test_config_rejects_bad_values(options, message):
+    with pytest.raises(InputError) as info:
+        Config(**options)
+    assert str(info.value).startswith(message)

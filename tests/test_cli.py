@@ -1,0 +1,122 @@
+"""The `tf-style` command: end to end as a user runs it, and its one-line errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from absl.testing import flagsaver
+from PIL import Image
+
+from tf_style import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def offline_env(tmp_path) -> dict[str, str]:
+    """Environment for a subprocess: empty Keras cache, downloads to a closed loopback port."""
+    env = dict(os.environ)
+    env.update(
+        KERAS_HOME=str(tmp_path / "keras"),
+        https_proxy="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""),
+    )
+    env.pop("no_proxy", None)
+    env.pop("NO_PROXY", None)
+    return env
+
+
+def run_cli(args, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tf_style", *args],
+        capture_output=True,
+        text=True,
+        env=offline_env(tmp_path),
+        cwd=tmp_path,
+        timeout=300,
+    )
+
+
+def test_end_to_end_small_run(tmp_path, content_path, style_path):
+    out = tmp_path / "out.png"
+    proc = run_cli(
+        [f"--content={content_path}", f"--style={style_path}", f"--output={out}", "--weights=random",
+         "--image_size=64", "--num_steps=30", "--print_every=10"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as img:
+        assert img.format == "PNG" and max(img.size) == 64 and img.size == (64, 43)
+    match = re.search(r"total loss ([0-9.e+]+) -> ([0-9.e+]+) over 30 steps", proc.stdout)
+    assert match, proc.stdout
+    assert float(match.group(2)) < float(match.group(1)) / 5
+    # The progress bar printed the loss along the way (every 10 steps, plus the first).
+    assert len(re.findall(r"total: ", proc.stdout)) >= 4
+    assert proc.stderr.strip() == ""
+
+
+def test_offline_without_weights_exits_2_naming_the_flag(tmp_path, content_path, style_path):
+    proc = run_cli([f"--content={content_path}", f"--style={style_path}", "--output=o.png", "--image_size=32"], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("tf-style: error: cannot get the VGG19 ImageNet weights")
+    assert "--weights=PATH" in lines[0] and os.path.join(str(tmp_path / "keras"), "models") in lines[0]
+    assert not (tmp_path / "o.png").exists()
+
+
+def call_main(capsys, **flag_values) -> tuple[int, str]:
+    with flagsaver.flagsaver(**flag_values):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["tf-style"])
+    return info.value.code, capsys.readouterr().err
+
+
+def test_unknown_layer_is_one_line_exit_2(capsys, tmp_path, content_path, style_path):
+    code, err = call_main(capsys, content=content_path, style=style_path, output=str(tmp_path / "o.png"),
+                          content_layers=["conv9_9"])
+    assert code == 2
+    assert err.count("\n") == 1
+    assert err.startswith("tf-style: error: --content_layers: unknown VGG19 layer 'conv9_9'; valid layers are conv1_1,")
+
+
+def test_missing_content_file(capsys, tmp_path, style_path):
+    code, err = call_main(capsys, content=str(tmp_path / "nope.jpg"), style=style_path, output=str(tmp_path / "o.png"))
+    assert code == 2
+    assert err == f"tf-style: error: --content: no such file: {tmp_path / 'nope.jpg'}\n"
+
+
+def test_missing_required_flags(capsys, content_path):
+    code, err = call_main(capsys, content=content_path, output="o.png")
+    assert (code, err) == (2, "tf-style: error: --content and --style are both required (a photo and an artwork)\n")
+    code, err = call_main(capsys, content=content_path, style=content_path)
+    assert code == 2 and err.startswith("tf-style: error: --output is required")
+
+
+@pytest.mark.parametrize(
+    "flag_values,message",
+    [
+        ({"image_size": 8}, "--image_size must be between 16 and 8192 pixels; got 8"),
+        ({"style_weight": -1.0}, "--style_weight must be a finite number >= 0; got -1.0"),
+        ({"init": "nowhere.png"}, "--init must be one of noise, content, style or an existing image file; got 'nowhere.png'"),
+        ({"style_layer_weights": ["1", "x"]}, "--style_layer_weights: expected comma-separated numbers; got 1,x"),
+        ({"output": "out.xyz"}, "--output: cannot write out.xyz: unknown extension '.xyz'"),
+    ],
+)
+def test_bad_values_name_the_flag(capsys, content_path, style_path, flag_values, message):
+    values = dict(content=content_path, style=style_path, output="o.png")
+    values.update(flag_values)
+    code, err = call_main(capsys, **values)
+    assert code == 2
+    assert err.startswith(f"tf-style: error: {message}"), err
+
+
+def test_unknown_flag_is_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli._parse_flags(["tf-style", "--no_such_flag=1"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "tf-style: error: Unknown command line flag 'no_such_flag'\n"

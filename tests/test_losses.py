@@ -1,0 +1,139 @@
+"""Each loss of the paper against float64 NumPy, and the gradients against Eq. 2 and Eq. 6."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_style import losses
+
+SHAPES = [(1, 5, 7, 3), (2, 4, 4, 8), (3, 9, 2, 16), (1, 1, 1, 1)]
+
+
+def np_gram(f: np.ndarray) -> np.ndarray:
+    b, h, w, c = f.shape
+    F = f.reshape(b, h * w, c).transpose(0, 2, 1)  # the paper's F: [B, N, M]
+    return np.einsum("bik,bjk->bij", F, F)
+
+
+def rng_features(shape, seed, relu=True):
+    x = np.random.default_rng(seed).normal(size=shape)
+    return np.maximum(x, 0) if relu else x
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gram_matrix_matches_float64_numpy(shape):
+    f = rng_features(shape, 1, relu=False)
+    got = losses.gram_matrix(tf.constant(f, tf.float32)).numpy()
+    np.testing.assert_allclose(got, np_gram(f), rtol=1e-4, atol=1e-5)
+
+
+def test_gram_matrix_by_hand():
+    # One position with features (1, 2) and one with (3, 4): G = [[1+9, 2+12], [2+12, 4+16]].
+    f = tf.constant([[[[1.0, 2.0], [3.0, 4.0]]]])
+    np.testing.assert_array_equal(losses.gram_matrix(f).numpy(), [[[10.0, 14.0], [14.0, 20.0]]])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_content_loss_matches_float64_numpy(shape):
+    f, p = rng_features(shape, 2), rng_features(shape, 3)
+    expected = 0.5 * ((f - p) ** 2).sum(axis=(1, 2, 3))
+    got = losses.content_loss(tf.constant(f, tf.float32), tf.constant(p, tf.float32)).numpy()
+    assert got.shape == (shape[0],)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+def test_content_loss_broadcasts_one_target_over_the_batch():
+    f = rng_features((3, 4, 5, 6), 4)
+    p = rng_features((1, 4, 5, 6), 5)
+    expected = 0.5 * ((f - p) ** 2).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(losses.content_loss(f.astype(np.float32), p.astype(np.float32)), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_style_layer_loss_matches_float64_numpy(shape):
+    b, h, w, n = shape
+    f = rng_features(shape, 6)
+    a = np_gram(rng_features(shape, 7))
+    m = h * w
+    expected = ((np_gram(f) - a) ** 2).sum(axis=(1, 2)) / (4.0 * n**2 * m**2)
+    got = losses.style_layer_loss(tf.constant(f, tf.float32), tf.constant(a, tf.float32)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+def test_style_layer_loss_is_zero_for_the_targets_own_gram():
+    f = rng_features((1, 6, 6, 4), 8).astype(np.float32)
+    assert losses.style_layer_loss(f, losses.gram_matrix(f)).numpy()[0] == 0.0
+
+
+def test_style_loss_weights_layers_as_eq5():
+    feats = {"a": rng_features((2, 4, 4, 3), 9), "b": rng_features((2, 2, 2, 5), 10)}
+    targets = {"a": np_gram(rng_features((1, 4, 4, 3), 11)), "b": np_gram(rng_features((1, 2, 2, 5), 12))}
+
+    def e(name):
+        f = feats[name]
+        _, h, w, n = f.shape
+        return ((np_gram(f) - targets[name]) ** 2).sum(axis=(1, 2)) / (4.0 * n**2 * (h * w) ** 2)
+
+    tf_feats = {k: tf.constant(v, tf.float32) for k, v in feats.items()}
+    tf_targets = {k: tf.constant(v, tf.float32) for k, v in targets.items()}
+    weighted = losses.style_loss(tf_feats, tf_targets, {"a": 0.25, "b": 3.0}).numpy()
+    np.testing.assert_allclose(weighted, 0.25 * e("a") + 3.0 * e("b"), rtol=1e-4)
+    default = losses.style_loss(tf_feats, tf_targets).numpy()  # the paper's w_l = 1/|layers|
+    np.testing.assert_allclose(default, 0.5 * e("a") + 0.5 * e("b"), rtol=1e-4)
+
+
+def test_total_loss_is_eq7():
+    np.testing.assert_allclose(losses.total_loss([2.0, 3.0], [5.0, 7.0], 1e-3, 4.0).numpy(), [20.002, 28.003])
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7, 3), (2, 3, 3, 1)])
+def test_total_variation_matches_float64_numpy(shape):
+    x = np.random.default_rng(13).uniform(0, 255, size=shape)
+    expected = ((x[:, 1:] - x[:, :-1]) ** 2).sum(axis=(1, 2, 3)) + ((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum(
+        axis=(1, 2, 3)
+    )
+    np.testing.assert_allclose(losses.total_variation_loss(x.astype(np.float32)), expected, rtol=1e-4)
+
+
+def test_total_variation_of_a_flat_image_is_zero():
+    assert losses.total_variation_loss(tf.fill([1, 8, 8, 3], 77.0)).numpy()[0] == 0.0
+
+
+def _pre_relu(seed, shape):
+    # Keep pre-activations away from 0, where the ReLU's derivative is undefined.
+    x = np.random.default_rng(seed).normal(size=shape)
+    return np.where(np.abs(x) < 0.05, 0.5, x)
+
+
+def test_content_gradient_is_eq2():
+    x = _pre_relu(14, (1, 4, 5, 6))  # pre-activations; F = ReLU(x)
+    p = rng_features((1, 4, 5, 6), 15)
+    xt = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = losses.content_loss(tf.nn.relu(xt), p.astype(np.float32))
+    grad = tape.gradient(loss, xt).numpy()
+    f = np.maximum(x, 0)
+    expected = np.where(x > 0, f - p, 0.0)  # Eq. 2
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_style_gradient_is_eq6():
+    shape = (1, 3, 4, 5)
+    _, h, w, n = shape
+    m = h * w
+    x = _pre_relu(16, shape)
+    a = np_gram(rng_features(shape, 17))
+    xt = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = losses.style_layer_loss(tf.nn.relu(xt), a.astype(np.float32))
+    grad = tape.gradient(loss, xt).numpy()
+
+    F = np.maximum(x, 0).reshape(m, n).T  # the paper's F^l: N x M
+    G = F @ F.T
+    dE_dF = ((F.T @ (G - a[0])).T) / (n**2 * m**2)  # Eq. 6, an N x M matrix
+    expected = np.where(F > 0, dE_dF, 0.0).T.reshape(shape)
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-9)

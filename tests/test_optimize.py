@@ -1,0 +1,125 @@
+"""The objective, the pure Adam, and the tf.function step on the tf.Variable image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_style import losses
+from tf_style.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
+from tf_style.features import FeatureExtractor, StyleTarget, rescale_gram
+from tf_style.optimize import ImageOptimization, StyleObjective, initial_image, white_noise
+from tf_style.optimizers import Adam
+
+
+@pytest.fixture(scope="module")
+def extractor(random_vgg):
+    return FeatureExtractor(random_vgg, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS)
+
+
+def make_objective(extractor, content_image, style_image, **weights):
+    options = dict(content_weight=1.0, style_weight=1e3, tv_weight=0.0)
+    options.update(weights)
+    return StyleObjective(
+        extractor,
+        extractor.content_targets(content_image[None]),
+        extractor.style_targets(style_image[None]),
+        **options,
+    )
+
+
+def test_terms_are_the_papers_weighted_losses(extractor, content_image, style_image):
+    objective = make_objective(extractor, content_image, style_image, content_weight=2.0, style_weight=300.0, tv_weight=0.5)
+    x = white_noise(content_image.shape[:2], 1)[None]
+    terms = {k: v.numpy()[0] for k, v in objective(x).items()}
+
+    feats = {k: v.numpy().astype(np.float64) for k, v in extractor(x).items()}
+    ctarget = extractor.content_targets(content_image[None])["conv4_2"].numpy().astype(np.float64)
+    np.testing.assert_allclose(terms["content/conv4_2"], 2.0 * 0.5 * ((feats["conv4_2"] - ctarget) ** 2).sum(), rtol=1e-4)
+    style_targets = extractor.style_targets(style_image[None])
+    expected_style = 0.0
+    for name in PAPER_STYLE_LAYERS:
+        f = feats[name][0]
+        h, w, n = f.shape
+        F = f.reshape(h * w, n)
+        A = style_targets[name].gram.numpy()[0].astype(np.float64) * (h * w) / style_targets[name].positions
+        e = ((F.T @ F - A) ** 2).sum() / (4 * n**2 * (h * w) ** 2)
+        np.testing.assert_allclose(terms[f"style/{name}"], 300.0 * 0.2 * e, rtol=1e-3)
+        expected_style += 300.0 * 0.2 * e
+    np.testing.assert_allclose(terms["style"], expected_style, rtol=1e-3)
+    np.testing.assert_allclose(terms["tv"], 0.5 * losses.total_variation_loss(x).numpy()[0], rtol=1e-5)
+    # The per-layer terms add up to the totals, and the totals to the objective.
+    assert terms["content"] == pytest.approx(terms["content/conv4_2"], rel=1e-6)
+    assert terms["style"] == pytest.approx(sum(terms[f"style/{n}"] for n in PAPER_STYLE_LAYERS), rel=1e-5)
+    assert terms["total"] == pytest.approx(terms["content"] + terms["style"] + terms["tv"], rel=1e-6)
+
+
+def test_rescale_gram_is_identity_at_the_same_size_and_per_position_otherwise():
+    target = StyleTarget(gram=tf.constant([[[4.0, 2.0], [2.0, 6.0]]]), positions=16)
+    np.testing.assert_array_equal(rescale_gram(target, 16).numpy(), target.gram.numpy())
+    np.testing.assert_array_equal(rescale_gram(target, 4).numpy(), target.gram.numpy() / 4)
+
+
+def test_adam_matches_a_float64_reference():
+    rng = np.random.default_rng(2)
+    x0 = rng.uniform(0, 255, size=(1, 3, 3, 3))
+    target = rng.uniform(0, 255, size=(1, 3, 3, 3))
+
+    def value_and_grad(image):
+        diff = image - tf.constant(target, tf.float32)
+        return {"total": tf.reduce_sum(diff**3, axis=[1, 2, 3])}, 3 * diff**2
+
+    adam = Adam(learning_rate=0.5, beta_1=0.8, beta_2=0.95, epsilon=1e-3)
+    image, state = tf.constant(x0, tf.float32), adam.init_state(tf.constant(x0, tf.float32))
+    x, m, v = x0.copy(), np.zeros_like(x0), np.zeros_like(x0)
+    for t in range(1, 4):
+        image, state, _ = adam.step(value_and_grad, image, state)
+        g = 3 * (x - target) ** 2
+        m = 0.8 * m + 0.2 * g
+        v = 0.95 * v + 0.05 * g**2
+        x = x - 0.5 * (m / (1 - 0.8**t)) / (np.sqrt(v / (1 - 0.95**t)) + 1e-3)
+    np.testing.assert_allclose(image.numpy(), x, rtol=1e-5, atol=1e-4)
+    assert float(state[0]) == 3.0
+
+
+def test_step_traces_once_and_the_loss_falls_tenfold_in_100_steps(extractor, content_image, style_image):
+    objective = make_objective(extractor, content_image, style_image)
+    start = initial_image("noise", content_image.shape[:2], seed=0)
+    opt = ImageOptimization(objective, Adam(learning_rate=10.0), start)
+    totals = [float(opt.step()["total"][0]) for _ in range(100)]
+    assert opt.step.experimental_get_tracing_count() == 1
+    assert totals[0] / totals[-1] >= 10.0, (totals[0], totals[-1])
+    image = opt.image.numpy()
+    assert image.min() >= 0.0 and image.max() <= 255.0
+
+
+def test_eager_and_tf_function_give_the_same_loss(extractor, content_image, style_image):
+    objective = make_objective(extractor, content_image, style_image, tv_weight=1e-3)
+    start = initial_image("noise", content_image.shape[:2], seed=4)
+    eager = ImageOptimization(objective, Adam(learning_rate=10.0), start)
+    graph = ImageOptimization(objective, Adam(learning_rate=10.0), start)
+    for _ in range(3):
+        e, g = eager.eager_step(), graph.step()
+        for name in e:
+            np.testing.assert_allclose(e[name].numpy(), g[name].numpy(), rtol=1e-4, err_msg=name)
+    np.testing.assert_allclose(eager.image.numpy(), graph.image.numpy(), atol=1e-2)
+
+
+def test_white_noise_is_seeded_uniform_on_0_255():
+    a, b, c = white_noise((40, 50), 7).numpy(), white_noise((40, 50), 7).numpy(), white_noise((40, 50), 8).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.shape == (40, 50, 3) and a.min() >= 0 and a.max() <= 255
+    assert abs(a.mean() - 127.5) < 5 and abs(a.std() - 255 / np.sqrt(12)) < 5  # uniform's mean and sd
+
+
+def test_initial_image_from_content_style_and_path(tmp_path, content_image, style_image):
+    size = content_image.shape[:2]
+    np.testing.assert_array_equal(initial_image("content", size, 0, content=content_image), content_image)
+    assert initial_image("style", size, 0, style=style_image).shape == content_image.shape
+    from tf_style import images
+
+    images.save_image(content_image, tmp_path / "init.png")
+    got = initial_image(str(tmp_path / "init.png"), size, 0)
+    assert np.abs(got - content_image).max() <= 0.5  # PNG rounds to integers

@@ -1,0 +1,278 @@
+"""TensorBoard logging: what a run writes is read back with TensorBoard's own reader."""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+from PIL import Image
+
+from tf_style.config import Config
+from tf_style.errors import InputError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+
+def read_run(path: str) -> dict:
+    """tag -> list of (step, value) from every event file in `path`, via TensorBoard's reader.
+
+    TF2 summaries are TENSOR events; size_guidance 0 keeps all of them (the default keeps 10).
+    """
+    import tensorflow as tf
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    acc = ea.EventAccumulator(path, size_guidance={ea.TENSORS: 0})
+    acc.Reload()
+    out = {}
+    for tag in acc.Tags()["tensors"]:
+        plugin = acc.SummaryMetadata(tag).plugin_data
+        out[tag] = [(e.step, tf.make_ndarray(e.tensor_proto), plugin) for e in acc.Tensors(tag)]
+    return out
+
+
+def scalars(events: dict, tag: str) -> tuple[list[int], np.ndarray]:
+    rows = events[tag]
+    assert all(p.plugin_name == "scalars" for _, _, p in rows), tag
+    return [s for s, _, _ in rows], np.array([float(v) for _, v, _ in rows])
+
+
+def decode_image(events: dict, tag: str, index: int = -1) -> tuple[int, np.ndarray]:
+    step, value, plugin = events[tag][index]
+    assert plugin.plugin_name == "images"
+    width, height, png = value[0], value[1], value[2]  # tf.summary.image: [w, h, encoded...]
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert pixels.shape == (int(height), int(width), 3)
+    return step, pixels
+
+
+def run_folders(logdir: str) -> list[str]:
+    return sorted(p for p in glob.glob(os.path.join(logdir, "*")) if os.path.isdir(p))
+
+
+def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, capsys):
+    from tf_style import cli
+    from tf_style import tensorboard_logger as tensorboard
+
+    logdir, output = str(tmp_path / "logs"), str(tmp_path / "out.png")
+    steps, image_every = 6, 4
+    with flagsaver.flagsaver(
+        content=content_path,
+        style=style_path,
+        output=output,
+        image_size=32,
+        num_steps=steps,
+        weights="random",
+        logdir=logdir,
+        image_every=image_every,
+        print_every=0,
+    ):
+        cli.main(["tf-style"])
+    (run_dir,) = run_folders(logdir)
+    assert re.fullmatch(r"\d{8}-\d{6}_chelsea_hubble_deep_field", os.path.basename(run_dir))
+    assert f"TensorBoard run {run_dir}" in capsys.readouterr().out
+    events = read_run(run_dir)
+
+    layer_tags = ["loss/content/conv4_2"] + [f"loss/style/{n}" for n in STYLE_LAYERS]
+    scalar_tags = ["loss/total", "loss/content", "loss/style", "loss/tv", *layer_tags,
+                   "optimizer/learning_rate", "perf/steps_per_second", "scale/image_size"]
+    values = {}
+    for tag in scalar_tags:
+        logged_steps, values[tag] = scalars(events, tag)
+        assert logged_steps == list(range(1, steps + 1)), tag  # every step, numbered from 1
+    assert values["loss/total"][-1] < 0.8 * values["loss/total"][0]  # it learns
+    np.testing.assert_allclose(
+        sum(values[f"loss/style/{n}"] for n in STYLE_LAYERS), values["loss/style"], rtol=1e-5
+    )
+    np.testing.assert_allclose(values["loss/content/conv4_2"], values["loss/content"], rtol=1e-6)
+    np.testing.assert_allclose(
+        values["loss/content"] + values["loss/style"] + values["loss/tv"], values["loss/total"], rtol=1e-5
+    )
+    assert np.all(values["loss/tv"] == 0.0)  # tv_weight 0: the paper's objective
+    assert np.all(values["optimizer/learning_rate"] == 10.0)
+    assert np.all(values["scale/image_size"] == 32)
+    assert np.all(values["perf/steps_per_second"] > 0)
+
+    # Snapshots at multiples of image_every and at the end; the last one is the saved output.
+    assert [s for s, _, _ in events["image/current"]] == [4, 6]
+    _, final = decode_image(events, "image/current")
+    np.testing.assert_array_equal(final, np.asarray(Image.open(output).convert("RGB")))
+    # The inputs as the run used them: resized so the longest side is image_size.
+    from tf_style import images
+
+    step, content = decode_image(events, "input/content")
+    assert step == 0
+    np.testing.assert_array_equal(
+        content, images.to_uint8(images.resize_longest(images.load_image(content_path), 32))
+    )
+    assert max(decode_image(events, "input/style")[1].shape[:2]) == 32
+
+    # The configuration as text (JSON inside a Markdown code block) and as HParams.
+    (_, text, plugin), = events["config"]
+    assert plugin.plugin_name == "text"
+    described = json.loads(text.item().decode())
+    assert described["content"] == "chelsea" and described["style"] == "hubble_deep_field"
+    assert described["config"]["image_size"] == 32 and described["config"]["num_steps"] == steps
+    assert described["config"]["logdir"] == logdir
+
+    from tensorboard.plugins.hparams import metadata as hp_metadata
+
+    (_, _, plugin), = events["_hparams_/session_start_info"]
+    assert plugin.plugin_name == "hparams"
+    start = hp_metadata.parse_session_start_info_plugin_data(plugin.content)
+    assert start.hparams["image_size"].number_value == 32
+    assert start.hparams["style_weight"].number_value == 1e3
+    assert start.hparams["style_layers"].string_value == ",".join(STYLE_LAYERS)
+    assert start.hparams["content"].string_value == "chelsea"
+    assert "logdir" not in start.hparams  # where it was logged does not shape the picture
+    root = read_run(logdir)
+    (_, _, plugin), = root["_hparams_/experiment"]
+    experiment = hp_metadata.parse_experiment_plugin_data(plugin.content)
+    assert [m.name.tag for m in experiment.metric_infos] == list(tensorboard.HPARAM_METRICS)
+    assert {h.name for h in experiment.hparam_infos} == set(start.hparams)
+
+
+def _small_config(tmp_path, **changes) -> Config:
+    options = dict(
+        image_size=32,
+        num_steps=3,
+        weights="random",
+        style_layers=("conv1_1", "conv2_1"),
+        logdir=str(tmp_path / "logs"),
+    )
+    options.update(changes)
+    return Config(**options)
+
+
+def test_one_logger_over_several_sizes_keeps_counting(tmp_path, content_image, style_image):
+    """Coarse-to-fine: one run folder, steps continue across sizes, scale/image_size shows each."""
+    from tf_style import api, images, loop
+    from tf_style import tensorboard_logger as tensorboard
+
+    config = _small_config(tmp_path, run_name="multiscale", image_every=0)
+    logger = tensorboard.callback_for(config, content_image, style_image, step_offset=10)
+    for size in (32, 48):
+        content = images.resize_longest(content_image, size)
+        optimization = api.build_optimization(config, content, images.resize_longest(style_image, size))
+        loop.optimize(optimization, 3, [logger])
+    assert logger.global_step == 16
+    events = read_run(os.path.join(config.logdir, "multiscale"))
+    steps, sizes = scalars(events, "scale/image_size")
+    assert steps == list(range(11, 17))
+    assert sizes.tolist() == [32] * 3 + [48] * 3
+    # image_every=0: only the final image of each size, which shows the size in force.
+    shots = [(s, decode_image(events, "image/current", i)[1].shape[1]) for i, (s, _, _) in
+             enumerate(events["image/current"])]
+    assert shots == [(13, 32), (16, 48)]
+    assert len(events["input/content"]) == 1 and len(events["_hparams_/session_start_info"]) == 1
+
+
+def test_api_run_names_and_unique_folders(tmp_path, content_path, style_image):
+    from tf_style import api
+
+    config = _small_config(tmp_path, run_name="same", num_steps=2)
+    first = api.run(config, content_path, style_image, style_name="nebula")
+    second = api.run(config, content_path, style_image)
+    assert os.path.basename(first.run_dir) == "same"
+    assert os.path.basename(second.run_dir) == "same-2"  # a second run never mixes into the first
+    unnamed = api.run(config.replace(run_name=None), content_path, style_image, style_name="nebula")
+    assert re.fullmatch(r"\d{8}-\d{6}_chelsea_nebula", os.path.basename(unnamed.run_dir))
+    steps, totals = scalars(read_run(first.run_dir), "loss/total")
+    assert steps == [1, 2]
+    np.testing.assert_allclose(totals, [h["total"] for h in first.history], rtol=1e-6)
+
+
+def test_error_mid_run_still_flushes(tmp_path, content_image, style_image):
+    from tf_style import api, loop
+
+    class Boom(loop.Callback):
+        def on_step_end(self, run):
+            if run.step == 2:
+                raise RuntimeError("boom")
+
+    config = _small_config(tmp_path, run_name="crash", num_steps=50, image_every=100)
+    with pytest.raises(RuntimeError, match="boom"):
+        api.run(config, content_image, style_image, callbacks=[Boom()])
+    events = read_run(os.path.join(config.logdir, "crash"))
+    assert scalars(events, "loss/total")[0] == [1, 2]
+    assert [s for s, _, _ in events["image/current"]] == [2]  # the image when it stopped
+
+
+def test_bad_settings_are_one_clear_line(tmp_path):
+    from tf_style import cli
+    from tf_style import tensorboard_logger as tensorboard
+
+    with pytest.raises(InputError) as e:
+        Config(run_name="a/b")
+    assert str(e.value) == "run_name must be a folder name (no '/', not '.' or '..'); got 'a/b'"
+    with pytest.raises(InputError) as e:
+        Config(run_name="..")
+    assert str(e.value) == "run_name must be a folder name (no '/', not '.' or '..'); got '..'"
+    with flagsaver.flagsaver(image_every=-1), pytest.raises(InputError) as e:
+        cli.config_from_flags()
+    assert str(e.value) == "--image_every must be >= 0; got -1"
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(InputError) as e:
+        tensorboard.callback_for(Config(logdir=str(not_a_folder)))
+    assert str(e.value) == f"--logdir: {not_a_folder} is a file; expected a folder for TensorBoard logs"
+    assert tensorboard.callback_for(Config()) is None
+
+
+def test_default_image_every_gives_about_ten_images():
+    from tf_style import tensorboard_logger as tensorboard
+
+    assert tensorboard.default_image_every(500) == 50
+    assert tensorboard.default_image_every(7) == 1
+    assert tensorboard.default_image_every(0) == 1
+    assert tensorboard.default_run_name("my photo", "a/b", now=0).endswith("_my-photo_a-b")
+
+
+def test_sigint_keeps_the_logged_steps(tmp_path, content_path, style_path):
+    """Ctrl-C on the CLI: exit 130, and every step logged so far is on disk."""
+    logdir, output = str(tmp_path / "logs"), str(tmp_path / "out.png")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tf_style", f"--content={content_path}", f"--style={style_path}",
+         f"--output={output}", "--image_size=24", "--num_steps=100000", "--weights=random",
+         "--style_layers=conv1_1,conv2_1", "--print_every=0", f"--logdir={logdir}", "--run_name=killed"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(tmp_path),
+    )
+    run_dir = os.path.join(logdir, "killed")
+    seen = 0
+    try:
+        deadline = time.monotonic() + 180
+        while seen < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no steps reached the event file in time"
+            time.sleep(0.5)
+            if glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
+                seen = len(read_run(run_dir).get("loss/total", []))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err.decode()
+    assert "interrupted" in err.decode()
+    events = read_run(run_dir)
+    steps, totals = scalars(events, "loss/total")
+    # A Ctrl-C inside a summary write may repeat that one scalar; no step may be missing.
+    assert len(set(steps)) >= seen and sorted(set(steps)) == list(range(1, max(steps) + 1))
+    assert np.all(np.isfinite(totals))
+    for tag in ("loss/style/conv1_1", "loss/style/conv2_1", "scale/image_size"):
+        assert set(scalars(events, tag)[0]) == set(steps), tag  # the last step is complete
+    # The image at the moment of Ctrl-C (one step on if it came between a step and its terms).
+    assert events["image/current"][-1][0] in (max(steps), max(steps) + 1)
+    assert os.path.isfile(output)

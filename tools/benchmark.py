@@ -1,0 +1,214 @@
+"""Speed benchmarks of tf_style, one per --what choice (the goals live here, not in timed tests).
+
+    python tools/benchmark.py --what=tensorboard [--image_size=256 --steps=10 --rounds=3]
+
+--what=tensorboard: the cost of TensorBoardLogger per optimisation step. One image
+optimisation (VGG19 with seeded random weights: the same arithmetic as ImageNet's) runs
+blocks of steps alternately without and with the logger, so both see the same machine load,
+and the time spent inside the logger's per-step hook is measured directly as well. Goal:
+under 3% of the step time.
+
+--what=optimizers: Adam against L-BFGS on the same problem from the same white noise (VGG19
+with seeded random weights, the shipped images, paper layers and weights). Adam gets
+--evaluations forward+backward passes; the benchmark reports how many evaluations and how
+many seconds L-BFGS needs to reach Adam's final loss, side by side in one run. (Adam's
+terms are those of the image a step started from, L-BFGS's those of the image it accepted:
+the comparison is at most one step generous to Adam.)
+
+Add a benchmark by writing a function and registering it in BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+PROG = "benchmark"
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("what", "tensorboard", ["tensorboard", "optimizers"], "Which benchmark to run.")
+flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.")
+flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.")
+flags.DEFINE_integer("steps", 10, "Steps per timed block.")
+flags.DEFINE_integer("rounds", 3, "Timed blocks per variant (the variants alternate).")
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN set-up).")
+flags.DEFINE_integer("image_every", 10, "TensorBoard image interval in the logged blocks (a 500-step run's default is 50).")
+flags.DEFINE_integer("seed", 0, "Seeds the random VGG19 weights and the start image.")
+
+TENSORBOARD_GOAL = 0.03  # of the step time
+
+
+def fail(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def bench_tensorboard() -> None:
+    from tf_style import api, images, loop
+    from tf_style.config import Config
+    from tf_style.tensorboard_logger import TensorBoardLogger
+
+    config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, num_steps=FLAGS.steps)
+    data = os.path.join(os.path.dirname(os.path.abspath(api.__file__)), "data")
+    content, style = api.prepare_images(
+        config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "hubble_deep_field.jpg")
+    )
+    optimization = api.build_optimization(config, content, style)
+    h, w = optimization.image.shape[1:3]
+    loop.optimize(optimization, FLAGS.warmup)
+
+    class Clock(loop.Callback):
+        """Step-to-step wall time, last in the list so that it includes every other callback."""
+
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self._last = 0.0
+
+        def on_run_start(self, run: loop.RunState) -> None:
+            self._last = time.perf_counter()
+
+        def on_step_end(self, run: loop.RunState) -> None:
+            now = time.perf_counter()
+            self.times.append(now - self._last)
+            self._last = now
+
+    class Timed(loop.Callback):
+        """Delegates to the logger and accumulates the time spent inside each hook."""
+
+        def __init__(self, inner: loop.Callback) -> None:
+            self.inner = inner
+            self.step_times: list[float] = []
+            self.run_times: list[float] = []
+
+        def on_run_start(self, run: loop.RunState) -> None:
+            t = time.perf_counter()
+            self.inner.on_run_start(run)
+            self.run_times.append(time.perf_counter() - t)
+
+        def on_step_end(self, run: loop.RunState) -> None:
+            t = time.perf_counter()
+            self.inner.on_step_end(run)
+            self.step_times.append(time.perf_counter() - t)
+
+        def on_run_end(self, run: loop.RunState) -> None:
+            t = time.perf_counter()
+            self.inner.on_run_end(run)
+            self.run_times[-1] += time.perf_counter() - t
+
+    plain, logged = Clock(), Clock()
+    with tempfile.TemporaryDirectory() as logdir:
+        logger = Timed(
+            TensorBoardLogger(
+                logdir, "benchmark", config=config, content=content, style=style, image_every=FLAGS.image_every
+            )
+        )
+        for r in range(FLAGS.rounds):
+            # Alternate which variant goes first so a drift in machine load favours neither.
+            variants = [[plain], [logger, logged]]
+            for callbacks in variants if r % 2 == 0 else variants[::-1]:
+                loop.optimize(optimization, FLAGS.steps, callbacks)
+
+    # A block's first step also pays for on_run_start and first calls: once per run, not per step.
+    def per_step(clock: Clock) -> list[float]:
+        return [t for i, t in enumerate(clock.times) if i % FLAGS.steps]
+
+    p, q = per_step(plain), per_step(logged)
+    p_med, q_med = statistics.median(p), statistics.median(q)
+    hooks = [t for i, t in enumerate(logger.step_times) if i % FLAGS.steps]
+    hook = statistics.fmean(hooks)
+    first_calls = [t for i, t in enumerate(logger.step_times) if i % FLAGS.steps == 0]
+    image_steps = sum(
+        1 for i in range(1, FLAGS.rounds * FLAGS.steps + 1) if i % FLAGS.image_every == 0 and (i - 1) % FLAGS.steps
+    )
+    print(f"--what=tensorboard at {w}x{h} (VGG19 random weights, paper layers, adam), "
+          f"{FLAGS.rounds} rounds x {FLAGS.steps} steps per variant, image every {FLAGS.image_every} steps")
+    print(f"  step time without the logger: median {p_med:.4f} s (min {min(p):.4f}, max {max(p):.4f})")
+    print(f"  step time with the logger:    median {q_med:.4f} s (min {min(q):.4f}, max {max(q):.4f})")
+    print(f"  difference of the medians:    {100 * (q_med - p_med) / p_med:+.2f}% (includes machine noise)")
+    print(f"  inside the logger per step:   mean {1000 * hook:.2f} ms = {100 * hook / p_med:.2f}% of the step "
+          f"(max {1000 * max(hooks):.1f} ms, {image_steps} image steps included)")
+    print(f"  once per block (start, first step, end): mean "
+          f"{1000 * statistics.fmean(a + b for a, b in zip(logger.run_times, first_calls)):.1f} ms")
+    verdict = "meets" if hook / p_med < TENSORBOARD_GOAL else "MISSES"
+    print(f"  {verdict} the goal of < {100 * TENSORBOARD_GOAL:.0f}% of the step time")
+
+
+def bench_optimizers() -> None:
+    from tf_style import api
+    from tf_style.config import Config
+
+    config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
+    data = os.path.join(os.path.dirname(os.path.abspath(api.__file__)), "data")
+    content, style = api.prepare_images(
+        config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "hubble_deep_field.jpg")
+    )
+    trajectories: dict[str, list[tuple[int, float, float]]] = {}
+    for name in ("adam", "lbfgs"):
+        optimization = api.build_optimization(config.replace(optimizer=name), content, style)
+
+        def evaluations() -> int:
+            # L-BFGS counts its own (a line search may evaluate several times); Adam is one a step.
+            return int(optimization.state[-1].numpy()) if name == "lbfgs" else steps
+
+        steps, trajectory = 0, []
+        optimization.step()  # traces; its time is not counted, its evaluations are
+        steps += 1
+        start = time.perf_counter()
+        while evaluations() < FLAGS.evaluations:
+            total = float(optimization.step()["total"][0])
+            steps += 1
+            trajectory.append((evaluations(), time.perf_counter() - start, total))
+        trajectories[name] = trajectory
+
+    adam_evals, adam_time, adam_loss = trajectories["adam"][-1]
+    lbfgs_evals, lbfgs_time, lbfgs_loss = trajectories["lbfgs"][-1]
+    h, w = content.shape[:2]
+    print(f"--what=optimizers at {w}x{h} (VGG19 random weights, paper layers and weights), white-noise start")
+    print(f"  adam (lr {config.replace(optimizer='adam').effective_learning_rate:g}): "
+          f"{adam_evals} evaluations, {adam_time:.1f} s, final total loss {adam_loss:.4g}")
+    print(f"  lbfgs: {lbfgs_evals} evaluations, {lbfgs_time:.1f} s, final total loss {lbfgs_loss:.4g}")
+    reached = next(((e, t) for e, t, loss in trajectories["lbfgs"] if loss <= adam_loss), None)
+    if reached is None:
+        print(f"  lbfgs did not reach adam's final loss within {FLAGS.evaluations} evaluations")
+    else:
+        e, t = reached
+        print(f"  lbfgs reached adam's final loss after {e} evaluations and {t:.1f} s: "
+              f"{adam_evals / e:.1f}x fewer evaluations, {adam_time / t:.1f}x less time")
+
+
+BENCHMARKS: dict[str, Callable[[], None]] = {"tensorboard": bench_tensorboard, "optimizers": bench_optimizers}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        fail(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags")
+    for name in ("steps", "rounds", "image_every", "evaluations"):
+        if getattr(FLAGS, name) < 1:
+            fail(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
+    if FLAGS.warmup < 0:
+        fail(f"--warmup must be >= 0; got {FLAGS.warmup}")
+    from tf_style.errors import InputError
+
+    try:
+        BENCHMARKS[FLAGS.what]()
+    except InputError as e:
+        fail(str(e))
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        fail(" ".join(str(e).split()))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
