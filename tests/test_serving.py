@@ -184,6 +184,7 @@ def served(export, inputs, library, tmp_path_factory) -> dict:
         session_job("targets_style", "targets", image_bytes=np.array([inputs["style"]], dtype=object)),
         session_job("targets_two", "targets", image_bytes=np.array([inputs["content"]] * 2, dtype=object)),
         session_job("step", "step", **step_feeds),
+        session_job("init_state", "init_state", image=first["image"]),
         default_job("garbage", [b"this is not an image"], [inputs["style"]]),
         default_job("truncated", [inputs["content"]], [truncated]),
         default_job("empty", [], []),
@@ -353,7 +354,7 @@ def test_saved_graph_has_no_pyfunc_and_no_xla_must_compile(export, tmp_path):
 
 def test_signatures_as_the_tf1_loader_sees_them(served):
     sigs = outputs(served, "signatures")
-    assert set(sigs) - {"__saved_model_init_op"} == {"serving_default", "targets", "step"}
+    assert set(sigs) - {"__saved_model_init_op"} == {"serving_default", "targets", "step", "init_state"}
     default = sigs["serving_default"]
     assert default["method"] == "tensorflow/serving/predict"
     assert {k: v[1:] for k, v in default["inputs"].items()} == {"content_bytes": (7, [-1]), "style_bytes": (7, [-1])}
@@ -370,6 +371,8 @@ def test_signatures_as_the_tf1_loader_sees_them(served):
     assert set(sigs["step"]["outputs"]) == {"image", "state_t", "state_m", "state_v"} | {
         "loss_" + t.replace("/", "_") for t in TERMS
     }
+    assert set(sigs["init_state"]["inputs"]) == {"image"}
+    assert set(sigs["init_state"]["outputs"]) == {"state_t", "state_m", "state_v"}
 
 
 # -- serving_default ----------------------------------------------------------------------------------
@@ -477,6 +480,37 @@ def test_step_is_the_library_step(served, library):
         np.testing.assert_allclose(
             out["loss_" + term.replace("/", "_")], library["first_terms"][term], rtol=1e-4, atol=1e-6, err_msg=term
         )
+
+
+def test_init_state_is_the_optimizers(served, library):
+    out = outputs(served, "init_state")
+    assert out["state_t"] == 0.0 and out["state_t"].shape == ()
+    image = library["first"]["image"]
+    np.testing.assert_array_equal(out["state_m"], np.zeros_like(image))
+    np.testing.assert_array_equal(out["state_v"], np.zeros_like(image))
+
+
+def test_lbfgs_export_loop_is_the_library_loop(inputs):
+    """The module's serving function with L-BFGS (state of ten tensors, unclipped iterate) in-process."""
+    import tensorflow as tf
+    from tf_style import api, images, serving
+    from tf_style.loop import optimize
+
+    config = library_config().replace(optimizer="lbfgs")
+    module = serving.StyleTransferModule(config)
+    out = tf.function(module.serve)(tf.constant([inputs["content"]]), tf.constant([inputs["style"]]))
+    content, style = api.prepare_images(config, inputs["content_path"], inputs["style_path"])
+    run = api.build_optimization(config, content, style)
+    state = optimize(run, config.num_steps)
+    expected = images.to_uint8(run.image_array())
+    diff = np.abs(decode_png(out["image_bytes"].numpy()[0]).astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and np.mean(diff > 0) < 0.01, (diff.max(), np.mean(diff > 0))
+    # L-BFGS reports the terms of the new image: the library's last step saw the final image.
+    np.testing.assert_allclose(out["loss_total"].numpy()[0], state.history[-1]["total"], rtol=1e-3)
+    assert state.history[-1]["total"] < state.history[0]["total"]
+    specs = module._state_specs()
+    assert tuple(specs) == tuple(f"state_{n}" for n in serving.STATE_NAMES["lbfgs"])
+    assert specs["state_s"].shape.as_list() == [None] * 5 and specs["state_count"].dtype == tf.int32
 
 
 def test_client_loop_over_rest_gives_the_served_picture(served):

@@ -1,6 +1,6 @@
 """The optimisation as a SavedModel that TensorFlow Serving loads and answers concurrently.
 
-Three signatures (see BUILD_NOTES.md for the full table):
+The signatures (see BUILD_NOTES.md for the full table):
 
 * ``serving_default``: ``content_bytes``, ``style_bytes`` (string [N], encoded images) ->
   ``image_bytes`` (string [N], PNG) and the final loss terms ``loss_<term>`` ([N] float32).
@@ -10,8 +10,11 @@ Three signatures (see BUILD_NOTES.md for the full table):
   features ``content_<layer>``, the style Gram ``gram_<layer>`` and its positions
   ``positions_<layer>``.
 * ``step``: one optimisation step as a pure function: ``image``, the optimiser's state
-  (``state_t``, ``state_m``, ``state_v`` for Adam) and the targets in; the new ``image``, the new
-  state and the ``loss_<term>`` terms (evaluated at the input image, as the library's step) out.
+  (``state_t``, ``state_m``, ``state_v`` for Adam; ``state_<name>`` per `STATE_NAMES`) and the
+  targets in; the new ``image``, the new state and the ``loss_<term>`` terms out (the terms the
+  library's step reports: Adam's at the input image, L-BFGS's at the new one).
+* ``init_state``: ``image`` -> the optimiser's state before the first step, so a client can
+  drive any optimiser without knowing its state.
 
 TensorFlow Serving answers every request with one ``Session::Run`` on ONE shared session, so
 nothing here lives in module state between requests: the image and the optimiser's moments are
@@ -38,16 +41,19 @@ from tf_style.config import Config
 from tf_style.errors import InputError
 from tf_style.features import FeatureExtractor, StyleTarget
 from tf_style.losses import gram_matrix
-from tf_style.optimize import StyleObjective, white_noise
-from tf_style.optimizers import Optimizer, State, Terms, make_optimizer
+from tf_style.optimize import StyleObjective, pure_step, white_noise
+from tf_style.optimizers import Terms, make_optimizer
 
 #: Where the export's configuration is written, inside the version folder.
 CONFIG_ASSET = os.path.join("assets", "tf_style_config.json")
 
-SIGNATURES: tuple[str, ...] = ("serving_default", "targets", "step")
+SIGNATURES: tuple[str, ...] = ("serving_default", "targets", "step", "init_state")
 
 #: Names of each optimiser's state tensors in the `step` signature (``state_<name>``).
-STATE_NAMES: dict[str, tuple[str, ...]] = {"adam": ("t", "m", "v")}
+STATE_NAMES: dict[str, tuple[str, ...]] = {
+    "adam": ("t", "m", "v"),
+    "lbfgs": ("k", "f", "g", "s", "y", "rho", "count", "head", "h_diag", "evaluations"),
+}
 
 # The magic numbers of the formats `tf.io.decode_image` reads, (offset, bytes), to name the bad
 # input in the error instead of the decoder's anonymous "Unknown image file format".
@@ -142,17 +148,6 @@ def encode_png(image: tf.Tensor) -> tf.Tensor:
     return tf.io.encode_png(tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8))
 
 
-def pure_step(
-    objective: StyleObjective, optimizer: Optimizer, image: tf.Tensor, state: State
-) -> tuple[tf.Tensor, State, Terms]:
-    """The library's step without variables: the optimiser's update, clipped to [0, 255].
-
-    Exactly the body of `ImageOptimization.eager_step`, with the image and state as values.
-    """
-    new_image, new_state, terms = optimizer.step(objective.value_and_grad, image, state)
-    return tf.clip_by_value(new_image, 0.0, 255.0), tuple(new_state), terms
-
-
 def min_side(config: Config) -> int:
     """The smallest image side whose deepest requested layer still has a pixel: 2^(pools before it)."""
     deepest = layers_lib.keras_layer_name(
@@ -189,8 +184,7 @@ class StyleTransferModule(tf.Module):
         self._tf_vars = [w.value for w in extractor.model.weights]
         self._optimizer = make_optimizer(config.optimizer, config.effective_learning_rate)
         self._min_side = min_side(config)
-        probe = tf.zeros([1, 1, 1, 3])
-        self._state_keys = state_keys(config.optimizer, len(self._optimizer.init_state(probe)))
+        self._state_keys = state_keys(config.optimizer, len(self._optimizer.init_state(tf.zeros([1, 1, 1, 3]))))
 
     # -- building blocks shared by the signatures ---------------------------------------------
 
@@ -344,7 +338,7 @@ class StyleTransferModule(tf.Module):
         return out
 
     def step(self, **inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        """`step`: image, optimiser state and targets in -> new image, new state, terms at the input image."""
+        """`step`: image, optimiser state and targets in -> new image, new state, the step's terms."""
         state = tuple(inputs[k] for k in self._state_keys)
         content_targets = {n: inputs[f"content_{n}"] for n in self._extractor.content_layers}
         style_targets = {
@@ -358,6 +352,10 @@ class StyleTransferModule(tf.Module):
         out.update({loss_key(k): v for k, v in terms.items()})
         return out
 
+    def init_state(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`init_state`: the optimiser's state before the first step from `image`."""
+        return dict(zip(self._state_keys, self._optimizer.init_state(image)))
+
     def signatures(self) -> dict[str, Callable]:
         """The concrete functions to save, by signature name."""
         serve = tf.function(self.serve).get_concrete_function(
@@ -368,10 +366,8 @@ class StyleTransferModule(tf.Module):
             image_bytes=tf.TensorSpec([None], tf.string, name="image_bytes")
         )
         image = tf.TensorSpec([None, None, None, 3], tf.float32)
-        probe_state = self._optimizer.init_state(tf.zeros([1, 1, 1, 3]))
         specs: dict[str, tf.TensorSpec] = {"image": image}
-        for key, value in zip(self._state_keys, probe_state):
-            specs[key] = image if value.shape.rank == 4 else tf.TensorSpec(value.shape, value.dtype)
+        specs.update(self._state_specs())
         for n in self._extractor.content_layers:
             specs[f"content_{n}"] = tf.TensorSpec([None, None, None, None], tf.float32)
         for n in self._extractor.style_layers:
@@ -379,7 +375,15 @@ class StyleTransferModule(tf.Module):
             specs[f"positions_{n}"] = tf.TensorSpec([None], tf.int32)
         specs = {k: tf.TensorSpec(v.shape, v.dtype, name=k) for k, v in specs.items()}
         step = tf.function(self.step).get_concrete_function(**specs)
-        return {"serving_default": serve, "targets": targets, "step": step}
+        init_state = tf.function(self.init_state).get_concrete_function(
+            image=tf.TensorSpec([None, None, None, 3], tf.float32, name="image")
+        )
+        return {"serving_default": serve, "targets": targets, "step": step, "init_state": init_state}
+
+    def _state_specs(self) -> dict[str, tf.TensorSpec]:
+        """The optimiser's state tensors with every dimension left open (their sizes follow the image)."""
+        probe = self._optimizer.init_state(tf.zeros([1, 1, 1, 3]))
+        return {k: tf.TensorSpec([None] * v.shape.rank, v.dtype) for k, v in zip(self._state_keys, probe)}
 
 
 def export_config(config: Config) -> dict[str, Any]:
@@ -448,7 +452,6 @@ __all__ = [
     "export_savedmodel",
     "loss_key",
     "next_version",
-    "pure_step",
     "resize_longest",
     "size_for_longest_side",
 ]

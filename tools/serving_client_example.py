@@ -2,9 +2,9 @@
 
 `serving_default` runs the whole optimisation inside one request, which must finish within the
 server's REST timeout (30 s by default). A client that wants to watch the picture form, stop
-early, or run more steps than fit in one request calls `targets` once per image and then `step`
-as often as it likes; the optimiser's state travels with each request, so the server keeps
-nothing between them and any number of clients can share it.
+early, or run more steps than fit in one request calls `targets` once per image and
+`init_state` once, then `step` as often as it likes; the optimiser's state travels with each
+request, so the server keeps nothing between them and any number of clients can share it.
 
     # against TensorFlow Serving's REST API (started as in the README)
     python tools/serving_client_example.py --server=http://localhost:8501 --model_name=tf_style \\
@@ -86,7 +86,8 @@ def _to_json(value: Any) -> Any:
 def _from_json(key: str, value: Any) -> Any:
     if key.endswith("_bytes"):
         return [base64.b64decode(v["b64"]) for v in value]
-    return np.asarray(value, dtype=np.int32 if key.startswith("positions_") else np.float32)
+    array = np.asarray(value)  # JSON integers stay integers (positions, L-BFGS counters)
+    return array.astype(np.float32) if array.dtype == np.float64 else array
 
 
 def stylize(
@@ -98,27 +99,26 @@ def stylize(
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """The optimisation loop, one `step` request per step.
 
-    Returns the final image (float32 [H, W, 3] in [0, 255]) and each step's loss terms
-    (evaluated at the image the step started from, as in the library).
+    Returns the final image (float32 [H, W, 3], about [0, 255]) and each step's loss terms
+    (as the library's step reports them).
     """
     c = client.predict("targets", {"image_bytes": [content]})
     s = client.predict("targets", {"image_bytes": [style]})
-    image = np.asarray(c["initial_image"], np.float32)  # the export's seeded white noise at this size
-    # Adam's state before the first step: no steps taken, zero moments (tf_style.optimizers.Adam).
-    inputs: Arrays = {"state_t": np.float32(0.0), "state_m": np.zeros_like(image), "state_v": np.zeros_like(image)}
-    inputs.update({k: v for k, v in c.items() if k.startswith("content_")})
-    inputs.update({k: v for k, v in s.items() if k.startswith(("gram_", "positions_"))})
+    image = c["initial_image"]  # the export's seeded white noise at the photo's size
+    # The optimiser's state before the first step (whichever optimiser the export bakes in).
+    state = client.predict("init_state", {"image": image})
+    targets = {k: v for k, v in c.items() if k.startswith("content_")}
+    targets.update({k: v for k, v in s.items() if k.startswith(("gram_", "positions_"))})
     history = []
     for i in range(num_steps):
-        out = client.predict("step", {**inputs, "image": image})
-        image = np.asarray(out["image"], np.float32)
-        for key in ("state_t", "state_m", "state_v"):
-            inputs[key] = np.asarray(out[key], np.float32)
+        out = client.predict("step", {**targets, **state, "image": image})
+        image = out["image"]
+        state = {k: out[k] for k in state}
         terms = {k[len("loss_"):]: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items() if k.startswith("loss_")}
         history.append(terms)
         if on_step is not None:
             on_step(i + 1, terms)
-    return image[0], history
+    return np.asarray(image, np.float32)[0], history
 
 
 def main(argv: list[str]) -> None:
