@@ -21,7 +21,7 @@ class StyleTarget:
     """The style representation of one layer: the Gram matrix A^l (Eq. 3) over M positions."""
 
     gram: tf.Tensor  # [1, N, N]
-    positions: int  # M of the style image at this layer
+    positions: int | tf.Tensor  # M of the style image at this layer (a tensor inside a graph of unknown size)
 
 
 def rescale_gram(target: StyleTarget, positions: tf.Tensor | int) -> tf.Tensor:
@@ -31,7 +31,7 @@ def rescale_gram(target: StyleTarget, positions: tf.Tensor | int) -> tf.Tensor:
     another scale. Matching A * M_x / M_a (the same feature correlations per position) keeps
     Eq. 4 exactly the paper's when the sizes agree and meaningful when they do not.
     """
-    ratio = tf.cast(positions, tf.float32) / float(target.positions)
+    ratio = tf.cast(positions, tf.float32) / tf.cast(target.positions, tf.float32)
     return target.gram * ratio
 
 

@@ -113,11 +113,7 @@ class ImageOptimization:
     def eager_step(self) -> Terms:
         """The step's body, runnable eagerly (the tf.function `step` traces exactly this)."""
         state: State = tuple(v.read_value() for v in self.state)
-        new_image, new_state, terms = self.optimizer.step(
-            self.objective.value_and_grad, self.image.read_value(), state
-        )
-        if getattr(self.optimizer, "clip_to_pixel_range", True):
-            new_image = tf.clip_by_value(new_image, 0.0, 255.0)
+        new_image, new_state, terms = pure_step(self.objective, self.optimizer, self.image.read_value(), state)
         self.image.assign(new_image)
         for var, value in zip(self.state, new_state):
             var.assign(value)
@@ -129,6 +125,21 @@ class ImageOptimization:
     def image_array(self) -> np.ndarray:
         """The current image, float32 [H, W, 3] in [0, 255]."""
         return self.image.numpy()[0]
+
+
+def pure_step(
+    objective: StyleObjective, optimizer: Optimizer, image: tf.Tensor, state: State
+) -> tuple[tf.Tensor, State, Terms]:
+    """One optimisation step as a pure function of tensors: (new image, new state, terms).
+
+    The image is clipped to [0, 255] unless the optimiser keeps its own unclipped iterate
+    (L-BFGS). `ImageOptimization.step` and the SavedModel export (`tf_style.serving`) both run
+    exactly this, so the library's loop and the served loop compute the same thing.
+    """
+    new_image, new_state, terms = optimizer.step(objective.value_and_grad, image, state)
+    if getattr(optimizer, "clip_to_pixel_range", True):
+        new_image = tf.clip_by_value(new_image, 0.0, 255.0)
+    return new_image, tuple(new_state), terms
 
 
 def initial_image(

@@ -1,0 +1,197 @@
+"""A client that drives its own optimisation loop through the export's `step` signature.
+
+`serving_default` runs the whole optimisation inside one request, which must finish within the
+server's REST timeout (30 s by default). A client that wants to watch the picture form, stop
+early, or run more steps than fit in one request calls `targets` once per image and
+`init_state` once, then `step` as often as it likes; the optimiser's state travels with each
+request, so the server keeps nothing between them and any number of clients can share it.
+
+    # against TensorFlow Serving's REST API (started as in the README)
+    python tools/serving_client_example.py --server=http://localhost:8501 --model_name=tf_style \\
+        --content=photo.jpg --style=painting.jpg --output=out.png --num_steps=50
+
+    # or against the SavedModel folder directly, the way the server runs it (TF1 loader + Session)
+    python tools/serving_client_example.py --saved_model_dir=/models/tf_style/1 ...
+
+The REST path needs only numpy, Pillow and tf_style's image module (no TensorFlow);
+--saved_model_dir needs TensorFlow.
+The step size, layers and weights are the export's; the number of steps is the client's.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+import urllib.request
+from typing import Any, Callable
+
+import numpy as np
+
+Arrays = dict[str, Any]
+
+
+class RestClient:
+    """TensorFlow Serving's REST predict API in columnar ("inputs") form.
+
+    Args:
+      server: e.g. "http://localhost:8501".
+      model_name: the served model's name (the server's --model_name).
+      post: (url, body) -> reply body; urllib by default (a test passes its own).
+    """
+
+    def __init__(self, server: str, model_name: str, post: Callable[[str, str], str] | None = None, timeout: float = 600):
+        self.url = f"{server.rstrip('/')}/v1/models/{model_name}:predict"
+        self.timeout = timeout
+        self.post = post or self._urllib_post
+
+    def _urllib_post(self, url: str, body: str) -> str:
+        request = urllib.request.Request(url, data=body.encode("utf-8"), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+            return reply.read().decode("utf-8")
+
+    def predict(self, signature: str, inputs: Arrays) -> Arrays:
+        body = {"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}
+        reply = json.loads(self.post(self.url, json.dumps(body)))
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return {k: _from_json(k, v) for k, v in reply["outputs"].items()}
+
+
+class SessionClient:
+    """The SavedModel run as TensorFlow Serving runs it: TF1 loader, one Session.run per request."""
+
+    def __init__(self, saved_model_dir: str):
+        import tensorflow as tf
+
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            self.meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], saved_model_dir)
+
+    def predict(self, signature: str, inputs: Arrays) -> Arrays:
+        sig = self.meta_graph.signature_def[signature]
+        fetches = {k: v.name for k, v in sig.outputs.items()}
+        return self.session.run(fetches, {sig.inputs[k].name: v for k, v in inputs.items()})
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], bytes):
+        return [{"b64": base64.b64encode(v).decode("ascii")} for v in value]
+    return np.asarray(value).tolist()
+
+
+def _from_json(key: str, value: Any) -> Any:
+    if key.endswith("_bytes"):
+        return [base64.b64decode(v["b64"]) for v in value]
+    array = np.asarray(value)  # JSON integers stay integers (positions, L-BFGS counters)
+    return array.astype(np.float32) if array.dtype == np.float64 else array
+
+
+def stylize(
+    client: Any,
+    content: bytes,
+    style: bytes,
+    num_steps: int,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """The optimisation loop, one `step` request per step.
+
+    Returns the final image (float32 [H, W, 3], about [0, 255]) and each step's loss terms
+    (as the library's step reports them).
+    """
+    c = client.predict("targets", {"image_bytes": [content]})
+    s = client.predict("targets", {"image_bytes": [style]})
+    image = c["initial_image"]  # the export's seeded white noise at the photo's size
+    # The optimiser's state before the first step (whichever optimiser the export bakes in).
+    state = client.predict("init_state", {"image": image})
+    targets = {k: v for k, v in c.items() if k.startswith("content_")}
+    targets.update({k: v for k, v in s.items() if k.startswith(("gram_", "positions_"))})
+    history = []
+    for i in range(num_steps):
+        out = client.predict("step", {**targets, **state, "image": image})
+        image = out["image"]
+        state = {k: out[k] for k in state}
+        terms = {k[len("loss_"):]: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items() if k.startswith("loss_")}
+        history.append(terms)
+        if on_step is not None:
+            on_step(i + 1, terms)
+    return np.asarray(image, np.float32)[0], history
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        _fail(f"unexpected argument(s) {' '.join(argv[1:])}")
+    if bool(FLAGS.server) == bool(FLAGS.saved_model_dir):
+        _fail("give exactly one of --server (REST) and --saved_model_dir (local SavedModel)")
+    for flag in ("content", "style", "output"):
+        if not getattr(FLAGS, flag):
+            _fail(f"--{flag} is required")
+    for flag in ("content", "style"):
+        if not os.path.isfile(getattr(FLAGS, flag)):
+            _fail(f"--{flag}: no such file: {getattr(FLAGS, flag)}")
+    if FLAGS.num_steps < 1:
+        _fail(f"--num_steps must be >= 1; got {FLAGS.num_steps}")
+    from tf_style import images  # numpy + Pillow only
+    from tf_style.errors import InputError
+
+    try:
+        images.image_format_for(FLAGS.output)
+    except InputError as e:
+        _fail(str(e))
+    if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
+        _fail(f"--output: the folder of {FLAGS.output} does not exist")
+    with open(FLAGS.content, "rb") as f:
+        content = f.read()
+    with open(FLAGS.style, "rb") as f:
+        style = f.read()
+    client = RestClient(FLAGS.server, FLAGS.model_name) if FLAGS.server else SessionClient(FLAGS.saved_model_dir)
+    started = time.perf_counter()
+
+    def report(step: int, terms: dict[str, float]) -> None:
+        if step == 1 or step == FLAGS.num_steps or (FLAGS.print_every and step % FLAGS.print_every == 0):
+            rate = (time.perf_counter() - started) / step
+            print(f"step {step}/{FLAGS.num_steps}: total {terms['total']:.4g} ({rate:.2f} s/step)", flush=True)
+
+    image, _ = stylize(client, content, style, FLAGS.num_steps, report)
+    images.save_image(image, FLAGS.output)  # atomic; rounds like the export's PNG
+    print(f"wrote {FLAGS.output} ({image.shape[1]}x{image.shape[0]})")
+
+
+def _fail(message: str) -> None:
+    print(f"serving_client_example.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("server", None, "TensorFlow Serving's REST address, e.g. http://localhost:8501.")
+    flags.DEFINE_string("model_name", "tf_style", "The served model's name.")
+    flags.DEFINE_string("saved_model_dir", None, "Instead of --server: a version folder of the export, run locally.")
+    flags.DEFINE_string("content", None, "The photograph (any format the export decodes).")
+    flags.DEFINE_string("style", None, "The artwork.")
+    flags.DEFINE_string("output", None, "Where to write the result (PNG).")
+    flags.DEFINE_integer("num_steps", 100, "Steps to run (one request each).")
+    flags.DEFINE_integer("print_every", 10, "Print the loss every N steps.")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from absl import app, flags as _flags
+
+    _define_flags()
+
+    def _parse(argv: list[str]) -> list[str]:
+        try:
+            return _flags.FLAGS(argv)
+        except _flags.Error as e:
+            _fail(" ".join(str(e).split()))
+            raise
+
+    app.run(main, flags_parser=_parse)
