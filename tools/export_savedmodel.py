@@ -22,6 +22,7 @@ from absl import app, flags  # noqa: E402
 
 from tf_style.config import OPTIMIZER_CHOICES, Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
 from tf_style.errors import InputError  # noqa: E402
+from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "export_savedmodel.py"
 FLAGS = flags.FLAGS
@@ -77,6 +78,7 @@ def main(argv: list[str]) -> None:
         if os.path.exists(FLAGS.export_dir) and not os.path.isdir(FLAGS.export_dir):
             raise InputError(f"--export_dir: {FLAGS.export_dir} is a file; expected a folder")
         config = config_from_flags()
+        import_tensorflow_quietly()
         from tf_style import serving  # TensorFlow loads only once the flags are known to be good
 
         path = serving.export_savedmodel(config, FLAGS.export_dir, FLAGS.version)
