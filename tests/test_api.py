@@ -99,3 +99,20 @@ def test_config_rejects_bad_values(options, message):
     with pytest.raises(InputError) as info:
         Config(**options)
     assert str(info.value).startswith(message)
+
+
+def test_images_too_small_for_the_deepest_layer(content_image):
+    thin = np.full((8, 200, 3), 128, np.uint8)
+    with pytest.raises(InputError, match=r"^--content: the image being optimised is 64x3 pixels, but layer conv5_1 needs a side of at least 16 px"):
+        tf_style.stylize(thin, content_image, weights="random", image_size=64, num_steps=1)
+    with pytest.raises(InputError, match=r"^--style: the style image is 64x3 pixels, but layer conv5_1 needs"):
+        tf_style.stylize(content_image, thin, weights="random", image_size=64, num_steps=1)
+    # pool5 is one more halving: 32 px.
+    with pytest.raises(InputError, match=r"layer pool5 needs a side of at least 32 px"):
+        tf_style.stylize(content_image, content_image, weights="random", image_size=24, num_steps=1,
+                         style_layers=["pool5"])
+
+
+def test_init_needs_its_input(style_image):
+    with pytest.raises(InputError, match=r"^--init=content needs a content image \(--content\)$"):
+        api.run(Config(weights="random", image_size=32, num_steps=1, init="content"), None, style_image)

@@ -125,3 +125,51 @@ def test_unknown_flag_is_exit_2(capsys):
         cli._parse_flags(["tf-style", "--no_such_flag=1"])
     assert info.value.code == 2
     assert capsys.readouterr().err == "tf-style: error: Unknown command line flag 'no_such_flag'\n"
+
+
+def test_output_problems_are_caught_before_any_work(capsys, tmp_path, content_path, style_path):
+    code, err = call_main(capsys, content=content_path, style=style_path, output=str(tmp_path / "missing" / "o.png"))
+    assert code == 2
+    assert err == f"tf-style: error: --output: cannot write {tmp_path / 'missing' / 'o.png'}: folder {tmp_path / 'missing'} does not exist\n"
+    (tmp_path / "d.png").mkdir()
+    code, err = call_main(capsys, content=content_path, style=style_path, output=str(tmp_path / "d.png"))
+    assert (code, err) == (2, f"tf-style: error: --output: {tmp_path / 'd.png'} is a folder; expected an image file name\n")
+
+
+def test_init_from_a_missing_input(capsys, tmp_path, style_path):
+    code, err = call_main(capsys, style=style_path, output=str(tmp_path / "o.png"), init="content")
+    assert (code, err) == (2, "tf-style: error: --init=content needs a content image (--content)\n")
+
+
+def test_too_thin_an_image_is_one_line_not_a_traceback(capsys, tmp_path, style_path):
+    thin = tmp_path / "panorama.png"
+    Image.new("RGB", (200, 6), (90, 120, 30)).save(thin)
+    code, err = call_main(capsys, content=str(thin), style=style_path, output=str(tmp_path / "o.png"),
+                          weights="random", image_size=64, num_steps=1)
+    assert code == 2
+    assert err == ("tf-style: error: --content: the image being optimised is 64x2 pixels, but layer conv5_1 needs a "
+                   "side of at least 16 px (raise --image_size or --style_size, or use shallower layers)\n")
+
+
+@pytest.mark.parametrize(
+    "exc,message",
+    [
+        (KeyboardInterrupt(), "interrupted before the optimisation started; nothing was written"),
+        ("saved", "interrupted; the image so far was written to "),
+    ],
+)
+def test_ctrl_c_says_whether_anything_was_written(capsys, monkeypatch, tmp_path, content_path, style_path, exc, message):
+    from tf_style import api
+    from tf_style.errors import Interrupted
+
+    out = str(tmp_path / "o.png")
+
+    def interrupted_run(*args, **kwargs):
+        raise Interrupted(saved_to=out) if exc == "saved" else exc
+
+    monkeypatch.setattr(api, "run", interrupted_run)
+    code, err = call_main(capsys, content=content_path, style=style_path, output=out, weights="random")
+    assert code == 130
+    assert err.strip().startswith(f"tf-style: {message}")
+    if exc == "saved":
+        assert err.strip().endswith(out)

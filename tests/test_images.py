@@ -136,13 +136,23 @@ def test_save_by_extension_and_atomically(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.jpg", "b", "c.webp"]  # no temporary files left
 
 
-def test_saved_files_get_the_usual_permissions(tmp_path):
-    old = os.umask(0o022)
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_saved_files_get_the_usual_permissions(tmp_path, umask):
+    old = os.umask(umask)
     try:
         images.save_image(gradient_rgb(), tmp_path / "p.png")
     finally:
         os.umask(old)
-    assert (os.stat(tmp_path / "p.png").st_mode & 0o777) == 0o644  # not mkstemp's private 0600
+    assert (os.stat(tmp_path / "p.png").st_mode & 0o777) == 0o666 & ~umask  # not mkstemp's private 0600
+
+
+def test_output_path_is_checked_before_any_work(tmp_path):
+    assert images.check_output_path(tmp_path / "ok.jpg") == "JPEG"
+    with pytest.raises(InputError, match=r"^--output: cannot write .*o\.png: folder .*nope does not exist$"):
+        images.check_output_path(tmp_path / "nope" / "o.png")
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(InputError, match=r"^--output: .*dir\.png is a folder; expected an image file name$"):
+        images.check_output_path(tmp_path / "dir.png")
 
 
 def test_save_failure_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):

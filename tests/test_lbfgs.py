@@ -119,3 +119,26 @@ def test_eager_and_tf_function_agree(objective, content_image):
         e, g = eager.eager_step(), graph.step()
         np.testing.assert_allclose(e["total"].numpy(), g["total"].numpy(), rtol=1e-3)
     np.testing.assert_allclose(eager.image.numpy(), graph.image.numpy(), rtol=1e-3, atol=1e-2)
+
+
+def test_a_failed_line_search_keeps_the_image_and_reports_its_loss():
+    # f = sum(x^2) with an absurd first trial step and room for only two trials: early
+    # searches fail; the step must then keep the image and report ITS loss, and recover.
+    def value_and_grad(image):
+        return {"total": tf.reduce_sum(image**2, axis=[1, 2, 3])}, 2 * image
+
+    opt = LBFGS(learning_rate=1e4, max_evaluations=2)
+    image = tf.fill([1, 2, 2, 1], 1.0)
+    state = opt.init_state(image)
+    failures = 0
+    for _ in range(15):
+        before = image
+        image, state, terms = opt.step(value_and_grad, image, state)
+        true_value = float(tf.reduce_sum(image**2))
+        assert float(terms["total"][0]) == pytest.approx(true_value, rel=1e-6)
+        if np.array_equal(image.numpy(), before.numpy()):
+            failures += 1
+            assert int(state[6]) == 0  # history reset after a failed search
+    assert failures >= 1
+    # Each failure halves the next first trial, so it gets going again: 10x lower than the start.
+    assert float(tf.reduce_sum(image**2)) < 0.4

@@ -10,8 +10,9 @@ import numpy as np
 import keras
 
 from tf_style import images, vgg
+from tf_style import layers as layers_lib
 from tf_style.config import Config
-from tf_style.errors import InputError
+from tf_style.errors import InputError, Interrupted
 from tf_style.features import FeatureExtractor
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, optimize
 from tf_style.optimize import ImageOptimization, StyleObjective, initial_image
@@ -109,6 +110,16 @@ def build_optimization(
         size = output_size
     else:
         size = style.shape[:2]
+    if config.init == "content" and content is None:
+        raise InputError("--init=content needs a content image (--content)")
+    if config.init == "style" and style is None:
+        raise InputError("--init=style needs a style image (--style)")
+    # VGG19 halves the image at each pooling layer: too small an image leaves the deepest
+    # layer without a single pixel, which Keras reports as a shape error deep in the model.
+    image_what = "--content" if content is not None else ("--output_size" if output_size is not None else "--style")
+    _check_side(size, (*content_layers, *style_layers), image_what, "the image being optimised")
+    if style is not None and style_layers:
+        _check_side(style.shape[:2], style_layers, "--style", "the style image")
     if normalization_images is None:
         normalization_images = [x for x in (content, style) if x is not None]
     extractor = FeatureExtractor(load_vgg(config, normalization_images), content_layers, style_layers)
@@ -126,6 +137,16 @@ def build_optimization(
     )
     start = initial_image(config.init, tuple(size), config.seed, content=content, style=style)
     return ImageOptimization(objective, make_optimizer(config.optimizer, config.effective_learning_rate), start)
+
+
+def _check_side(size: Sequence[int], layers: Sequence[str], what: str, description: str) -> None:
+    need = layers_lib.min_side(layers)
+    h, w = int(size[0]), int(size[1])
+    if min(h, w) < need:
+        raise InputError(
+            f"{what}: {description} is {w}x{h} pixels, but layer {layers_lib.deepest_layer(layers)} needs a side "
+            f"of at least {need} px (raise --image_size or --style_size, or use shallower layers)"
+        )
 
 
 def run(
@@ -156,7 +177,7 @@ def run(
         default: the file names of path inputs.
     """
     if output is not None:
-        images.image_format_for(output)  # fail before minutes of work, not after
+        images.check_output_path(output)  # fail before minutes of work, not after
     content_arr, style_arr = prepare_images(config, content, style)
     logger = None
     if config.logdir:
@@ -186,6 +207,7 @@ def run(
     except KeyboardInterrupt:
         if output is not None:
             images.save_image(optimization.image_array(), output)
+            raise Interrupted(saved_to=output) from None
         raise
     finally:
         if logger is not None:

@@ -25,7 +25,7 @@ from tf_style.config import (  # noqa: E402
     PAPER_STYLE_LAYERS,
     Config,
 )
-from tf_style.errors import InputError  # noqa: E402
+from tf_style.errors import InputError, Interrupted  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "tf-style"
@@ -60,7 +60,9 @@ flags.DEFINE_string("run_name", None, "TensorBoard run folder under --logdir (de
 flags.DEFINE_integer(
     "image_every", None, "TensorBoard snapshot of the image every N steps (default: about 10 per run; 0: only the last)."
 )
-flags.DEFINE_integer("save_every", 0, "Also write the image every N steps as OUTPUT_<step> (0: never).")
+flags.DEFINE_integer(
+    "save_every", 0, "Also write the image every N steps, beside --output: out.png -> out_00050.png, ... (0: never)."
+)
 flags.DEFINE_integer("print_every", 50, "Progress line every N steps (0: only at the end).")
 flags.DEFINE_bool(
     "normalize_vgg",
@@ -164,7 +166,11 @@ def main(argv: list[str]) -> None:
         # --content its texture synthesis (style loss only): the same run with one term left out.
         content = images.load_image(FLAGS.content, "--content") if FLAGS.content else None
         style = images.load_image(FLAGS.style, "--style") if FLAGS.style else None
-        images.image_format_for(FLAGS.output)
+        images.check_output_path(FLAGS.output)
+        if config.init == "content" and content is None:
+            raise InputError("--init=content needs a content image (--content)")
+        if config.init == "style" and style is None:
+            raise InputError("--init=style needs a style image (--style)")
         import_tensorflow_quietly()
         from tf_style import api
 
@@ -179,8 +185,11 @@ def main(argv: list[str]) -> None:
         )
     except InputError as e:
         fail(str(e))
+    except Interrupted as e:
+        print(f"\n{PROG}: interrupted; the image so far was written to {e.saved_to}", file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; the current image was written to {FLAGS.output}", file=sys.stderr)
+        print(f"\n{PROG}: interrupted before the optimisation started; nothing was written", file=sys.stderr)
         sys.exit(130)
     first, last = result.history[0] if result.history else {}, result.final_terms
     h, w = result.image.shape[:2]

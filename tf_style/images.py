@@ -7,12 +7,12 @@ uint8 appears only at the edges (files and the public API's return value).
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from tf_style.atomic import write_atomically
 from tf_style.errors import InputError
 
 ImageLike = Union[str, os.PathLike, np.ndarray]
@@ -50,6 +50,8 @@ def load_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
             img.load()
             img = ImageOps.exif_transpose(img)
             return pil_to_rgb_array(img)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{what}: {path} is too large to decode safely ({' '.join(str(e).split())})") from None
     except UnidentifiedImageError:
         raise InputError(
             f"{what}: {path} is not an image Pillow can read (expected JPEG, PNG, WebP, BMP, TIFF or GIF)"
@@ -161,32 +163,31 @@ def save_image(image: np.ndarray, path: str | os.PathLike, what: str = "--output
     Returns the path written.
     """
     path = os.fspath(path)
+    fmt = check_output_path(path, what)
+    pil = Image.fromarray(to_uint8(image), mode="RGB")
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    try:
+        return write_atomically(path, lambda f: pil.save(f, format=fmt, **options))
+    except PermissionError as e:  # e.g. the folder became read-only during a long run
+        raise InputError(f"{what}: cannot write {path}: {e.strerror}") from None
+
+
+def check_output_path(path: str | os.PathLike, what: str = "--output") -> str:
+    """Checks, before any work, that an image can be written to `path`; returns its format.
+
+    The extension must be known (or absent: PNG), the folder must exist and be writable, and
+    `path` must not be a folder. Raises InputError naming `what` otherwise.
+    """
+    path = os.fspath(path)
     fmt = image_format_for(path, what)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise InputError(f"{what}: folder {folder} does not exist")
-    pil = Image.fromarray(to_uint8(image), mode="RGB")
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        raise InputError(f"{what}: cannot write {path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"{what}: {path} is a folder; expected an image file name")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{what}: cannot write {path}: folder {folder} is not writable")
+    return fmt
 
 
 def image_format_for(path: str, what: str = "--output") -> str:

@@ -68,3 +68,16 @@ def keras_layer_name(name: str) -> str:
 def layer_depth(name: str) -> int:
     """Position of a layer in the network (0 for block1_conv1), to find the deepest one."""
     return KERAS_LAYER_NAMES.index(keras_layer_name(name))
+
+
+def deepest_layer(names) -> str:
+    """The deepest of some layer names (any accepted form), in the paper's form."""
+    return canonical_layer_name(max(names, key=layer_depth))
+
+
+def min_side(names) -> int:
+    """The smallest image side for which the deepest of `names` still has a pixel: 2^(pools before it)."""
+    deepest = keras_layer_name(deepest_layer(names))
+    block = int(deepest[len("block")])
+    pools = block - 1 + (1 if deepest.endswith("_pool") else 0)
+    return 2**pools

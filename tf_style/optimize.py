@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_style import losses
+from tf_style.errors import InputError
 from tf_style.features import FeatureExtractor, StyleTarget, rescale_gram
 from tf_style.optimizers import Optimizer, State, Terms
 
@@ -91,10 +92,11 @@ class StyleObjective:
 class ImageOptimization:
     """The image being synthesised (a tf.Variable), the optimiser's state, and the step.
 
-    `step()` is a tf.function that evaluates the terms under a GradientTape, lets the
-    optimiser update the image, clips it to the valid pixel range [0, 255] and returns the
-    terms ([B] tensors) evaluated *before* the update. It traces once: one instance holds one
-    image size, and its only inputs are the variables.
+    `step()` is a tf.function that runs `pure_step`: the optimiser's update (the objective
+    evaluated under a GradientTape), then the clip to the valid pixel range [0, 255] unless the
+    optimiser keeps its own iterate. It returns the terms ([B] tensors) the optimiser reports:
+    Adam's are those of the image before its update, L-BFGS's those of the image it accepted.
+    It traces once: one instance holds one image size, and its only inputs are the variables.
     """
 
     def __init__(self, objective: StyleObjective, optimizer: Optimizer, initial_image: np.ndarray | tf.Tensor):
@@ -162,11 +164,11 @@ def initial_image(
         return white_noise(size, seed).numpy()
     if init == "content":
         if content is None:
-            raise ValueError("init='content' needs a content image")
+            raise InputError("--init=content needs a content image (--content)")
         return images.resize(content, (h, w))
     if init == "style":
         if style is None:
-            raise ValueError("init='style' needs a style image")
+            raise InputError("--init=style needs a style image (--style)")
         return images.resize(style, (h, w))
     return images.resize(images.load_image(init, "--init"), (h, w))
 

@@ -91,7 +91,7 @@ class LBFGS:
     loss is concave along the path (it is, for the first steps from white noise: the slope
     steepens as the features grow), and doubling lets the step grow there. The first trial
     step is `learning_rate` (scaled by min(1, 1/|g|_1) on the very first step, which has no
-    curvature yet).
+    curvature yet; after a failed search, half the shortest trial that failed).
 
     The loss and gradient at the accepted point are kept in the state, so a step costs as
     many objective evaluations as its line search tried (usually one) and the terms returned
@@ -180,6 +180,8 @@ class LBFGS:
         d = tf.where(gtd < 0.0, d, -g * h_diag)
         gtd = tf.reduce_sum(g * d)
 
+        # On the first step the direction is the raw gradient, whose scale says nothing about a
+        # good step length; later steps without pairs use h_diag, which a failed search shrinks.
         g_l1 = tf.reduce_sum(tf.abs(g))
         t0 = self.lr * tf.where(k > 0.0, 1.0, tf.minimum(1.0, 1.0 / tf.maximum(g_l1, 1e-30)))
 
@@ -215,8 +217,6 @@ class LBFGS:
         armijo, _ = wolfe(t, terms, g_new)
         f_new = tf.reduce_sum(terms["total"])
 
-        # Out of evaluations without sufficient decrease (rare): stay put and forget the history,
-        # so the next step starts over from scaled steepest descent.
         s = t * d
         y = g_new - g
         ys = tf.reduce_sum(y * s)
@@ -234,10 +234,18 @@ class LBFGS:
             )
 
         S, Y, rho, count, head, h_diag = tf.cond(keep, push, lambda: (S, Y, rho, count, head, h_diag))
+        # Out of evaluations without sufficient decrease (rare): stay put, forget the history so
+        # the next step starts over from scaled steepest descent, and make its first trial half
+        # the shortest one that failed (with no pairs the direction is -g * h_diag).
         count = tf.where(armijo, count, 0)
+        h_diag = tf.where(armijo, h_diag, h_diag * 0.5 * t / t0)
         new_image = tf.where(armijo, image + s, image)
         f_out = tf.where(armijo, f_new, f)
         g_out = tf.where(armijo, g_new, g)
+        # The terms reported are those of the image returned: on a failed search that is the
+        # old image, evaluated once more (rare), not the rejected trial point.
+        terms = tf.cond(armijo, lambda: terms, lambda: value_and_grad(image)[0])
+        evaluations = evaluations + tf.where(armijo, 0.0, 1.0)
         state = (k + 1.0, f_out, g_out, S, Y, rho, count, head, h_diag, evaluations)
         return new_image, state, terms
 

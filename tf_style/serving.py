@@ -149,13 +149,8 @@ def encode_png(image: tf.Tensor) -> tf.Tensor:
 
 
 def min_side(config: Config) -> int:
-    """The smallest image side whose deepest requested layer still has a pixel: 2^(pools before it)."""
-    deepest = layers_lib.keras_layer_name(
-        max((*config.content_layers, *config.style_layers), key=layers_lib.layer_depth)
-    )
-    block = int(deepest[len("block")])
-    pools = block - 1 + (1 if deepest.endswith("_pool") else 0)
-    return 2**pools
+    """The smallest image side whose deepest requested layer still has a pixel."""
+    return layers_lib.min_side((*config.content_layers, *config.style_layers))
 
 
 class StyleTransferModule(tf.Module):

@@ -22,7 +22,8 @@ Tags written in each run folder:
   ``input/content`` and ``input/style`` once (the resized inputs the run really used);
 * ``config``: the full configuration as text, and the HParams session summary.
 
-Steps are numbered from 1 (the terms logged at step k are those the k-th step evaluated).
+Steps are numbered from 1 (the terms logged at step k are those the k-th step reports: with
+Adam the loss of the image it started from, with L-BFGS that of the image it accepted).
 Several image sizes (coarse-to-fine) are one TensorBoard run: reuse one logger for several
 `loop.optimize` calls and each call continues counting where the previous one stopped, with
 ``scale/image_size`` showing the size in force; `step_offset` starts the count elsewhere
