@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -126,6 +127,38 @@ def test_figure3_every_panel_resume_and_per_panel_settings(tmp_path, monkeypatch
     with pytest.raises(InputError, match=r"holds Fig. 3 panels made with other settings \(num_steps differ"):
         figures.make_figure(3, figures.Settings(**{**settings.__dict__, "num_steps": 1}), log=lines.append)
     assert mtimes(folder, kept) == before
+
+
+def test_a_run_failing_before_its_first_panel_does_not_block_the_corrected_rerun(
+    tmp_path, content_path, style_path
+):
+    out = tmp_path / "fig1"
+    missing = tmp_path / "missing.h5"
+    first = run_tool(["--figure=1", f"--output_dir={out}", f"--weights={missing}", "--image_size=32"], tmp_path)
+    assert (first.returncode, first.stderr) == (
+        2,
+        f"paper_figures.py: error: --weights: no such file: {missing} (expected a Keras VGG19 .h5 weights file)\n",
+    )
+    assert os.listdir(out) == []  # no panel, so no record of settings that made none
+
+    # A figure1.json without panels (left by an older version, or its panels deleted by hand)
+    # describes no pixels either: the rerun with other settings overwrites it.
+    (out / "figure1.json").write_text(json.dumps({"figure": 1, "weights": str(missing), "num_steps": 500}))
+    settings = figures.Settings(
+        content=content_path, style=style_path, output_dir=str(out), weights="random", image_size=32, num_steps=0
+    )
+    figures.make_figure(1, settings, log=lambda line: None)
+    assert sorted(os.listdir(out)) == sorted(FIG1_PANELS + ["figure1.json", "figure1.png"])
+    assert json.loads((out / "figure1.json").read_text()) == figures.recorded_settings(settings, 1)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(out / "figure1.json").st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    # Now that panels exist, the record guards them.
+    with pytest.raises(
+        InputError,
+        match=r"^--output_dir: .* holds Fig. 1 panels made with other settings \(num_steps differ, see ",
+    ):
+        figures.make_figure(1, figures.Settings(**{**settings.__dict__, "num_steps": 1}), log=lambda line: None)
 
 
 def test_contact_sheet_places_the_images_with_labels():

@@ -10,12 +10,17 @@ VGG19) and one runner process serve all tests, to keep the file fast on 2 cores.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
+import importlib.util
 import io
 import json
 import os
 import pickle
+import socket
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -594,3 +599,160 @@ def test_client_example_needs_exactly_one_server(tmp_path):
     assert proc.stderr == (
         "serving_client_example.py: error: give exactly one of --server (REST) and --saved_model_dir (local SavedModel)\n"
     )
+
+
+# -- the client example against a real HTTP server -------------------------------------------------
+
+EXAMPLE = os.path.join(ROOT, "tools", "serving_client_example.py")
+BAD_IMAGE = "content_bytes[0] is not a JPEG, PNG, GIF, BMP or WebP image"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("serving_client_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def refusing_server():
+    """A local HTTP server answering as TensorFlow Serving does a bad request: 400 and
+    {"error": ...} for the model's predict URL, 404 with an HTML page for any other path.
+    Yields (address, received requests as (path, JSON body))."""
+    received: list[tuple[str, dict]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.path, body))
+            if self.path == "/v1/models/tf_style:predict":
+                status, kind, reply = 400, "application/json", json.dumps({"error": BAD_IMAGE})
+            else:
+                status, kind, reply = 404, "text/html", "<html>\n<body>Not\nhere</body>\n</html>"
+            data = reply.encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:  # keep the test output clean
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    server.timeout = 10
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def direct_env() -> dict[str, str]:
+    # conftest points http_proxy at a closed port so nothing leaves the machine; the loopback
+    # servers here must be reached directly, or every test would see the proxy's refusal.
+    e = env()
+    e["no_proxy"] = e["NO_PROXY"] = "127.0.0.1"
+    return e
+
+
+def test_client_raises_the_servers_own_message_for_a_400(monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    example = load_example()
+    with refusing_server() as (address, received):
+        client = example.RestClient(address, "tf_style", timeout=10)
+        with pytest.raises(RuntimeError) as info:
+            client.predict("targets", {"image_bytes": [b"not an image"]})
+        assert str(info.value) == BAD_IMAGE
+        assert received == [
+            (
+                "/v1/models/tf_style:predict",
+                {"signature_name": "targets", "inputs": {"image_bytes": [{"b64": "bm90IGFuIGltYWdl"}]}},
+            )
+        ]
+        # An error page that is not TensorFlow Serving's JSON: the status, on one line.
+        with pytest.raises(RuntimeError) as info:
+            example.RestClient(address, "other", timeout=10).predict("targets", {"image_bytes": [b"x"]})
+        assert str(info.value) == (
+            f"{address}/v1/models/other:predict: HTTP 404 Not Found: <html> <body>Not here</body> </html>"
+        )
+
+
+def client_args(tmp_path, server: str) -> list[str]:
+    return [
+        sys.executable, EXAMPLE, f"--server={server}", f"--content={CONTENT_PATH}", f"--style={STYLE_PATH}",
+        f"--output={tmp_path / 'o.png'}", "--num_steps=1",
+    ]
+
+
+def test_client_tool_prints_the_servers_message_on_one_line_and_exits_2(tmp_path):
+    with refusing_server() as (address, received):
+        proc = subprocess.run(
+            client_args(tmp_path, address), capture_output=True, text=True, env=direct_env(), timeout=60
+        )
+    assert (proc.returncode, proc.stderr, proc.stdout) == (2, f"serving_client_example.py: error: {BAD_IMAGE}\n", "")
+    assert [path for path, _ in received] == ["/v1/models/tf_style:predict"]  # stopped at the first refusal
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_client_tool_unreachable_server_is_one_line_and_exit_2(tmp_path):
+    port = closed_port()
+    proc = subprocess.run(
+        client_args(tmp_path, f"http://127.0.0.1:{port}"), capture_output=True, text=True, env=direct_env(), timeout=60
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        f"serving_client_example.py: error: cannot reach http://127.0.0.1:{port}/v1/models/tf_style:predict: "
+        "[Errno 111] Connection refused\n"
+    )
+    assert not (tmp_path / "o.png").exists()
+
+
+# Run as from a fresh clone: the repository root taken off sys.path (this venv has it on the
+# path through its editable install), so only the tool's own sys.path line can find tf_style.
+PLAIN_CLONE = (
+    "import os, runpy, sys; root = sys.argv[1]; "
+    "sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != root]; "
+    "sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+@pytest.mark.parametrize(
+    "tool, args, message",
+    [
+        ("export_savedmodel.py", ["--export_dir=m", "--image_size=8"],
+         "export_savedmodel.py: error: --image_size must be between 16 and 8192 pixels; got 8\n"),
+        ("serving_client_example.py",
+         ["--server=http://127.0.0.1:9", f"--content={CONTENT_PATH}", f"--style={STYLE_PATH}", "--output=o.xyz"],
+         "serving_client_example.py: error: --output: cannot write o.xyz: unknown extension '.xyz'; "
+         "use one of .png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff, .gif\n"),
+        ("benchmark.py", ["--what=optimizers", "--image_size=8"],
+         "benchmark.py: error: --image_size must be between 16 and 8192 pixels; got 8\n"),
+    ],
+)
+def test_tools_run_from_a_plain_clone(tmp_path, tool, args, message):
+    """Each case needs tf_style for its message: without the tool's sys.path line it would be
+    a ModuleNotFoundError traceback instead."""
+    e = env()
+    e.pop("PYTHONPATH")
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN_CLONE, ROOT, os.path.join(ROOT, "tools", tool), *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr == message
+    assert os.listdir(tmp_path) == []

@@ -8,8 +8,10 @@ alpha/beta = 1e-5, 1e-4, 1e-3, 1e-2 (columns), content on conv4_2.
 Every panel is its own image file in the output folder, written atomically when its run ends,
 then the labelled sheet (figure1.png / figure3.png) is drawn from the panel files. A panel
 whose file exists is not run again, so an interrupted figure resumes where it stopped. The
-settings are recorded in figure<N>.json; a rerun with other settings into the same folder is
-refused rather than mixing panels made differently.
+settings are recorded in figure<N>.json just before the first panel file is written; a rerun
+with other settings into a folder holding panels of that figure is refused rather than mixing
+panels made differently. A figure<N>.json without any panel beside it describes no pixels
+(a run that failed before its first panel, or panels deleted by hand) and is overwritten.
 
 All panels of a figure start from the same white noise (the seed) and, with normalize_vgg,
 use one network normalised on the content and style images together.
@@ -21,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tf_style import images
+from tf_style.atomic import write_atomically
 from tf_style.config import PAPER_STYLE_LAYERS, Config
 from tf_style.errors import InputError
 
@@ -203,24 +205,21 @@ def recorded_settings(settings: Settings, figure: int) -> dict[str, Any]:
     return d
 
 
-def _write_json_atomically(data: dict[str, Any], path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def _settings_path(settings: Settings, figure: int) -> str:
+    return os.path.join(settings.output_dir, f"figure{figure}.json")
 
 
-def _check_or_record(settings: Settings, figure: int) -> None:
-    path = os.path.join(settings.output_dir, f"figure{figure}.json")
+def _check_recorded(settings: Settings, figure: int, panels: Sequence[Panel]) -> tuple[dict[str, Any], bool]:
+    """The settings to record, and whether a panel of the figure already exists in the folder.
+
+    Refuses other settings than the recorded ones only when a panel exists: the json alone
+    describes no pixels (a run that failed before its first panel leaves none, and older
+    versions wrote the json before any work), so it must not block a corrected rerun.
+    """
+    path = _settings_path(settings, figure)
     current = recorded_settings(settings, figure)
-    if os.path.exists(path):
+    has_panels = any(os.path.exists(os.path.join(settings.output_dir, p.filename)) for p in panels)
+    if has_panels and os.path.exists(path):
         try:
             with open(path) as f:
                 previous = json.load(f)
@@ -232,7 +231,12 @@ def _check_or_record(settings: Settings, figure: int) -> None:
                 f"--output_dir: {settings.output_dir} holds Fig. {figure} panels made with other settings "
                 f"({', '.join(differing)} differ, see {path}); use another --output_dir or delete those files"
             )
-    _write_json_atomically(current, path)
+    return current, has_panels
+
+
+def _record(settings: Settings, figure: int, current: dict[str, Any]) -> None:
+    text = json.dumps(current, indent=2, sort_keys=True) + "\n"
+    write_atomically(_settings_path(settings, figure), lambda f: f.write(text.encode("utf-8")))
 
 
 def make_figure(
@@ -249,7 +253,14 @@ def make_figure(
     if os.path.exists(settings.output_dir) and not os.path.isdir(settings.output_dir):
         raise InputError(f"--output_dir: {settings.output_dir} is a file; expected a folder")
     os.makedirs(settings.output_dir, exist_ok=True)
-    _check_or_record(settings, figure)
+    current, has_panels = _check_recorded(settings, figure, panels)
+    # With panels present the json matches (checked above) or is missing: (re)write it now.
+    # Otherwise it is written just before the first panel file, so that a run failing before
+    # any panel (missing weights, no network for the ImageNet download) leaves no record that
+    # would refuse the corrected rerun, and no panel ever exists without its record.
+    recorded = has_panels
+    if recorded:
+        _record(settings, figure, current)
 
     paths = {p.filename: os.path.join(settings.output_dir, p.filename) for p in panels}
     todo = [p for p in panels if not os.path.exists(paths[p.filename])]
@@ -285,6 +296,9 @@ def make_figure(
                 content_name=_stem(settings.content) if panel.uses_content else None,
                 style_name=_stem(settings.style) if panel.uses_style else None,
             )
+            if not recorded:
+                _record(settings, figure, current)
+                recorded = True
             images.save_image(result.image, paths[panel.filename])
             first = result.history[0]["total"] if result.history else float("nan")
             last = result.final_terms.get("total", float("nan"))

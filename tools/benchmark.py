@@ -28,10 +28,14 @@ import time
 from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Runnable from a fresh clone without installing: the repository root goes on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-PROG = "benchmark"
+from tf_style.startup import import_tensorflow_quietly  # noqa: E402  (no TensorFlow: flag errors stay fast)
+
+PROG = "benchmark.py"  # as the other tools name themselves in their error lines
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("what", "tensorboard", ["tensorboard", "optimizers"], "Which benchmark to run.")
@@ -195,8 +199,16 @@ def main(argv: list[str]) -> None:
             fail(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
     if FLAGS.warmup < 0:
         fail(f"--warmup must be >= 0; got {FLAGS.warmup}")
+    from tf_style.config import Config  # no TensorFlow: a bad flag is reported at once
     from tf_style.errors import InputError
 
+    try:
+        Config(image_size=FLAGS.image_size, seed=FLAGS.seed)
+    except InputError as e:
+        fail(f"--{e}")  # Config names its fields; here they are flags
+    # Every benchmark imports TensorFlow: load it here, with its C++ start-up notices hidden as in
+    # the other tools, so they do not bury the results.
+    import_tensorflow_quietly()
     try:
         BENCHMARKS[FLAGS.what]()
     except InputError as e:

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 from typing import Any, Callable
 
@@ -40,6 +41,9 @@ class RestClient:
       server: e.g. "http://localhost:8501".
       model_name: the served model's name (the server's --model_name).
       post: (url, body) -> reply body; urllib by default (a test passes its own).
+
+    A request the server refuses raises RuntimeError with the server's own message; so does
+    an unreachable server or a reply that is not TensorFlow Serving's JSON.
     """
 
     def __init__(self, server: str, model_name: str, post: Callable[[str, str], str] | None = None, timeout: float = 600):
@@ -49,15 +53,44 @@ class RestClient:
 
     def _urllib_post(self, url: str, body: str) -> str:
         request = urllib.request.Request(url, data=body.encode("utf-8"), headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-            return reply.read().decode("utf-8")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+                return reply.read().decode("utf-8")
+        except urllib.error.HTTPError as e:
+            # TensorFlow Serving answers a bad request with HTTP 400 and {"error": "..."}; urllib
+            # raises before anyone reads that body, so hand it on and let predict() raise the
+            # server's own message. A body without it (a proxy's or another server's HTML
+            # page) says nothing useful: name the status instead.
+            text = e.read().decode("utf-8", "replace")
+            parsed = _json_or_none(text)
+            if isinstance(parsed, dict) and "error" in parsed:
+                return text
+            raise RuntimeError(f"{url}: HTTP {e.code} {e.reason}: {_one_line(text)[:200]}") from None
+        except urllib.error.URLError as e:  # refused, unknown host, connect timeout
+            raise RuntimeError(f"cannot reach {url}: {e.reason}") from None
+        except TimeoutError:
+            raise RuntimeError(f"{url}: no answer within {self.timeout:g} s") from None
 
     def predict(self, signature: str, inputs: Arrays) -> Arrays:
         body = {"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}
-        reply = json.loads(self.post(self.url, json.dumps(body)))
+        text = self.post(self.url, json.dumps(body))
+        reply = _json_or_none(text)
+        if not isinstance(reply, dict) or not ("error" in reply or isinstance(reply.get("outputs"), dict)):
+            raise RuntimeError(f"{self.url}: not a TensorFlow Serving predict reply: {_one_line(text)[:200]}")
         if "error" in reply:
-            raise RuntimeError(reply["error"])
+            raise RuntimeError(str(reply["error"]))
         return {k: _from_json(k, v) for k, v in reply["outputs"].items()}
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 class SessionClient:
@@ -150,16 +183,44 @@ def main(argv: list[str]) -> None:
         content = f.read()
     with open(FLAGS.style, "rb") as f:
         style = f.read()
-    client = RestClient(FLAGS.server, FLAGS.model_name) if FLAGS.server else SessionClient(FLAGS.saved_model_dir)
-    started = time.perf_counter()
+    # What a server or SavedModel can answer with; each becomes one line and exit status 2.
+    # RuntimeError: RestClient's (the server's message, unreachable, not a reply); OSError: a
+    # missing SavedModel, or the output not writable.
+    failures: tuple[type[BaseException], ...] = (RuntimeError, OSError)
+    if FLAGS.server:
+        client: Any = RestClient(FLAGS.server, FLAGS.model_name)
+    else:
+        # Only this path needs TensorFlow; its C++ start-up notices are hidden as in the CLI.
+        from tf_style.startup import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        import tensorflow as tf
+
+        failures += (tf.errors.OpError,)  # e.g. InvalidArgumentError for an undecodable image
+        # The TF1 loader is deliberate (it is the server's path): its deprecation notice is noise.
+        tf.get_logger().setLevel("ERROR")
+    started = 0.0  # set once the client is ready, so loading a SavedModel is not a step's time
 
     def report(step: int, terms: dict[str, float]) -> None:
         if step == 1 or step == FLAGS.num_steps or (FLAGS.print_every and step % FLAGS.print_every == 0):
             rate = (time.perf_counter() - started) / step
             print(f"step {step}/{FLAGS.num_steps}: total {terms['total']:.4g} ({rate:.2f} s/step)", flush=True)
 
-    image, _ = stylize(client, content, style, FLAGS.num_steps, report)
-    images.save_image(image, FLAGS.output)  # atomic; rounds like the export's PNG
+    try:
+        if not FLAGS.server:
+            client = SessionClient(FLAGS.saved_model_dir)
+        started = time.perf_counter()
+        image, _ = stylize(client, content, style, FLAGS.num_steps, report)
+        images.save_image(image, FLAGS.output)  # atomic; rounds like the export's PNG
+    except InputError as e:
+        _fail(str(e))
+    except failures as e:
+        # TensorFlow's messages continue with graph details on further lines: the first says it.
+        lines = str(e).strip().splitlines()
+        _fail(lines[0] if lines else type(e).__name__)
+    except KeyboardInterrupt:
+        print("\nserving_client_example.py: interrupted; nothing written", file=sys.stderr)
+        sys.exit(130)
     print(f"wrote {FLAGS.output} ({image.shape[1]}x{image.shape[0]})")
 
 
@@ -183,6 +244,9 @@ def _define_flags() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Runnable from a fresh clone without installing: the repository root goes on the path
+    # (only when run as a script; importing this module leaves sys.path alone).
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from absl import app, flags as _flags
 
     _define_flags()
