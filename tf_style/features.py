@@ -77,5 +77,9 @@ class FeatureExtractor:
         targets = {}
         for name in self.style_layers:
             f = features[name]
-            targets[name] = StyleTarget(gram=gram_matrix(f), positions=int(f.shape[1]) * int(f.shape[2]))
+            if f.shape[1] is not None and f.shape[2] is not None:
+                positions = int(f.shape[1]) * int(f.shape[2])
+            else:  # inside a graph whose image size is known only at run time (serving)
+                positions = tf.shape(f)[1] * tf.shape(f)[2]
+            targets[name] = StyleTarget(gram=gram_matrix(f), positions=positions)
         return targets

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -11,6 +11,15 @@ from tf_style import losses
 from tf_style.errors import InputError
 from tf_style.features import FeatureExtractor, StyleTarget, rescale_gram
 from tf_style.optimizers import Optimizer, State, Terms
+
+
+def term_names(content_layers: Iterable[str], style_layers: Iterable[str]) -> tuple[str, ...]:
+    """The names of the terms a StyleObjective with these layers returns, in a fixed order."""
+    return (
+        ("total", "content", "style", "tv")
+        + tuple(f"content/{n}" for n in content_layers)
+        + tuple(f"style/{n}" for n in style_layers)
+    )
 
 
 class StyleObjective:
@@ -50,11 +59,7 @@ class StyleObjective:
 
     @property
     def term_names(self) -> tuple[str, ...]:
-        return (
-            ("total", "content", "style", "tv")
-            + tuple(f"content/{n}" for n in self.content_targets)
-            + tuple(f"style/{n}" for n in self.style_targets)
-        )
+        return term_names(self.content_targets, self.style_targets)
 
     def __call__(self, image: tf.Tensor) -> Terms:
         features = self.extractor(image)

@@ -41,7 +41,7 @@ from tf_style.config import Config
 from tf_style.errors import InputError
 from tf_style.features import FeatureExtractor, StyleTarget
 from tf_style.losses import gram_matrix
-from tf_style.optimize import StyleObjective, pure_step, white_noise
+from tf_style.optimize import StyleObjective, pure_step, term_names, white_noise
 from tf_style.optimizers import Terms, make_optimizer
 
 #: Where the export's configuration is written, inside the version folder.
@@ -186,12 +186,7 @@ class StyleTransferModule(tf.Module):
     @property
     def term_names(self) -> tuple[str, ...]:
         """The loss terms, in `StyleObjective.term_names` order."""
-        c = self.config
-        return (
-            ("total", "content", "style", "tv")
-            + tuple(f"content/{n}" for n in c.content_layers)
-            + tuple(f"style/{n}" for n in c.style_layers)
-        )
+        return term_names(self.config.content_layers, self.config.style_layers)
 
     def load(self, data: tf.Tensor, what: str | tf.Tensor) -> tf.Tensor:
         """Encoded bytes -> float pixels [H, W, 3] resized to the export's image_size."""
@@ -230,13 +225,8 @@ class StyleTransferModule(tf.Module):
         )
 
     def style_targets(self, image: tf.Tensor) -> dict[str, StyleTarget]:
-        """`FeatureExtractor.style_targets` for an image whose size is known only at run time."""
-        features = self._extractor(image)
-        targets = {}
-        for name in self._extractor.style_layers:
-            f = features[name]
-            targets[name] = StyleTarget(gram=gram_matrix(f), positions=tf.shape(f)[1] * tf.shape(f)[2])
-        return targets
+        """`FeatureExtractor.style_targets`; in the graph the image's size is known only at run time."""
+        return self._extractor.style_targets(image)
 
     def stylize_one(self, content: tf.Tensor, style: tf.Tensor) -> tuple[tf.Tensor, Terms]:
         """The whole optimisation for one pair of float images [H, W, 3] (already resized).
