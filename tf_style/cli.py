@@ -26,6 +26,7 @@ from tf_style.config import (  # noqa: E402
     Config,
 )
 from tf_style.errors import InputError, Interrupted  # noqa: E402
+from tf_style import startup  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "tf-style"
@@ -114,7 +115,7 @@ def config_from_flags(values: flags.FlagValues = FLAGS) -> Config:
             image_every=values.image_every,
         )
     except InputError as e:
-        raise InputError(_as_flag_message(str(e))) from None
+        raise InputError(startup.as_flag_message(str(e))) from None
 
 
 def parse_output_size(text: str | None) -> tuple[int, int] | None:
@@ -132,17 +133,8 @@ def parse_output_size(text: str | None) -> tuple[int, int] | None:
     return height, width
 
 
-def _as_flag_message(message: str) -> str:
-    """Config speaks of fields; on the command line they are flags."""
-    field, sep, rest = message.partition(" ")
-    if field.rstrip(":") in Config.field_names() and not field.startswith("--"):
-        return f"--{field}{sep}{rest}"
-    return message
-
-
 def fail(message: str) -> NoReturn:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    startup.fail(PROG, message)
 
 
 def main(argv: list[str]) -> None:
@@ -207,12 +199,7 @@ def _stem(path: str | None) -> str | None:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, but a bad flag is one line and exit status 2 (absl's default is 1)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        fail(" ".join(str(e).split()))
+_parse_flags = startup.flags_parser(PROG)
 
 
 def run() -> None:

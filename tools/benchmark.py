@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from tf_style import startup  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402  (no TensorFlow: flag errors stay fast)
 
 PROG = "benchmark.py"  # as the other tools name themselves in their error lines
@@ -51,12 +52,11 @@ TENSORBOARD_GOAL = 0.03  # of the step time
 
 
 def fail(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    startup.fail(PROG, message)
 
 
 def bench_tensorboard() -> None:
-    from tf_style import api, images, loop
+    from tf_style import api, loop
     from tf_style.config import Config
     from tf_style.tensorboard_logger import TensorBoardLogger
 
@@ -215,12 +215,5 @@ def main(argv: list[str]) -> None:
         fail(str(e))
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        fail(" ".join(str(e).split()))
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=startup.flags_parser(PROG))

@@ -24,6 +24,7 @@ from absl import app, flags  # noqa: E402
 
 from tf_style.config import OPTIMIZER_CHOICES, Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
 from tf_style.errors import InputError  # noqa: E402
+from tf_style import startup  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "export_savedmodel.py"
@@ -59,14 +60,11 @@ def config_from_flags(values: flags.FlagValues = FLAGS) -> Config:
     try:
         return Config(**options)
     except InputError as e:
-        message = str(e)
-        field = message.split(" ", 1)[0].rstrip(":")
-        raise InputError(f"--{message}" if field in _CONFIG_FLAGS else message) from None
+        raise InputError(startup.as_flag_message(str(e))) from None
 
 
 def fail(message: str) -> NoReturn:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    startup.fail(PROG, message)
 
 
 def main(argv: list[str]) -> None:
@@ -90,13 +88,5 @@ def main(argv: list[str]) -> None:
     print(json.dumps(serving.export_config(config), indent=2, sort_keys=True))
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, but a bad flag is one line and exit status 2 (absl's default is 1)."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        fail(" ".join(str(e).split()))
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=startup.flags_parser(PROG))

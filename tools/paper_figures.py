@@ -27,6 +27,7 @@ from absl import app, flags  # noqa: E402
 
 from tf_style.config import OPTIMIZER_CHOICES  # noqa: E402
 from tf_style.errors import InputError  # noqa: E402
+from tf_style import startup  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "paper_figures.py"
@@ -55,17 +56,8 @@ flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "VGG19 pooling: avg (paper) 
 flags.DEFINE_string("logdir", None, "TensorBoard log folder: one run per panel under it (none: no logging).")
 
 
-def _as_flag_message(message: str) -> str:
-    """Config speaks of fields ("image_size must be ..."); here they are flags."""
-    field, sep, rest = message.partition(" ")
-    if field.rstrip(":") in FLAGS and not field.startswith("--"):
-        return f"--{field}{sep}{rest}"
-    return message
-
-
 def fail(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    startup.fail(PROG, message)
 
 
 class _NoRetracingWarning(logging.Filter):
@@ -105,7 +97,7 @@ def main(argv: list[str]) -> None:
         try:
             settings.base_config()  # every flag checked before any work
         except InputError as e:
-            raise InputError(_as_flag_message(str(e))) from None
+            raise InputError(startup.as_flag_message(str(e))) from None
         figures.make_figure(int(FLAGS.figure), settings, log=lambda line: print(line, flush=True))
     except InputError as e:
         fail(str(e))
@@ -114,12 +106,5 @@ def main(argv: list[str]) -> None:
         sys.exit(130)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        fail(" ".join(str(e).split()))
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=startup.flags_parser(PROG))
