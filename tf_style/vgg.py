@@ -83,9 +83,7 @@ def imagenet_weights_path() -> str:
             cache_subdir="models",
             file_hash=VGG19_NOTOP_MD5,
         )
-    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - get_file raises bare Exception
-        if isinstance(e, KeyboardInterrupt):
-            raise
+    except Exception as e:  # noqa: BLE001 - get_file raises a bare Exception for a failed download
         reason = " ".join(str(e).split())[:200]
         raise InputError(
             f"cannot get the VGG19 ImageNet weights ({reason}); pass --weights=PATH to a Keras "
