@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 import tf_style
-from tf_style import api
+from tf_style import api, images
 from tf_style.config import Config
-from tf_style.errors import InputError
+from tf_style.errors import InputError, Interrupted
 from tf_style.loop import Callback
 
 
@@ -30,8 +30,9 @@ def test_stylize_with_arrays_is_reproducible_and_seed_dependent(content_image, s
 
 
 def test_run_records_every_step_and_writes_the_output(tmp_path, content_image, style_image):
-    config = Config(weights="random", image_size=32, num_steps=6, save_every=2)
-    result = tf_style.run(config, content_image, style_image, output=str(tmp_path / "r.jpg"))
+    config = Config(weights="random", image_size=32, num_steps=6)
+    options = tf_style.RunOptions(save_every=2)
+    result = tf_style.run(config, content_image, style_image, options=options, output=str(tmp_path / "r.jpg"))
     assert len(result.history) == 6
     assert result.history[-1]["total"] < result.history[0]["total"]
     with Image.open(tmp_path / "r.jpg") as img:
@@ -40,16 +41,23 @@ def test_run_records_every_step_and_writes_the_output(tmp_path, content_image, s
 
 
 def test_ctrl_c_saves_the_current_image_before_propagating(tmp_path, content_image, style_image):
+    seen = {}
+
     class Interrupt(Callback):
         def on_step_end(self, run):
             if run.step == 2:
+                seen["image"] = images.to_uint8(run.image())
                 raise KeyboardInterrupt
 
     config = Config(weights="random", image_size=32, num_steps=50)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as info:
         api.run(config, content_image, style_image, output=str(tmp_path / "partial.png"), callbacks=[Interrupt()])
+    assert info.value.saved_to == str(tmp_path / "partial.png")
     with Image.open(tmp_path / "partial.png") as img:
-        assert img.size == (32, 22)
+        saved = np.asarray(img.convert("RGB"))
+    # The very image of the moment, pixel for pixel (after 2 steps from noise: far from flat).
+    np.testing.assert_array_equal(saved, seen["image"])
+    assert saved.shape == (22, 32, 3) and saved.std() > 20
 
 
 def test_unknown_option_lists_the_valid_ones(content_image, style_image):
@@ -58,8 +66,67 @@ def test_unknown_option_lists_the_valid_ones(content_image, style_image):
 
 
 def test_bad_array_input():
-    with pytest.raises(InputError, match=r"--content: expected an array of shape \[H, W, 3\]"):
+    with pytest.raises(InputError, match=r"^content: expected an array of shape \[H, W, 3\]"):
         tf_style.stylize(np.zeros((4, 4, 2)), np.zeros((4, 4, 3)), weights="random")
+
+
+def test_a_float_image_in_0_1_is_refused_naming_the_range(content_image, style_image):
+    with pytest.raises(InputError) as info:
+        tf_style.stylize(content_image / 255.0, style_image, weights="random", image_size=32, num_steps=1)
+    low, high = content_image.min() / 255.0, content_image.max() / 255.0
+    assert str(info.value) == (
+        f"content: pixel values must lie in [0, 255]; got a float array in [{low:g}, {high:g}], which looks like the [0, 1] "
+        "convention (multiply it by 255)"
+    )
+    # uint8 images, and float images in [0, 255] (even a black one), are fine.
+    assert images.as_rgb_array(np.zeros((4, 4, 3), np.float32)).max() == 0.0
+    assert images.as_rgb_array(np.ones((4, 4, 3), np.uint8)).max() == 1.0
+
+
+def test_style_size_decides_the_style_images_size(content_image, style_image):
+    """The style image is resized to style_size, and its Gram targets are taken at that size."""
+    config = Config(weights="random", image_size=64, style_size=40, num_steps=0)
+    content, style = api.prepare_images(config, content_image, style_image)
+    assert content.shape == (43, 64, 3) and style.shape == (35, 40, 3)  # the style image is 56 x 64
+    synthesis = api.build_synthesis(config, content, style)
+    # conv1_1 keeps the full resolution: M_l of the 35 x 40 style image, not of a 56 x 64 one.
+    assert int(synthesis.objective.style_targets["conv1_1"].positions) == 35 * 40
+    assert int(synthesis.objective.style_targets["conv3_1"].positions) == 8 * 10  # two poolings, floored
+
+
+def test_pooling_decides_the_network(content_image, style_image):
+    """The backbone a run gets follows Config.pooling, and the loss follows the backbone."""
+    import keras
+
+    totals = {}
+    for pooling, layer_class in (("avg", keras.layers.AveragePooling2D), ("max", keras.layers.MaxPooling2D)):
+        config = Config(weights="random", image_size=32, num_steps=0, pooling=pooling)
+        content, style = api.prepare_images(config, content_image, style_image)
+        synthesis = api.build_synthesis(config, content, style)
+        model = synthesis.objective.extractor.model
+        assert isinstance(model.get_layer("block1_pool"), layer_class), pooling
+        totals[pooling] = float(synthesis.objective(synthesis.image)["total"][0])
+    assert totals["avg"] != pytest.approx(totals["max"], rel=1e-3)
+
+
+def test_config_and_run_options_round_trip_through_json():
+    import json
+
+    config = Config(image_size=64, style_size=48, content_layers="block4_conv2", style_layers=["relu1_1", "conv2_1"],
+                    style_layer_weights=[1, 3], tv_weight=0.5, optimizer="lbfgs", output_size=(20, 30), seed=4)
+    text = json.dumps(config.to_dict())
+    assert Config.from_dict(json.loads(text)) == config
+    assert json.loads(text)["style_layers"] == ["conv1_1", "conv2_1"] and json.loads(text)["learning_rate"] is None
+    options = tf_style.RunOptions(print_every=3, logdir="runs", run_name="a", image_every=0)
+    assert tf_style.RunOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
+    assert Config.from_dict({}) == Config()  # fields a dict leaves out keep their defaults
+    with pytest.raises(InputError) as info:
+        Config.from_dict({"image_size": 64, "colour": "red"})
+    assert str(info.value).startswith("unknown Config field(s) colour; valid fields are image_size, style_size,")
+    # The written-out form (HParams, figures' records) is the same run.
+    resolved = config.resolved()
+    assert resolved.learning_rate == 1.0 and resolved.style_size == 48 and resolved.style_layer_weights == (1.0, 3.0)
+    assert Config().resolved().style_size == 512 and Config().resolved().learning_rate == 10.0
 
 
 def test_config_defaults_are_the_papers():
@@ -103,9 +170,9 @@ def test_config_rejects_bad_values(options, message):
 
 def test_images_too_small_for_the_deepest_layer(content_image):
     thin = np.full((8, 200, 3), 128, np.uint8)
-    with pytest.raises(InputError, match=r"^--content: the image being optimised is 64x3 pixels, but layer conv5_1 needs a side of at least 16 px"):
+    with pytest.raises(InputError, match=r"^content: the image being optimised is 64x3 pixels, but layer conv5_1 needs a side of at least 16 px \(raise image_size or style_size"):
         tf_style.stylize(thin, content_image, weights="random", image_size=64, num_steps=1)
-    with pytest.raises(InputError, match=r"^--style: the style image is 64x3 pixels, but layer conv5_1 needs"):
+    with pytest.raises(InputError, match=r"^style: the style image is 64x3 pixels, but layer conv5_1 needs"):
         tf_style.stylize(content_image, thin, weights="random", image_size=64, num_steps=1)
     # pool5 is one more halving: 32 px.
     with pytest.raises(InputError, match=r"layer pool5 needs a side of at least 32 px"):
@@ -114,5 +181,5 @@ def test_images_too_small_for_the_deepest_layer(content_image):
 
 
 def test_init_needs_its_input(style_image):
-    with pytest.raises(InputError, match=r"^--init=content needs a content image \(--content\)$"):
+    with pytest.raises(InputError, match=r"^init=content needs a content image \(content\)$"):
         api.run(Config(weights="random", image_size=32, num_steps=1, init="content"), None, style_image)

@@ -11,7 +11,7 @@ import pytest
 from absl.testing import flagsaver
 from PIL import Image
 
-from tf_style import cli
+from tf_style import cli, cli_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +64,7 @@ def test_offline_without_weights_exits_2_naming_the_flag(tmp_path, content_path,
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("tf-style: error: cannot get the VGG19 ImageNet weights")
+    assert lines[0].startswith("tf-style: error: --weights: cannot get the VGG19 ImageNet weights")
     assert "--weights=PATH" in lines[0] and os.path.join(str(tmp_path / "keras"), "models") in lines[0]
     assert not (tmp_path / "o.png").exists()
 
@@ -122,9 +122,27 @@ def test_bad_values_name_the_flag(capsys, content_path, style_path, flag_values,
 
 def test_unknown_flag_is_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
-        cli._parse_flags(["tf-style", "--no_such_flag=1"])
+        cli_flags.flags_parser(cli.PROG, cli.__doc__, cli.MODULE)(["tf-style", "--no_such_flag=1"])
     assert info.value.code == 2
     assert capsys.readouterr().err == "tf-style: error: Unknown command line flag 'no_such_flag'\n"
+
+
+def test_a_flag_out_of_its_bounds_is_refused_by_the_parser(tmp_path):
+    proc = run_cli(["--image_size=8", "--output=o.png"], tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == "tf-style: error: flag --image_size=8: 8 is not an integer in the range [16, 8192]\n"
+
+
+@pytest.mark.parametrize("command", [["-m", "tf_style"], ["-c", "from tf_style.cli import run; run()"]])
+def test_help_lists_the_tools_own_flags_and_exits_0(tmp_path, command):
+    proc = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True,
+                          env=offline_env(tmp_path), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("tf-style: renders a photograph in the style of an artwork")
+    for field in cli.FIELDS + ("content", "style", "output"):  # every Config and RunOptions field, and the inputs
+        assert re.search(rf"^  --(\[no\])?{field}: ", proc.stdout, re.M), field
+    assert "(an integer in the range [16, 8192])" in proc.stdout  # bounds from the flag table
+    assert "--helpfull" not in proc.stdout and "absl" not in proc.stdout
 
 
 def test_output_problems_are_caught_before_any_work(capsys, tmp_path, content_path, style_path):

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import tf_style
-from tf_style import api, experiments
-from tf_style.cli import parse_output_size
+from tf_style import api, experiments, start
+from tf_style.cli_flags import parse_output_size
 from tf_style.config import Config
 from tf_style.errors import InputError
 
@@ -39,7 +39,7 @@ def test_reconstruction_from_conv1_1_is_much_closer_to_the_photo_than_from_conv5
     options = dict(weights="random", seed=0, image_size=48, num_steps=40)
     low = experiments.run_content_reconstruction(photo, "conv1_1", **options)
     high = experiments.run_content_reconstruction(photo, "conv5_1", **options)
-    noise_distance = rmse(api.initial_image("noise", (32, 48), 0), photo)
+    noise_distance = rmse(start.initial_image("noise", (32, 48), 0), photo)
     for result in (low, high):
         assert result.image.dtype == np.uint8 and result.image.shape == (32, 48, 3)
         assert set(result.history[0]) == {"total", "content", "style", "tv", f"content/{result.config.content_layers[0]}"}
@@ -97,7 +97,7 @@ def test_layers_are_arguments_not_options(content_image, style_image):
 
 def test_output_size_is_for_texture_synthesis_only(content_image, style_image):
     config = Config(weights="random", image_size=32, num_steps=1, output_size=(20, 20))
-    with pytest.raises(InputError, match=r"^output_size applies to texture synthesis only \(no content image\)"):
+    with pytest.raises(InputError, match=r"^output_size is for texture synthesis \(no content\); the output has the content image's size$"):
         api.run(config, content_image, style_image)
 
 
@@ -120,7 +120,7 @@ def test_cli_output_size_is_width_by_height():
     assert parse_output_size("300x200") == (200, 300)  # Config holds (height, width)
     assert parse_output_size("64") == (64, 64)
     assert parse_output_size(None) is None
-    with pytest.raises(InputError, match=r"^--output_size: expected WIDTHxHEIGHT \(e.g. 300x200\) or one number; got '3x'$"):
+    with pytest.raises(InputError, match=r"^output_size: expected WIDTHxHEIGHT \(e.g. 300x200\) or one number; got '3x'$"):
         parse_output_size("3x")
 
 
@@ -148,7 +148,7 @@ def test_cli_usage_errors_for_the_experiments(tmp_path, content_path):
     proc = run_cli([f"--content={content_path}", "--output=o.png", "--output_size=32"], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == (
-        "tf-style: error: --output_size is for texture synthesis (no --content); the output has the content's size\n"
+        "tf-style: error: --output_size is for texture synthesis (no --content); the output has the content image's size\n"
     )
     proc = run_cli([f"--style={content_path}", "--output=o.png", "--output_size=8x40"], tmp_path)
     assert proc.returncode == 2

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tf_style import images
-from tf_style.errors import InputError
+from tf_style.errors import Field, InputError
 
 
 def gradient_rgb(h=20, w=30) -> np.ndarray:
@@ -98,13 +98,13 @@ def test_16_bit_grey_is_scaled_not_clipped(tmp_path):
 
 
 def test_missing_file_and_not_an_image(tmp_path):
-    with pytest.raises(InputError, match=r"^--content: no such file: .*nope\.jpg$"):
-        images.load_image(tmp_path / "nope.jpg", "--content")
+    with pytest.raises(InputError, match=r"^content: no such file: .*nope\.jpg$"):
+        images.load_image(tmp_path / "nope.jpg", Field("content"))
     (tmp_path / "text.jpg").write_text("hello")
-    with pytest.raises(InputError, match=r"^--style: .*text\.jpg is not an image Pillow can read"):
-        images.load_image(tmp_path / "text.jpg", "--style")
+    with pytest.raises(InputError, match=r"^style: .*text\.jpg is not an image Pillow can read"):
+        images.load_image(tmp_path / "text.jpg", Field("style"))
     with pytest.raises(InputError, match=r"is a folder"):
-        images.load_image(tmp_path, "--style")
+        images.load_image(tmp_path, Field("style"))
 
 
 def test_resize_longest_keeps_aspect_ratio():
@@ -148,10 +148,10 @@ def test_saved_files_get_the_usual_permissions(tmp_path, umask):
 
 def test_output_path_is_checked_before_any_work(tmp_path):
     assert images.check_output_path(tmp_path / "ok.jpg") == "JPEG"
-    with pytest.raises(InputError, match=r"^--output: cannot write .*o\.png: folder .*nope does not exist$"):
+    with pytest.raises(InputError, match=r"^output: cannot write .*o\.png: folder .*nope does not exist$"):
         images.check_output_path(tmp_path / "nope" / "o.png")
     (tmp_path / "dir.png").mkdir()
-    with pytest.raises(InputError, match=r"^--output: .*dir\.png is a folder; expected an image file name$"):
+    with pytest.raises(InputError, match=r"^output: .*dir\.png is a folder; expected an image file name$"):
         images.check_output_path(tmp_path / "dir.png")
 
 
@@ -170,5 +170,5 @@ def test_save_failure_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
 
 
 def test_unknown_output_extension(tmp_path):
-    with pytest.raises(InputError, match=r"^--output: cannot write .*x\.xyz: unknown extension '\.xyz'; use one of \.png"):
+    with pytest.raises(InputError, match=r"^output: cannot write .*x\.xyz: unknown extension '\.xyz'; use one of \.png"):
         images.save_image(gradient_rgb(), tmp_path / "x.xyz")

@@ -8,8 +8,10 @@ import tensorflow as tf
 
 from tf_style.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
 from tf_style.features import FeatureExtractor
-from tf_style.optimize import ImageOptimization, StyleObjective, initial_image
+from tf_style.objective import StyleObjective
 from tf_style.optimizers import LBFGS, Adam, make_optimizer
+from tf_style.start import initial_image
+from tf_style.step import Synthesis
 
 
 def quadratic(seed=0, shape=(1, 2, 2, 2)):
@@ -64,13 +66,12 @@ def test_line_search_handles_negative_curvature_and_keeps_pairs_positive():
     x0 = np.full((1, 1, 1, 4), 0.05)
     opt = LBFGS(history=5)
     _, state, values = run_steps(opt, value_and_grad, x0, 4)
-    _, _, _, S, Y, rho, count, _, _, evaluations = state
-    count = int(count)
+    count = int(state.count)
     assert count >= 2
-    ys = np.sum(S.numpy()[:count] * Y.numpy()[:count], axis=(1, 2, 3, 4))
+    ys = np.sum(state.s.numpy()[:count] * state.y.numpy()[:count], axis=(1, 2, 3, 4))
     assert np.all(ys > 0)  # the curvature condition held for every stored pair
-    np.testing.assert_allclose(rho.numpy()[:count], 1.0 / ys, rtol=1e-4)
-    assert float(evaluations) > 4  # the first steps needed doubling to get out of the concave region
+    np.testing.assert_allclose(state.rho.numpy()[:count], 1.0 / ys, rtol=1e-4)
+    assert float(state.evaluations) > 4  # the first steps needed doubling to get out of the concave region
     x, _, values = run_steps(opt, value_and_grad, x0, 15)
     np.testing.assert_allclose(x, np.sqrt(2.0), atol=1e-4)
     assert all(b <= a + 1e-6 for a, b in zip(values, values[1:]))
@@ -81,8 +82,8 @@ def test_state_carries_the_accepted_loss_and_gradient():
     opt = LBFGS()
     image, state, terms = opt.step(value_and_grad, tf.zeros(shape), opt.init_state(tf.zeros(shape)))
     f_here, g_here = value_and_grad(image)
-    np.testing.assert_allclose(float(state[1]), float(f_here["total"][0]), rtol=1e-5)
-    np.testing.assert_allclose(state[2].numpy(), g_here.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(state.f), float(f_here["total"][0]), rtol=1e-5)
+    np.testing.assert_allclose(state.g.numpy(), g_here.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(float(terms["total"][0]), float(f_here["total"][0]), rtol=1e-5)
 
 
@@ -100,10 +101,10 @@ def objective(random_vgg, content_image, style_image):
 
 def test_style_transfer_traces_once_falls_monotonically_and_beats_adam(objective, content_image):
     start = initial_image("noise", content_image.shape[:2], seed=0)
-    lbfgs = ImageOptimization(objective, make_optimizer("lbfgs", 1.0), start)
-    adam = ImageOptimization(objective, make_optimizer("adam", 10.0), start)
+    lbfgs = Synthesis(objective, make_optimizer("lbfgs", 1.0), start)
+    adam = Synthesis(objective, make_optimizer("adam", 10.0), start)
     lbfgs_totals = [float(lbfgs.step()["total"][0]) for _ in range(30)]
-    evaluations = int(lbfgs.state[9].numpy())
+    evaluations = int(lbfgs.state.evaluations.numpy())
     adam_totals = [float(adam.step()["total"][0]) for _ in range(evaluations)]
     assert lbfgs.step.experimental_get_tracing_count() == 1
     assert all(b <= a for a, b in zip(lbfgs_totals, lbfgs_totals[1:]))
@@ -113,8 +114,8 @@ def test_style_transfer_traces_once_falls_monotonically_and_beats_adam(objective
 
 def test_eager_and_tf_function_agree(objective, content_image):
     start = initial_image("noise", content_image.shape[:2], seed=3)
-    eager = ImageOptimization(objective, LBFGS(), start)
-    graph = ImageOptimization(objective, LBFGS(), start)
+    eager = Synthesis(objective, LBFGS(), start)
+    graph = Synthesis(objective, LBFGS(), start)
     for _ in range(3):
         e, g = eager.eager_step(), graph.step()
         np.testing.assert_allclose(e["total"].numpy(), g["total"].numpy(), rtol=1e-3)
@@ -138,7 +139,7 @@ def test_a_failed_line_search_keeps_the_image_and_reports_its_loss():
         assert float(terms["total"][0]) == pytest.approx(true_value, rel=1e-6)
         if np.array_equal(image.numpy(), before.numpy()):
             failures += 1
-            assert int(state[6]) == 0  # history reset after a failed search
+            assert int(state.count) == 0  # history reset after a failed search
     assert failures >= 1
     # Each failure halves the next first trial, so it gets going again: 10x lower than the start.
     assert float(tf.reduce_sum(image**2)) < 0.4

@@ -7,12 +7,29 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tf_style import api, vgg
+from tf_style import api, normalize as normalize_lib, vgg
 from tf_style.config import Config
 from tf_style.errors import InputError
-from tf_style.normalize import filter_means, normalize_vgg
+from tf_style.normalize import filter_means, normalize, normalize_vgg
 
 CONV_NAMES = [n for n in vgg.KERAS_LAYER_NAMES if "_conv" in n]
+
+# A filter is rescaled when its mean is at least 1% of its layer's median positive mean
+# (BUILD_NOTES.md, "The normalised network": float32 rounds a response to ~4e-6 of its layer's
+# scale, so a mean of 1 holds to 1e-3 only for filters above ~4e-3 of it).
+THRESHOLD = 1e-2
+# What float32 leaves of "the mean is 1" for such a filter: rounding of ~4e-6 of the layer's
+# scale, over a mean >= 1e-2 of it, is <= 4e-4; 1e-3 leaves a margin of 2.4 (Intel and AMD alike).
+MEAN_TOLERANCE = 1e-3
+
+
+def expected_rescaled(means: np.ndarray) -> np.ndarray:
+    """Which filters the normalisation should rescale, worked out here from float64 means."""
+    return means >= THRESHOLD * np.median(means[means > 0])
+
+
+def test_the_threshold_is_the_documented_one():
+    assert normalize_lib.MIN_RELATIVE_MEAN == THRESHOLD
 
 
 def conv_outputs(model: keras.Model, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -42,14 +59,36 @@ def test_every_filter_mean_activation_is_one(random_vgg, normalized, stats_image
     before = mean_over_images(random_vgg, stats_images)
     after = mean_over_images(normalized, stats_images)
     for name in CONV_NAMES:
-        alive = before[name] > 0
-        # Random weights leave a few filters that never fire on these images (mean exactly 0):
-        # they cannot be rescaled. Most filters must fire, or this test would prove little.
-        assert alive.mean() > 0.9, name
-        np.testing.assert_allclose(after[name][alive], 1.0, atol=1e-3, err_msg=name)
-        np.testing.assert_array_equal(after[name][~alive], 0.0, err_msg=name)
+        rescaled = expected_rescaled(before[name])
+        # Random weights leave a few filters that never or hardly fire on these images: they are
+        # left as they are. Most filters must be rescaled, or this test would prove little.
+        assert rescaled.mean() > 0.9, name
+        np.testing.assert_allclose(after[name][rescaled], 1.0, atol=MEAN_TOLERANCE, err_msg=name)
+        # The others keep their means (up to float32 rounding of their layer's scale).
+        scale = np.median(before[name][before[name] > 0])
+        np.testing.assert_allclose(
+            after[name][~rescaled], before[name][~rescaled], rtol=0, atol=1e-5 * scale, err_msg=name
+        )
     # Unnormalised, the layers' scales differ by orders of magnitude (that is the point).
     assert before["block1_conv1"].mean() / before["block5_conv1"].mean() > 50
+
+
+def test_a_nearly_silent_filter_is_left_unscaled_and_reported(random_vgg, stats_images, caplog):
+    """block1_conv2 of the seeded test network has a filter whose mean is ~3e-5 of its layer's
+    median: the old normalisation gave it a factor of ~1e5, and float32 noise became a feature."""
+    means = filter_means(random_vgg, stats_images)["block1_conv2"]
+    median = np.median(means[means > 0])
+    silent = np.flatnonzero((means > 0) & (means < THRESHOLD * median))
+    assert silent.size >= 1 and means[silent].min() < 1e-4 * median  # the case this test is about
+    result = normalize(random_vgg, stats_images)
+    for name in CONV_NAMES:
+        assert result.left_unscaled[name] == tuple(np.flatnonzero(~expected_rescaled(result.means[name]))), name
+    assert set(silent) <= set(result.left_unscaled["block1_conv2"])
+    left = sum(len(v) for v in result.left_unscaled.values())
+    assert result.report().startswith(f"normalize_vgg: left {left} of 5504 filters unscaled (dead or nearly silent")
+    with caplog.at_level("WARNING", logger="tf_style.normalize"):
+        normalize_vgg(random_vgg, stats_images)
+    assert [r.getMessage() for r in caplog.records if r.name == "tf_style.normalize"] == [result.report()]
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])
@@ -70,10 +109,17 @@ def test_function_is_the_same_up_to_a_positive_per_channel_scale(pooling, stats_
         np.testing.assert_allclose(y[:, fired], x[:, fired] * c, rtol=0, atol=1e-4 * np.abs(y).max(), err_msg=name)
         # Channels that are silent on this image stay silent.
         np.testing.assert_array_equal(y[:, ~fired], 0.0)
-        # And c is 1 / that filter's mean over the statistics images (1 for a filter that never
-        # fired on them, so was left as it was, yet fires on this image).
-        means = filter_means(original, stats_images)[name][fired]
-        np.testing.assert_allclose(c, 1.0 / np.where(means > 0, means, 1.0), rtol=1e-3, err_msg=name)
+        # And c is 1 / that filter's mean over the statistics images, or 1 for a filter left as
+        # it was (dead or nearly silent on them, yet firing on this image).
+        # A channel that barely responds to the probe has c fitted on responses that float32
+        # knows only to ~sqrt(K) * 2^-24 ~ 4.1e-6 of the layer's scale (K = 3 * 3 * 512): its
+        # tolerance grows as its response shrinks (x2.5 margin), on top of 1e-4 for the rest.
+        means = filter_means(original, stats_images)[name]
+        factor = np.where(expected_rescaled(means), 1.0 / np.where(means > 0, means, 1.0), 1.0)[fired]
+        rms = np.sqrt((x**2).mean(axis=0))[fired]
+        tolerance = 1e-4 + 2.5 * 4.1e-6 * np.median(rms) / rms
+        assert np.all(np.abs(c / factor - 1) <= tolerance), (name, np.max(np.abs(c / factor - 1) / tolerance))
+        assert np.median(tolerance) < 2e-4  # for most channels the check is tight
 
 
 def test_the_original_model_is_not_changed(random_vgg, normalized):
@@ -91,14 +137,14 @@ def test_content_loss_changes_as_the_paper_s_did(content_image, style_image):
     config = Config(weights="random", seed=0, image_size=32, content_layers=("conv4_2",), num_steps=0)
     content = content_image[:32, :32]
     # Both start from the same white noise (seed 0).
-    plain = api.build_optimization(config, content, None)
-    normed = api.build_optimization(config.replace(normalize_vgg=True), content, None)
+    plain = api.build_synthesis(config, content, None)
+    normed = api.build_synthesis(config.replace(normalize_vgg=True), content, None)
     np.testing.assert_array_equal(plain.image_array(), normed.image_array())
-    original = api.load_vgg(config)
+    original = normalize_lib.load_vgg(config)
     m = filter_means(original, [content])["block4_conv2"]
     f = conv_outputs(original, plain.image_array())["block4_conv2"]
     p = conv_outputs(original, content)["block4_conv2"]
-    scale = np.where(m > 0, m, 1.0)
+    scale = np.where(expected_rescaled(m), m, 1.0)
     golden_plain = 0.5 * ((f - p) ** 2).sum()
     golden_norm = 0.5 * (((f - p) / scale) ** 2).sum()
     got_plain = float(plain.objective(plain.image)["content"][0])
@@ -110,12 +156,13 @@ def test_content_loss_changes_as_the_paper_s_did(content_image, style_image):
 
 def test_load_vgg_needs_images_and_caches_per_image_set(content_image, style_image):
     config = Config(weights="random", seed=0, normalize_vgg=True)
+    load = normalize_lib.load_vgg
     with pytest.raises(InputError, match="^normalize_vgg needs images to measure the mean activations on; none were given$"):
-        api.load_vgg(config)
-    a = api.load_vgg(config, [content_image])
-    assert api.load_vgg(config, [content_image.copy()]) is a
-    b = api.load_vgg(config, [style_image])
-    assert b is not a and b is not api.load_vgg(config.replace(normalize_vgg=False))
+        load(config)
+    a = load(config, [content_image])
+    assert load(config, [content_image.copy()]) is a
+    b = load(config, [style_image])
+    assert b is not a and b is not load(config.replace(normalize_vgg=False))
 
 
 def test_filter_means_without_images_is_an_input_error(random_vgg):

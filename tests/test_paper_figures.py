@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tf_style import figures, images, sheets
+from tf_style.config import Config, RunOptions
 from tf_style.errors import InputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,19 +79,13 @@ def test_figure3_every_panel_resume_and_per_panel_settings(tmp_path, monkeypatch
         return []
 
     monkeypatch.setattr(figures, "callbacks_for_panel", record)
-    settings = figures.Settings(
-        content=content_path,
-        style=style_path,
-        output_dir=str(tmp_path / "fig3"),
-        weights="random",
-        image_size=24,
-        # 0 steps: this test is about the figure's panels, settings and resuming; tracing 20
-        # steps would triple its time, and the optimisation itself runs in the Fig. 1 test.
-        num_steps=0,
-        logdir=str(tmp_path / "logs"),
-    )
+    inputs = figures.Inputs(content=content_path, style=style_path, output_dir=str(tmp_path / "fig3"))
+    # 0 steps: this test is about the figure's panels, settings and resuming; tracing 20 steps
+    # would triple its time, and the optimisation itself runs in the Fig. 1 test.
+    config = Config(weights="random", image_size=24, num_steps=0)
+    options = RunOptions(logdir=str(tmp_path / "logs"))
     lines: list[str] = []
-    paths = figures.make_figure(3, settings, log=lines.append)
+    paths = figures.make_figure(3, config, inputs, options=options, log=lines.append)
     folder = tmp_path / "fig3"
     assert sorted(os.listdir(folder)) == sorted(FIG3_PANELS + ["figure3.json", "figure3.png"])
     assert sorted(paths) == sorted(FIG3_PANELS + ["figure3.png"])
@@ -106,8 +101,7 @@ def test_figure3_every_panel_resume_and_per_panel_settings(tmp_path, monkeypatch
     e = seen["fig3_E_1e-2"]
     assert e.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     assert e.content_weight / e.style_weight == pytest.approx(1e-2)
-    # One TensorBoard run per panel, named after it (api.run attaches the logger from these).
-    assert (e.logdir, e.run_name) == (str(tmp_path / "logs"), "fig3_E_1e-2")
+    # One TensorBoard run per panel, named after it.
     runs = sorted(d for d in os.listdir(tmp_path / "logs") if (tmp_path / "logs" / d).is_dir())
     assert runs == sorted(n[:-4] for n in FIG3_PANELS)
 
@@ -117,7 +111,7 @@ def test_figure3_every_panel_resume_and_per_panel_settings(tmp_path, monkeypatch
     before = mtimes(folder, kept)
     seen.clear()
     lines.clear()
-    figures.make_figure(3, settings, log=lines.append)
+    figures.make_figure(3, config, inputs, options=options, log=lines.append)
     assert mtimes(folder, kept) == before
     assert (folder / "fig3_C_1e-3.png").exists()
     assert list(seen) == ["fig3_C_1e-3"]
@@ -125,7 +119,7 @@ def test_figure3_every_panel_resume_and_per_panel_settings(tmp_path, monkeypatch
 
     # Other settings into the same folder would mix panels: refused, nothing written.
     with pytest.raises(InputError, match=r"holds Fig. 3 panels made with other settings \(num_steps differ"):
-        figures.make_figure(3, figures.Settings(**{**settings.__dict__, "num_steps": 1}), log=lines.append)
+        figures.make_figure(3, config.replace(num_steps=1), inputs, options=options, log=lines.append)
     assert mtimes(folder, kept) == before
 
 
@@ -144,21 +138,32 @@ def test_a_run_failing_before_its_first_panel_does_not_block_the_corrected_rerun
     # A figure1.json without panels (left by an older version, or its panels deleted by hand)
     # describes no pixels either: the rerun with other settings overwrites it.
     (out / "figure1.json").write_text(json.dumps({"figure": 1, "weights": str(missing), "num_steps": 500}))
-    settings = figures.Settings(
-        content=content_path, style=style_path, output_dir=str(out), weights="random", image_size=32, num_steps=0
-    )
-    figures.make_figure(1, settings, log=lambda line: None)
+    inputs = figures.Inputs(content=content_path, style=style_path, output_dir=str(out))
+    config = Config(weights="random", image_size=32, num_steps=0)
+    figures.make_figure(1, config, inputs, log=lambda line: None)
     assert sorted(os.listdir(out)) == sorted(FIG1_PANELS + ["figure1.json", "figure1.png"])
-    assert json.loads((out / "figure1.json").read_text()) == figures.recorded_settings(settings, 1)
+    recorded = json.loads((out / "figure1.json").read_text())
+    assert recorded == figures.recorded_settings(config, 1, inputs)
+    # The record is the base Config, defaults written out, without the fields each panel sets.
+    assert recorded["num_steps"] == 0 and recorded["learning_rate"] == 10.0 and recorded["figure"] == 1
+    assert "style_layers" not in recorded and "content_weight" not in recorded
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(out / "figure1.json").st_mode) == 0o666 & ~umask  # not mkstemp's 0600
     # Now that panels exist, the record guards them.
     with pytest.raises(
         InputError,
-        match=r"^--output_dir: .* holds Fig. 1 panels made with other settings \(num_steps differ, see ",
+        match=r"^output_dir: .* holds Fig. 1 panels made with other settings \(num_steps differ, see .*; use another output_dir or delete those files$",
     ):
-        figures.make_figure(1, figures.Settings(**{**settings.__dict__, "num_steps": 1}), log=lambda line: None)
+        figures.make_figure(1, config.replace(num_steps=1), inputs, log=lambda line: None)
+
+
+def test_a_figure_starts_from_white_noise(tmp_path, content_path, style_path):
+    inputs = figures.Inputs(content=content_path, style=style_path, output_dir=str(tmp_path / "f"))
+    with pytest.raises(InputError) as info:
+        figures.make_figure(1, Config(weights="random", init="content"), inputs, log=lambda line: None)
+    assert str(info.value) == "init cannot be set for a figure (every panel starts from white noise, as the paper's did); got 'content'"
+    assert not (tmp_path / "f").exists()
 
 
 def test_contact_sheet_places_the_images_with_labels():
@@ -187,7 +192,11 @@ def test_contact_sheet_places_the_images_with_labels():
         (["--output_dir=x"], "paper_figures.py: error: --figure is required: 1 or 3\n"),
         (["--figure=1"], "paper_figures.py: error: --output_dir is required (the folder for the panels and the sheet)\n"),
         (["--figure=1", "--output_dir=x", "--image_size=8"],
-         "paper_figures.py: error: --image_size must be between 16 and 8192 pixels; got 8\n"),
+         "paper_figures.py: error: flag --image_size=8: 8 is not an integer in the range [16, 8192]\n"),
+        # Config fields the tool never named itself are flags too, checked the same way.
+        (["--figure=1", "--output_dir=x", "--tv_weight=-1"],
+         "paper_figures.py: error: flag --tv_weight=-1: -1.0 is not a non-negative number\n"),
+        (["--figure=1", "--output_dir=x", "--init=content"], "paper_figures.py: error: Unknown command line flag 'init'\n"),
         (["--figure=1", "--output_dir=x", "--content=nope.jpg"], "paper_figures.py: error: --content: no such file: nope.jpg\n"),
     ],
 )

@@ -122,19 +122,19 @@ def default_job(id_: str, content: list[bytes], style: list[bytes]) -> dict:
 def library(inputs):
     """The library's own run on the same pixels and seed, and its one-step counterpart."""
     from tf_style import api
-    from tf_style.loop import optimize
+    from tf_style.loop import run_steps
 
     config = library_config()
     content, style = api.prepare_images(config, inputs["content_path"], inputs["style_path"])
-    run = api.build_optimization(config, content, style)
+    run = api.build_synthesis(config, content, style)
     first_state = {
         "image": run.image.numpy(),
         "content_targets": {k: v.numpy() for k, v in run.objective.content_targets.items()},
-        "style_targets": {k: (t.gram.numpy(), t.positions) for k, t in run.objective.style_targets.items()},
+        "style_targets": {k: (t.gram.numpy(), int(t.positions)) for k, t in run.objective.style_targets.items()},
     }
-    first = api.build_optimization(config, content, style)
+    first = api.build_synthesis(config, content, style)
     first_terms = {k: v.numpy() for k, v in first.step().items()}
-    state = optimize(run, config.num_steps)
+    state = run_steps(run, config.num_steps)
     final_terms = {k: v.numpy() for k, v in run.objective(run.image).items()}
     from tf_style import images
 
@@ -146,7 +146,7 @@ def library(inputs):
         "history": state.history,
         "first": first_state,
         "first_step_image": first.image.numpy(),
-        "first_step_state": tuple(v.numpy() for v in first.state),
+        "first_step_state": {k: v.numpy() for k, v in first.state._asdict().items()},
         "first_terms": first_terms,
     }
 
@@ -258,15 +258,18 @@ def error(served: dict, id_: str) -> tuple[str, str]:
 
 
 def test_tool_writes_version_1_with_its_config(export):
-    from tf_style import serving
+    from tf_style import export as export_lib
+    from tf_style.config import Config
 
     base = export["base"]
     assert sorted(os.listdir(base)) == ["1"]  # the temporary folder was renamed, nothing left over
-    with open(os.path.join(export["path"], serving.CONFIG_ASSET)) as f:
+    with open(os.path.join(export["path"], export_lib.CONFIG_ASSET)) as f:
         saved = json.load(f)
-    assert saved["image_size"] == SIZE and saved["num_steps"] == STEPS and saved["seed"] == SEED
-    assert saved["weights"] == "random" and saved["tv_weight"] == TV and saved["learning_rate"] == 10.0
-    assert saved["style_layers"] == [f"conv{i}_1" for i in range(1, 6)] and saved["content_layers"] == ["conv4_2"]
+    # The asset is Config.to_dict(): it gives back exactly the Config the tool's flags made.
+    assert export_lib.read_config(export["path"]) == library_config()
+    assert saved["config"] == library_config().to_dict() and saved["config"]["tv_weight"] == TV
+    assert Config.from_dict(saved["config"]).effective_learning_rate == 10.0
+    assert saved["signatures"] == ["serving_default", "targets", "step", "init_state"]
     assert export["stdout"].splitlines()[0] == f"exported {export['path']}"
     printed = json.loads(export["stdout"].split("\n", 1)[1])
     assert printed == saved
@@ -275,8 +278,9 @@ def test_tool_writes_version_1_with_its_config(export):
 @pytest.mark.parametrize(
     "flag, message",
     [
-        ("--image_size=8", "export_savedmodel.py: error: --image_size must be between 16 and 8192 pixels; got 8"),
+        ("--image_size=8", "export_savedmodel.py: error: flag --image_size=8: 8 is not an integer in the range [16, 8192]"),
         ("--learning_rate=0", "export_savedmodel.py: error: --learning_rate must be a finite number > 0; got 0.0"),
+        ("--init=content", "export_savedmodel.py: error: Unknown command line flag 'init'"),
         ("--style_layers=conv9_1", "export_savedmodel.py: error: --style_layers: unknown VGG19 layer 'conv9_1'"),
         ("--pooling=min", "export_savedmodel.py: error: flag --pooling=min: value should be one of <avg|max>"),
     ],
@@ -300,21 +304,23 @@ def test_tool_requires_export_dir():
 
 
 def test_next_version_follows_the_highest_integer_folder(tmp_path):
-    from tf_style import serving
+    from tf_style import export as export_lib
 
-    assert serving.next_version(str(tmp_path / "missing")) == 1
+    assert export_lib.next_version(str(tmp_path / "missing")) == 1
     for name in ("1", "3", "12abc", ".tmp-x9"):
         (tmp_path / name).mkdir()
     (tmp_path / "7").write_text("a file named like a version still counts: the server would see it")
-    assert serving.next_version(str(tmp_path)) == 8
+    assert export_lib.next_version(str(tmp_path)) == 8
 
 
-def test_existing_version_is_refused_before_any_work(export):
-    from tf_style import serving
+def test_existing_version_and_unexportable_settings_are_refused_before_any_work(export):
+    from tf_style import export as export_lib
     from tf_style.errors import InputError
 
-    with pytest.raises(InputError, match=r"^--version: .*/1 already exists; pick another version or leave it out$"):
-        serving.export_savedmodel(library_config(), export["base"], version=1)
+    with pytest.raises(InputError, match=r"^version: .*/1 already exists; pick another version or leave it out$"):
+        export_lib.export_savedmodel(library_config(), export["base"], version=1)
+    with pytest.raises(InputError, match=r"^normalize_vgg cannot be exported \(the network would be normalised"):
+        export_lib.export_savedmodel(library_config().replace(normalize_vgg=True), export["base"])
     assert sorted(os.listdir(export["base"])) == ["1"]
 
 
@@ -459,7 +465,7 @@ def test_bad_requests_fail_as_invalid_argument_and_the_session_keeps_answering(s
 
 def test_targets_are_the_library_targets(served, library):
     import tensorflow as tf
-    from tf_style.optimize import white_noise
+    from tf_style.start import white_noise
 
     content = outputs(served, "targets_content")
     style = outputs(served, "targets_style")
@@ -477,10 +483,10 @@ def test_targets_are_the_library_targets(served, library):
 def test_step_is_the_library_step(served, library):
     out = outputs(served, "step")
     np.testing.assert_allclose(out["image"], library["first_step_image"], atol=1e-3)
-    t, m, v = library["first_step_state"]
-    assert out["state_t"] == t == 1.0
-    np.testing.assert_allclose(out["state_m"], m, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(out["state_v"], v, rtol=1e-5, atol=1e-6)
+    state = library["first_step_state"]
+    assert out["state_t"] == state["t"] == 1.0
+    np.testing.assert_allclose(out["state_m"], state["m"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["state_v"], state["v"], rtol=1e-5, atol=1e-6)
     for term in TERMS:
         np.testing.assert_allclose(
             out["loss_" + term.replace("/", "_")], library["first_terms"][term], rtol=1e-4, atol=1e-6, err_msg=term
@@ -499,14 +505,15 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
     """The module's serving function with L-BFGS (state of ten tensors, unclipped iterate) in-process."""
     import tensorflow as tf
     from tf_style import api, images, serving
-    from tf_style.loop import optimize
+    from tf_style.loop import run_steps
+    from tf_style.optimizers import LBFGSState
 
     config = library_config().replace(optimizer="lbfgs")
     module = serving.StyleTransferModule(config)
     out = tf.function(module.serve)(tf.constant([inputs["content"]]), tf.constant([inputs["style"]]))
     content, style = api.prepare_images(config, inputs["content_path"], inputs["style_path"])
-    run = api.build_optimization(config, content, style)
-    state = optimize(run, config.num_steps)
+    run = api.build_synthesis(config, content, style)
+    state = run_steps(run, config.num_steps)
     expected = images.to_uint8(run.image_array())
     diff = np.abs(decode_png(out["image_bytes"].numpy()[0]).astype(int) - expected.astype(int))
     assert diff.max() <= 1 and np.mean(diff > 0) < 0.01, (diff.max(), np.mean(diff > 0))
@@ -514,7 +521,9 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
     np.testing.assert_allclose(out["loss_total"].numpy()[0], state.history[-1]["total"], rtol=1e-3)
     assert state.history[-1]["total"] < state.history[0]["total"]
     specs = module._state_specs()
-    assert tuple(specs) == tuple(f"state_{n}" for n in serving.STATE_NAMES["lbfgs"])
+    assert tuple(specs) == ("state_k", "state_f", "state_g", "state_s", "state_y", "state_rho", "state_count",
+                            "state_head", "state_h_diag", "state_evaluations")
+    assert tuple(specs) == tuple(f"state_{n}" for n in LBFGSState._fields)
     assert specs["state_s"].shape.as_list() == [None] * 5 and specs["state_count"].dtype == tf.int32
 
 
@@ -730,8 +739,13 @@ PLAIN_CLONE = (
 @pytest.mark.parametrize(
     "tool, args, message",
     [
-        ("export_savedmodel.py", ["--export_dir=m", "--image_size=8"],
-         "export_savedmodel.py: error: --image_size must be between 16 and 8192 pixels; got 8\n"),
+        ("export_savedmodel.py", ["--export_dir=m", "--style_layers=conv9_1"],
+         "export_savedmodel.py: error: --style_layers: unknown VGG19 layer 'conv9_1'; valid layers are conv1_1, "
+         "conv1_2, pool1, conv2_1, conv2_2, pool2, conv3_1, conv3_2, conv3_3, conv3_4, pool3, conv4_1, conv4_2, "
+         "conv4_3, conv4_4, pool4, conv5_1, conv5_2, conv5_3, conv5_4, pool5 (or Keras's names block1_conv1, "
+         "block1_conv2, block1_pool, block2_conv1, block2_conv2, block2_pool, block3_conv1, block3_conv2, "
+         "block3_conv3, block3_conv4, block3_pool, block4_conv1, block4_conv2, block4_conv3, block4_conv4, "
+         "block4_pool, block5_conv1, block5_conv2, block5_conv3, block5_conv4, block5_pool)\n"),
         ("serving_client_example.py",
          ["--server=http://127.0.0.1:9", f"--content={CONTENT_PATH}", f"--style={STYLE_PATH}", "--output=o.xyz"],
          "serving_client_example.py: error: --output: cannot write o.xyz: unknown extension '.xyz'; "

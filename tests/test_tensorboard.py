@@ -17,7 +17,7 @@ import pytest
 from absl.testing import flagsaver
 from PIL import Image
 
-from tf_style.config import Config
+from tf_style.config import Config, RunOptions
 from tf_style.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,8 +61,7 @@ def run_folders(logdir: str) -> list[str]:
 
 
 def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, capsys):
-    from tf_style import cli
-    from tf_style import tensorboard_logger as tensorboard
+    from tf_style import cli, hparams
 
     logdir, output = str(tmp_path / "logs"), str(tmp_path / "out.png")
     steps, image_every = 6, 4
@@ -123,7 +122,7 @@ def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, cap
     described = json.loads(text.item().decode())
     assert described["content"] == "chelsea" and described["style"] == "hubble_deep_field"
     assert described["config"]["image_size"] == 32 and described["config"]["num_steps"] == steps
-    assert described["config"]["logdir"] == logdir
+    assert Config.from_dict(described["config"]) == Config(image_size=32, num_steps=steps, weights="random")
 
     from tensorboard.plugins.hparams import metadata as hp_metadata
 
@@ -134,22 +133,18 @@ def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, cap
     assert start.hparams["style_weight"].number_value == 1e3
     assert start.hparams["style_layers"].string_value == ",".join(STYLE_LAYERS)
     assert start.hparams["content"].string_value == "chelsea"
-    assert "logdir" not in start.hparams  # where it was logged does not shape the picture
+    assert start.hparams["learning_rate"].number_value == 10.0  # the default, written out
+    # Every Config field is an HParam (a new field appears by itself), no RunOptions field is.
+    assert set(start.hparams) == set(Config.field_names()) - {"output_size"} | {"content", "style"}
     root = read_run(logdir)
     (_, _, plugin), = root["_hparams_/experiment"]
     experiment = hp_metadata.parse_experiment_plugin_data(plugin.content)
-    assert [m.name.tag for m in experiment.metric_infos] == list(tensorboard.HPARAM_METRICS)
+    assert [m.name.tag for m in experiment.metric_infos] == list(hparams.HPARAM_METRICS)
     assert {h.name for h in experiment.hparam_infos} == set(start.hparams)
 
 
-def _small_config(tmp_path, **changes) -> Config:
-    options = dict(
-        image_size=32,
-        num_steps=3,
-        weights="random",
-        style_layers=("conv1_1", "conv2_1"),
-        logdir=str(tmp_path / "logs"),
-    )
+def _small_config(**changes) -> Config:
+    options = dict(image_size=32, num_steps=3, weights="random", style_layers=("conv1_1", "conv2_1"))
     options.update(changes)
     return Config(**options)
 
@@ -157,16 +152,19 @@ def _small_config(tmp_path, **changes) -> Config:
 def test_one_logger_over_several_sizes_keeps_counting(tmp_path, content_image, style_image):
     """Coarse-to-fine: one run folder, steps continue across sizes, scale/image_size shows each."""
     from tf_style import api, images, loop
-    from tf_style import tensorboard_logger as tensorboard
+    from tf_style.tensorboard_logger import TensorBoardLogger
 
-    config = _small_config(tmp_path, run_name="multiscale", image_every=0)
-    logger = tensorboard.callback_for(config, content_image, style_image, step_offset=10)
+    config = _small_config()
+    logdir = str(tmp_path / "logs")
+    logger = TensorBoardLogger.from_options(RunOptions(logdir=logdir, run_name="multiscale", image_every=0), step_offset=10)
     for size in (32, 48):
         content = images.resize_longest(content_image, size)
-        optimization = api.build_optimization(config, content, images.resize_longest(style_image, size))
-        loop.optimize(optimization, 3, [logger])
+        synthesis = api.build_synthesis(config, content, images.resize_longest(style_image, size))
+        run = loop.RunState(synthesis=synthesis, num_steps=3, config=config, inputs={"content": content})
+        loop.run_steps(synthesis, 3, [logger], run=run)
+    logger.close()
     assert logger.global_step == 16
-    events = read_run(os.path.join(config.logdir, "multiscale"))
+    events = read_run(os.path.join(logdir, "multiscale"))
     steps, sizes = scalars(events, "scale/image_size")
     assert steps == list(range(11, 17))
     assert sizes.tolist() == [32] * 3 + [48] * 3
@@ -177,65 +175,85 @@ def test_one_logger_over_several_sizes_keeps_counting(tmp_path, content_image, s
     assert len(events["input/content"]) == 1 and len(events["_hparams_/session_start_info"]) == 1
 
 
-def test_api_run_names_and_unique_folders(tmp_path, content_path, style_image):
+def logged_run(config, options, *args, callbacks=(), **kwargs):
+    """api.run with the logger handed in as a callback, as the command line does; (result, run folder)."""
     from tf_style import api
+    from tf_style.tensorboard_logger import TensorBoardLogger
 
-    config = _small_config(tmp_path, run_name="same", num_steps=2)
-    first = api.run(config, content_path, style_image, style_name="nebula")
-    second = api.run(config, content_path, style_image)
-    assert os.path.basename(first.run_dir) == "same"
-    assert os.path.basename(second.run_dir) == "same-2"  # a second run never mixes into the first
-    unnamed = api.run(config.replace(run_name=None), content_path, style_image, style_name="nebula")
-    assert re.fullmatch(r"\d{8}-\d{6}_chelsea_nebula", os.path.basename(unnamed.run_dir))
-    steps, totals = scalars(read_run(first.run_dir), "loss/total")
+    with TensorBoardLogger.from_options(options) as logger:
+        result = api.run(config, *args, options=options, callbacks=[logger, *callbacks], **kwargs)
+    return result, logger.run_dir
+
+
+def test_api_run_names_and_unique_folders(tmp_path, content_path, style_image):
+    config = _small_config(num_steps=2)
+    options = RunOptions(logdir=str(tmp_path / "logs"), run_name="same")
+    first, first_dir = logged_run(config, options, content_path, style_image, style_name="nebula")
+    _, second_dir = logged_run(config, options, content_path, style_image)
+    assert os.path.basename(first_dir) == "same"
+    assert os.path.basename(second_dir) == "same-2"  # a second run never mixes into the first
+    _, unnamed_dir = logged_run(config, options.replace(run_name=None), content_path, style_image, style_name="nebula")
+    assert re.fullmatch(r"\d{8}-\d{6}_chelsea_nebula", os.path.basename(unnamed_dir))
+    steps, totals = scalars(read_run(first_dir), "loss/total")
     assert steps == [1, 2]
     np.testing.assert_allclose(totals, [h["total"] for h in first.history], rtol=1e-6)
 
 
+def test_stylize_logs_when_given_a_logdir(tmp_path, content_image, style_image):
+    import tf_style
+
+    tf_style.stylize(content_image, style_image, weights="random", image_size=32, num_steps=2,
+                     style_layers=["conv1_1"], logdir=str(tmp_path / "logs"), run_name="py")
+    steps, _ = scalars(read_run(str(tmp_path / "logs" / "py")), "loss/total")
+    assert steps == [1, 2]
+
+
 def test_error_mid_run_still_flushes(tmp_path, content_image, style_image):
-    from tf_style import api, loop
+    from tf_style import loop
 
     class Boom(loop.Callback):
         def on_step_end(self, run):
             if run.step == 2:
                 raise RuntimeError("boom")
 
-    config = _small_config(tmp_path, run_name="crash", num_steps=50, image_every=100)
+    options = RunOptions(logdir=str(tmp_path / "logs"), run_name="crash", image_every=100)
     with pytest.raises(RuntimeError, match="boom"):
-        api.run(config, content_image, style_image, callbacks=[Boom()])
-    events = read_run(os.path.join(config.logdir, "crash"))
+        logged_run(_small_config(num_steps=50), options, content_image, style_image, callbacks=[Boom()])
+    events = read_run(os.path.join(options.logdir, "crash"))
     assert scalars(events, "loss/total")[0] == [1, 2]
     assert [s for s, _, _ in events["image/current"]] == [2]  # the image when it stopped
 
 
 def test_bad_settings_are_one_clear_line(tmp_path):
-    from tf_style import cli
-    from tf_style import tensorboard_logger as tensorboard
+    from tf_style import cli, cli_flags
+    from tf_style.tensorboard_logger import TensorBoardLogger
 
     with pytest.raises(InputError) as e:
-        Config(run_name="a/b")
+        RunOptions(run_name="a/b")
     assert str(e.value) == "run_name must be a folder name (no '/', not '.' or '..'); got 'a/b'"
     with pytest.raises(InputError) as e:
-        Config(run_name="..")
+        RunOptions(run_name="..")
     assert str(e.value) == "run_name must be a folder name (no '/', not '.' or '..'); got '..'"
     with flagsaver.flagsaver(image_every=-1), pytest.raises(InputError) as e:
-        cli.config_from_flags()
-    assert str(e.value) == "--image_every must be >= 0; got -1"
+        cli_flags.settings_from_flags(RunOptions, cli.FIELDS)
+    assert cli_flags.render(e.value) == "--image_every must be >= 0; got -1"
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
     with pytest.raises(InputError) as e:
-        tensorboard.callback_for(Config(logdir=str(not_a_folder)))
-    assert str(e.value) == f"--logdir: {not_a_folder} is a file; expected a folder for TensorBoard logs"
-    assert tensorboard.callback_for(Config()) is None
+        TensorBoardLogger.from_options(RunOptions(logdir=str(not_a_folder)))
+    assert str(e.value) == f"logdir: {not_a_folder} is a file; expected a folder for TensorBoard logs"
+    assert cli_flags.render(e.value) == f"--logdir: {not_a_folder} is a file; expected a folder for TensorBoard logs"
+    assert TensorBoardLogger.from_options(RunOptions()) is None
 
 
 def test_default_image_every_gives_about_ten_images():
+    from tf_style import run_dirs
     from tf_style import tensorboard_logger as tensorboard
 
     assert tensorboard.default_image_every(500) == 50
     assert tensorboard.default_image_every(7) == 1
     assert tensorboard.default_image_every(0) == 1
-    assert tensorboard.default_run_name("my photo", "a/b", now=0).endswith("_my-photo_a-b")
+    assert run_dirs.default_run_name("my photo", "a/b", now=0).endswith("_my-photo_a-b")
 
 
 def test_sigint_keeps_the_logged_steps(tmp_path, content_path, style_path):

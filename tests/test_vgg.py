@@ -92,6 +92,30 @@ def test_loads_a_whole_model_saved_as_h5(keras_reference, probe, tmp_path):
     np.testing.assert_allclose(ours(probe).numpy(), reference(probe).numpy(), rtol=1e-4, atol=1e-3)
 
 
+def test_loads_a_keras_3_weights_file(probe, tmp_path):
+    """A `.weights.h5` saved by Keras 3 from a VGG19 of this architecture: its values, not the
+    seed's. (Loading it must not be skipped: the seeded random init would then pass silently.)"""
+    source = vgg.build_vgg19(weights=None, pooling="avg", seed=5)
+    path = str(tmp_path / "vgg19.weights.h5")
+    source.save_weights(path)
+    loaded = vgg.build_vgg19(weights=path, pooling="avg", seed=0)
+    unloaded = vgg.build_vgg19(weights=None, pooling="avg", seed=0)
+    for layer in vgg.conv_layers(source):
+        for got, want in zip(loaded.get_layer(layer.name).get_weights(), layer.get_weights()):
+            np.testing.assert_array_equal(got, want, err_msg=layer.name)
+    assert not np.array_equal(unloaded.get_layer("block1_conv1").get_weights()[0], source.get_layer("block1_conv1").get_weights()[0])
+    np.testing.assert_array_equal(loaded(probe).numpy(), source(probe).numpy())
+
+
+def test_the_cache_builds_one_model_per_weights_pooling_and_seed():
+    avg, max_ = vgg.cached_vgg19("random", "avg", 0), vgg.cached_vgg19("random", "max", 0)
+    assert vgg.cached_vgg19("random", "avg", 0) is avg
+    assert all(isinstance(avg.get_layer(f"block{b}_pool"), keras.layers.AveragePooling2D) for b in range(1, 6))
+    assert all(isinstance(max_.get_layer(f"block{b}_pool"), keras.layers.MaxPooling2D) for b in range(1, 6))
+    other_seed = vgg.cached_vgg19("random", "avg", 1)
+    assert not np.array_equal(other_seed.get_layer("block1_conv1").get_weights()[0], avg.get_layer("block1_conv1").get_weights()[0])
+
+
 def test_random_weights_are_reproducible_from_the_seed(probe):
     a = vgg.build_vgg19(weights=None, seed=5)
     b = vgg.build_vgg19(weights="random", seed=5)
@@ -101,14 +125,14 @@ def test_random_weights_are_reproducible_from_the_seed(probe):
 
 
 def test_missing_weights_file_is_one_clear_error(tmp_path):
-    with pytest.raises(InputError, match=r"^--weights: no such file: .*nope\.h5"):
+    with pytest.raises(InputError, match=r"^weights: no such file: .*nope\.h5"):
         vgg.build_vgg19(weights=str(tmp_path / "nope.h5"))
 
 
 def test_non_hdf5_weights_file_is_rejected(tmp_path):
     path = tmp_path / "bad.h5"
     path.write_text("not hdf5")
-    with pytest.raises(InputError, match=r"^--weights: .*bad\.h5 is not an HDF5 weights file"):
+    with pytest.raises(InputError, match=r"^weights: .*bad\.h5 is not an HDF5 weights file"):
         vgg.build_vgg19(weights=str(path))
 
 
@@ -135,9 +159,15 @@ def test_imagenet_offline_says_what_to_do(tmp_path, monkeypatch):
         vgg.build_vgg19(weights="imagenet")
     message = str(info.value)
     assert "\n" not in message
-    assert "--weights=PATH" in message
+    assert message.startswith("weights: cannot get the VGG19 ImageNet weights (")
+    # In Python the remedy names the argument; on the command line the same error names the flag.
+    assert "pass weights=PATH to a Keras VGG19 notop .h5 file" in message and "use weights=random" in message
+    from tf_style.cli_flags import render
+
+    assert "pass --weights=PATH to a Keras VGG19 notop .h5 file" in render(info.value)
+    assert render(info.value).startswith("--weights: cannot get the VGG19 ImageNet weights (")
     assert os.path.join(str(tmp_path / "keras"), "models") in message
-    assert vgg.VGG19_NOTOP_FILENAME in message
+    assert f"{vgg.VGG19_NOTOP_FILENAME} (md5 {vgg.VGG19_NOTOP_MD5})" in message
 
 
 def test_preprocess_is_kerass_caffe_preprocessing():

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import keras
 
-from tf_style import images, vgg
-from tf_style import layers as layers_lib
-from tf_style.config import Config
-from tf_style.errors import InputError, Interrupted
-from tf_style.features import FeatureExtractor
-from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, optimize
-from tf_style.optimize import ImageOptimization, StyleObjective, initial_image
-from tf_style.optimizers import make_optimizer
+from tf_style.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before the modules below load TensorFlow: the Python API prints no start-up notices
+
+from tf_style import images, normalize, run_dirs, start  # noqa: E402
+from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
+from tf_style.errors import Field, InputError, Interrupted  # noqa: E402
+from tf_style.features import FeatureExtractor  # noqa: E402
+from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_steps  # noqa: E402
+from tf_style.objective import StyleObjective  # noqa: E402
+from tf_style.optimizers import make_optimizer  # noqa: E402
+from tf_style.step import Synthesis  # noqa: E402
 
 
 @dataclass
@@ -28,42 +30,10 @@ class Result:
     config: Config
     seconds: float
     interrupted: bool = False
-    run_dir: str | None = None  # the TensorBoard run folder, when config.logdir was set
 
     @property
     def final_terms(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
-
-
-_VGG_CACHE: dict[tuple[str, str, int], keras.Model] = {}
-_NORMALIZED_CACHE: dict[tuple, keras.Model] = {}
-
-
-def load_vgg(config: Config, normalization_images: Sequence[np.ndarray] = ()) -> keras.Model:
-    """The backbone for a config, built once per (weights, pooling, seed) in this process.
-
-    With config.normalize_vgg the network is rescaled (tf_style.normalize) so that every filter's
-    mean activation over `normalization_images` is 1; the rescaled copy is cached per set of images.
-    """
-    key = (config.weights, config.pooling, config.seed if config.weights == "random" else 0)
-    if key not in _VGG_CACHE:
-        _VGG_CACHE[key] = vgg.build_vgg19(weights=config.weights, pooling=config.pooling, seed=key[2])
-    if not config.normalize_vgg:
-        return _VGG_CACHE[key]
-    if not len(normalization_images):
-        raise InputError("normalize_vgg needs images to measure the mean activations on; none were given")
-    from tf_style import normalize  # only runs that ask for it pay for the extra forward pass
-
-    digest = hashlib.sha256()
-    for image in normalization_images:
-        arr = np.ascontiguousarray(image, np.float32)
-        digest.update(repr(arr.shape).encode())
-        digest.update(arr.tobytes())
-    norm_key = key + (digest.hexdigest(),)
-    if norm_key not in _NORMALIZED_CACHE:
-        _NORMALIZED_CACHE.clear()  # one normalised copy at a time: each is a whole VGG19
-        _NORMALIZED_CACHE[norm_key] = normalize.normalize_vgg(_VGG_CACHE[key], normalization_images)
-    return _NORMALIZED_CACHE[norm_key]
 
 
 def prepare_images(
@@ -72,81 +42,60 @@ def prepare_images(
     """Loads and resizes the inputs: content to image_size, style to style_size (default image_size)."""
     content_arr = style_arr = None
     if content is not None:
-        content_arr = images.resize_longest(images.as_rgb_array(content, "--content"), config.image_size)
+        content_arr = images.resize_longest(images.as_rgb_array(content, Field("content")), config.image_size)
     if style is not None:
-        style_arr = images.resize_longest(
-            images.as_rgb_array(style, "--style"), config.style_size or config.image_size
-        )
+        style_arr = images.resize_longest(images.as_rgb_array(style, Field("style")), config.effective_style_size)
     return content_arr, style_arr
 
 
-def build_optimization(
+def load_start(config: Config) -> np.ndarray | None:
+    """The picture config.init names when it is a file (read here, at the edge), else None."""
+    if config.init in INIT_CHOICES:
+        return None
+    return images.load_image(config.init, Field("init"))
+
+
+def build_synthesis(
     config: Config,
     content: np.ndarray | None,
     style: np.ndarray | None,
-    output_size: tuple[int, int] | None = None,
+    *,
+    start_picture: np.ndarray | None = None,
     normalization_images: Sequence[np.ndarray] | None = None,
-) -> ImageOptimization:
-    """Feature targets, objective, optimiser and initial image for prepared (resized) inputs.
+) -> Synthesis:
+    """Feature targets, objective, optimiser and start image for prepared (resized) inputs.
 
-    normalization_images: with config.normalize_vgg, the images whose mean activations the
-    network is normalised on; None means the run's own content and style images (the paper used
-    ImageNet images, which are not available here).
+    Args:
+      config: the run's settings; its `check_inputs` decides which inputs may be None.
+      content, style: float RGB arrays as `prepare_images` returns them, or None.
+      start_picture: the picture a path-valued config.init names (`load_start`).
+      normalization_images: with config.normalize_vgg, the images whose mean activations the
+        network is normalised on; None means the run's own content and style images (the paper
+        used ImageNet images, which are not available here).
     """
-    if content is not None and output_size is not None and tuple(output_size) != tuple(content.shape[:2]):
-        raise InputError(
-            "output_size applies to texture synthesis only (no content image); "
-            "with a content image the output has the content image's size"
-        )
+    config.check_inputs(content=content is not None, style=style is not None)
     content_layers = config.content_layers if content is not None else ()
     style_layers = config.style_layers if style is not None else ()
-    if content is None and style is None:
-        raise InputError("give a content image, a style image, or both")
-    if not content_layers and not style_layers:
-        raise InputError("no layers to match: the given inputs need content_layers or style_layers")
     if content is not None:
-        size = content.shape[:2]
-    elif output_size is not None:
-        size = output_size
+        size, what = content.shape[:2], Field("content")
+    elif config.output_size is not None:
+        size, what = config.output_size, Field("output_size")
     else:
-        size = style.shape[:2]
-    if config.init == "content" and content is None:
-        raise InputError("--init=content needs a content image (--content)")
-    if config.init == "style" and style is None:
-        raise InputError("--init=style needs a style image (--style)")
-    # VGG19 halves the image at each pooling layer: too small an image leaves the deepest
-    # layer without a single pixel, which Keras reports as a shape error deep in the model.
-    image_what = "--content" if content is not None else ("--output_size" if output_size is not None else "--style")
-    _check_side(size, (*content_layers, *style_layers), image_what, "the image being optimised")
-    if style is not None and style_layers:
-        _check_side(style.shape[:2], style_layers, "--style", "the style image")
+        size, what = style.shape[:2], Field("style")
+    config.check_side(size, (*content_layers, *style_layers), what, "the image being optimised")
+    if style_layers:
+        config.check_side(style.shape[:2], style_layers, Field("style"), "the style image")
     if normalization_images is None:
         normalization_images = [x for x in (content, style) if x is not None]
-    extractor = FeatureExtractor(load_vgg(config, normalization_images), content_layers, style_layers)
-    content_targets = extractor.content_targets(content[None]) if content_layers else {}
-    style_targets = extractor.style_targets(style[None]) if style_layers else {}
-    layer_weights = {k: v for k, v in config.layer_weights.items() if k in style_targets}
-    objective = StyleObjective(
+    extractor = FeatureExtractor(normalize.load_vgg(config, normalization_images), content_layers, style_layers)
+    objective = StyleObjective.from_config(
+        config,
         extractor,
-        content_targets,
-        style_targets,
-        content_weight=config.content_weight,
-        style_weight=config.style_weight,
-        tv_weight=config.tv_weight,
-        layer_weights=layer_weights,
+        extractor.content_targets(content[None]) if content_layers else {},
+        extractor.style_targets(style[None]) if style_layers else {},
     )
-    start = initial_image(config.init, tuple(size), config.seed, content=content, style=style)
-    return ImageOptimization(objective, make_optimizer(config.optimizer, config.effective_learning_rate), start)
-
-
-def _check_side(size: Sequence[int], layers: Sequence[str], what: str, description: str) -> None:
-    need = layers_lib.min_side(layers)
-    h, w = int(size[0]), int(size[1])
-    if min(h, w) < need:
-        raise InputError(
-            f"{what}: {description} is {w}x{h} pixels, but layer {layers_lib.deepest_layer(layers)} needs a side "
-            f"of at least {need} px (raise --image_size or --style_size, or use shallower layers)"
-        )
+    first = start.initial_image(config.init, tuple(size), config.seed, content, style, start_picture)
+    return Synthesis(objective, make_optimizer(config.optimizer, config.effective_learning_rate), first)
 
 
 def run(
@@ -154,6 +103,7 @@ def run(
     content: images.ImageLike | None,
     style: images.ImageLike | None,
     *,
+    options: RunOptions | None = None,
     output: str | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
@@ -166,71 +116,96 @@ def run(
     Args:
       config: the run's settings.
       content, style: paths or arrays (uint8, or float in [0, 255]); either may be None.
+      options: print_every and save_every are used here (logging is a callback: pass a
+        `tf_style.tensorboard_logger.TensorBoardLogger` in `callbacks`).
       output: if given, the final image is written there atomically (format by extension);
-        intermediate images too when config.save_every > 0; on Ctrl-C the current image is
+        intermediate images too when options.save_every > 0; on Ctrl-C the current image is
         written before the KeyboardInterrupt propagates, so no work is lost.
-      callbacks: extra loop callbacks.
-      progress: show a keras Progbar every config.print_every steps.
+      callbacks: loop callbacks (a TensorBoardLogger, your own).
+      progress: show progress every options.print_every steps.
       normalization_images: with config.normalize_vgg, the images (RGB [0, 255]) the network's
         filters are normalised on; None: the run's content and style images as resized.
-      content_name, style_name: names of the inputs for TensorBoard (run name, HParams);
-        default: the file names of path inputs.
+      content_name, style_name: names of the inputs for callbacks (TensorBoard's run name and
+        HParams); default: the file names of path inputs.
     """
+    options = options if options is not None else RunOptions()
     if output is not None:
         images.check_output_path(output)  # fail before minutes of work, not after
+    config.check_inputs(content=content is not None, style=style is not None)
     content_arr, style_arr = prepare_images(config, content, style)
-    logger = None
-    if config.logdir:
-        from tf_style import tensorboard_logger  # local: TensorBoard is imported only when logging
-
-        logger = tensorboard_logger.callback_for(
-            config,
-            content_arr,
-            style_arr,
-            content_name=content_name or tensorboard_logger.image_name(content),
-            style_name=style_name or tensorboard_logger.image_name(style),
-        )
-    optimization = build_optimization(
-        config, content_arr, style_arr, output_size=config.output_size, normalization_images=normalization_images
+    synthesis = build_synthesis(
+        config, content_arr, style_arr, start_picture=load_start(config), normalization_images=normalization_images
     )
     cbs: list[Callback] = []
     if progress:
-        cbs.append(ProgressBar(config.print_every or config.num_steps or 1))
-    if output is not None and config.save_every:
-        cbs.append(SaveEvery(output, config.save_every))
-    if logger is not None:
-        cbs.append(logger)
+        cbs.append(ProgressBar(options.print_every or config.num_steps or 1))
+    if output is not None and options.save_every:
+        cbs.append(SaveEvery(output, options.save_every))
     cbs.extend(callbacks)
-    state: RunState | None = None
+    names = {"content": content_name or run_dirs.image_name(content), "style": style_name or run_dirs.image_name(style)}
+    state = RunState(
+        synthesis=synthesis,
+        num_steps=config.num_steps,
+        config=config,
+        inputs={k: v for k, v in (("content", content_arr), ("style", style_arr)) if v is not None},
+        input_names={k: v for k, v in names.items() if v},
+    )
     try:
-        state = optimize(optimization, config.num_steps, cbs)
+        run_steps(synthesis, config.num_steps, cbs, run=state)
     except KeyboardInterrupt:
         if output is not None:
-            images.save_image(optimization.image_array(), output)
+            images.save_image(synthesis.image_array(), output)
             raise Interrupted(saved_to=output) from None
         raise
-    finally:
-        if logger is not None:
-            logger.close()
     result = Result(
-        image=images.to_uint8(optimization.image_array()),
-        history=state.history,
-        config=config,
-        seconds=state.elapsed,
-        run_dir=logger.run_dir if logger is not None else None,
+        image=images.to_uint8(synthesis.image_array()), history=state.history, config=config, seconds=state.elapsed
     )
     if output is not None:
         images.save_image(result.image, output)
     return result
 
 
+def split_options(**options: Any) -> tuple[Config, RunOptions]:
+    """Keyword options -> (Config, RunOptions), with a clear error for an unknown option name."""
+    config_fields, run_fields = set(Config.field_names()), set(RunOptions.field_names())
+    unknown = sorted(set(options) - config_fields - run_fields)
+    if unknown:
+        valid = ", ".join(sorted(config_fields | run_fields))
+        raise InputError(f"unknown option(s) {', '.join(unknown)}; valid options are {valid}")
+    return (
+        Config(**{k: v for k, v in options.items() if k in config_fields}),
+        RunOptions(**{k: v for k, v in options.items() if k in run_fields}),
+    )
+
+
 def make_config(**options: Any) -> Config:
     """A Config from keyword options, with a clear error for an unknown option name."""
-    known = set(Config.field_names())
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(sorted(known))}")
-    return Config(**options)
+    config, run_options = split_options(**options)
+    misplaced = [k for k in options if k in RunOptions.field_names()]
+    if misplaced:
+        raise InputError(f"{', '.join(misplaced)}: RunOptions, not Config fields; pass them as a RunOptions")
+    return config
+
+
+def run_with_options(
+    config: Config,
+    options: RunOptions,
+    content: images.ImageLike | None,
+    style: images.ImageLike | None,
+    *,
+    callbacks: Sequence[Callback] = (),
+    **run_kwargs: Any,
+) -> Result:
+    """`run`, with the TensorBoard logger `options` ask for (if any) added to the callbacks and closed after."""
+    from tf_style.tensorboard_logger import TensorBoardLogger  # TensorBoard loads only when logging
+
+    logger = TensorBoardLogger.from_options(options)
+    try:
+        extra = [logger] if logger is not None else []
+        return run(config, content, style, options=options, callbacks=[*extra, *callbacks], **run_kwargs)
+    finally:
+        if logger is not None:
+            logger.close()
 
 
 def stylize(content: images.ImageLike, style: images.ImageLike, **options: Any) -> np.ndarray:
@@ -239,7 +214,8 @@ def stylize(content: images.ImageLike, style: images.ImageLike, **options: Any) 
     Args:
       content: the photograph: a path or an [H, W, 3] array (uint8, or float in [0, 255]).
       style: the artwork: a path or an array.
-      **options: any `tf_style.Config` field (image_size, style_weight, num_steps, weights, ...),
+      **options: any `tf_style.Config` field (image_size, style_weight, num_steps, weights, ...)
+        or `tf_style.RunOptions` field (logdir, run_name, image_every, print_every, save_every),
         plus ``output=PATH`` to also write the result and ``progress=True`` for a progress bar.
 
     Returns:
@@ -247,8 +223,18 @@ def stylize(content: images.ImageLike, style: images.ImageLike, **options: Any) 
     """
     output = options.pop("output", None)
     progress = bool(options.pop("progress", False))
-    config = make_config(**options)
-    return run(config, content, style, output=output, progress=progress).image
+    config, run_options = split_options(**options)
+    return run_with_options(config, run_options, content, style, output=output, progress=progress).image
 
 
-__all__ = ["Result", "run", "stylize", "make_config", "build_optimization", "prepare_images", "load_vgg"]
+__all__ = [
+    "Result",
+    "build_synthesis",
+    "load_start",
+    "make_config",
+    "prepare_images",
+    "run",
+    "run_with_options",
+    "split_options",
+    "stylize",
+]

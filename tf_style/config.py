@@ -1,31 +1,77 @@
-"""The one frozen, typed configuration of a run, validated when it is built."""
+"""The frozen, typed settings of a run: `Config` decides the picture, `RunOptions` how a run is
+watched and saved. Both are validated when built, round-trip through JSON (`to_dict`,
+`from_dict`), and import no TensorFlow, so command-line checks stay instant.
+
+A new option is one field here (with its check in `__post_init__`) and one row in
+`tf_style.cli_flags`; the command-line tools, TensorBoard's HParams and the export's config
+asset all follow from the field list.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import operator
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence, TypeVar
 
-from tf_style.errors import InputError
-from tf_style.layers import POOLING_CHOICES, canonical_layer_name
+from tf_style import checks
+from tf_style.errors import Field, InputError
+from tf_style.layers import POOLING_CHOICES, deepest_layer, min_side
 
 PAPER_STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 PAPER_CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
 OPTIMIZER_CHOICES: tuple[str, ...] = ("adam", "lbfgs")
 INIT_CHOICES: tuple[str, ...] = ("noise", "content", "style")
-MIN_IMAGE_SIZE = 16  # VGG19 pools four times before conv5_1: below 16 px conv5_1 has no pixels
-MAX_IMAGE_SIZE = 8192
+MIN_IMAGE_SIZE = checks.MIN_IMAGE_SIZE
+MAX_IMAGE_SIZE = checks.MAX_IMAGE_SIZE
 
 #: Learning rates that make good progress in pixel space [0, 255] (see BUILD_NOTES.md).
 DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 10.0, "lbfgs": 1.0}
 
 
+def paper_layer_weights(layers: Sequence[str]) -> dict[str, float]:
+    """The paper's w_l (Eq. 5): one over the number of style layers, for each layer."""
+    return {name: 1.0 / len(layers) for name in layers}
+
+
+_T = TypeVar("_T")
+
+
+class _Settings:
+    """What Config and RunOptions share: copies, field lists and the JSON round trip."""
+
+    def replace(self: _T, **changes: Any) -> _T:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as a plain JSON value (tuples become lists); `from_dict` reverses it."""
+        return {name: _jsonable(getattr(self, name)) for name in self.field_names()}
+
+    @classmethod
+    def from_dict(cls: type[_T], values: dict[str, Any]) -> _T:
+        """The settings a `to_dict` (or a JSON file of it) describes; absent fields keep their defaults."""
+        if not isinstance(values, dict):
+            raise InputError(f"{cls.__name__}.from_dict expects a dict of fields; got {type(values).__name__}")
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise InputError(
+                f"unknown {cls.__name__} field(s) {', '.join(unknown)}; valid fields are {', '.join(cls.field_names())}"
+            )
+        return cls(**values)
+
+
+def _jsonable(value: Any) -> Any:
+    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
 @dataclass(frozen=True)
-class Config:
-    """Everything that decides a run. Defaults are the paper's algorithm (Gatys et al. 2015).
+class Config(_Settings):
+    """Everything that decides the picture. Defaults are the paper's algorithm (Gatys et al. 2015).
 
     Attributes:
       image_size: longest side of the output in pixels (the content image is resized to it).
@@ -44,15 +90,10 @@ class Config:
       num_steps: optimisation steps.
       seed: seeds the initial noise (and random VGG weights).
       weights: "imagenet", "random", or a path to a VGG19 weights file.
-      print_every: progress/print interval in steps (0: only at the end).
-      save_every: write the current image every N steps (0: never).
-      logdir: TensorBoard log folder (None: no logging).
       normalize_vgg: rescale VGG19's filters so that each one's mean activation is 1 over the run's
         content and style images, as the paper's network was (see tf_style.normalize).
       output_size: (height, width) of the output when there is no content image (texture
         synthesis); None: the style image's size. Giving it together with a content image is an error.
-      run_name: the run's sub-folder of logdir (None: a timestamp plus the input names).
-      image_every: TensorBoard image interval in steps (None: about 10 per run; 0: only the final one).
     """
 
     image_size: int = 512
@@ -70,161 +111,140 @@ class Config:
     num_steps: int = 500
     seed: int = 0
     weights: str = "imagenet"
-    print_every: int = 50
-    save_every: int = 0
-    logdir: str | None = None
     normalize_vgg: bool = False
     output_size: tuple[int, int] | None = None
-    run_name: str | None = None
-    image_every: int | None = None
 
     def __post_init__(self) -> None:
-        # Normalise list-like inputs to tuples of canonical names so equal configs compare equal.
-        object.__setattr__(self, "content_layers", _layers("content_layers", self.content_layers))
-        object.__setattr__(self, "style_layers", _layers("style_layers", self.style_layers))
-        for name in ("image_size", "num_steps", "seed", "print_every", "save_every"):
-            _check_int(name, getattr(self, name))
-        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
-            raise InputError(
-                f"image_size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels; got {self.image_size}"
-            )
+        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
+        fix("content_layers", checks.layer_names("content_layers", self.content_layers))
+        fix("style_layers", checks.layer_names("style_layers", self.style_layers))
+        checks.integer("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
         if self.style_size is not None:
-            _check_int("style_size", self.style_size)
-            if not MIN_IMAGE_SIZE <= self.style_size <= MAX_IMAGE_SIZE:
-                raise InputError(
-                    f"style_size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels; got {self.style_size}"
-                )
-        if self.num_steps < 0:
-            raise InputError(f"num_steps must be >= 0; got {self.num_steps}")
-        for name in ("print_every", "save_every"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name} must be >= 0; got {getattr(self, name)}")
+            checks.integer("style_size", self.style_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
+        checks.integer("num_steps", self.num_steps, 0)
+        checks.integer("seed", self.seed)
         for name in ("content_weight", "style_weight", "tv_weight"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-                raise InputError(f"{name} must be a finite number >= 0; got {value!r}")
-            object.__setattr__(self, name, float(value))
+            fix(name, checks.number(name, getattr(self, name), minimum=0.0))
         if not self.content_layers and not self.style_layers:
-            raise InputError("content_layers and style_layers are both empty; give at least one layer")
-        if self.style_layer_weights is not None:
-            weights = tuple(float(w) for w in self.style_layer_weights)
-            if len(weights) != len(self.style_layers):
-                raise InputError(
-                    f"style_layer_weights has {len(weights)} values for {len(self.style_layers)} style layers"
-                )
-            if any(not math.isfinite(w) or w < 0 for w in weights):
-                raise InputError(f"style_layer_weights must be finite and >= 0; got {weights}")
-            object.__setattr__(self, "style_layer_weights", weights)
-        if self.pooling not in POOLING_CHOICES:
-            raise InputError(f"pooling must be one of {', '.join(POOLING_CHOICES)}; got {self.pooling!r}")
-        if self.optimizer not in OPTIMIZER_CHOICES:
-            raise InputError(f"optimizer must be one of {', '.join(OPTIMIZER_CHOICES)}; got {self.optimizer!r}")
-        if self.learning_rate is not None:
-            lr = self.learning_rate
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-                raise InputError(f"learning_rate must be a finite number > 0; got {lr!r}")
-            object.__setattr__(self, "learning_rate", float(lr))
-        if not isinstance(self.init, str) or not self.init:
-            raise InputError(f"init must be one of {', '.join(INIT_CHOICES)} or an image path; got {self.init!r}")
-        if self.init not in INIT_CHOICES and not os.path.isfile(self.init):
             raise InputError(
-                f"init must be one of {', '.join(INIT_CHOICES)} or an existing image file; got {self.init!r}"
+                Field("content_layers"), " and ", Field("style_layers"), " are both empty; give at least one layer"
             )
-        if self.run_name is not None:
-            _check_run_name(self.run_name)
-        if self.image_every is not None:
-            _check_int("image_every", self.image_every)
-            if self.image_every < 0:
-                raise InputError(f"image_every must be >= 0; got {self.image_every}")
+        if self.style_layer_weights is not None:
+            fix("style_layer_weights", checks.layer_weights(self.style_layer_weights, len(self.style_layers)))
+        checks.choice("pooling", self.pooling, POOLING_CHOICES)
+        checks.choice("optimizer", self.optimizer, OPTIMIZER_CHOICES)
+        if self.learning_rate is not None:
+            fix("learning_rate", checks.number("learning_rate", self.learning_rate, minimum=0.0, strict=True))
+        checks.init(self.init, INIT_CHOICES)
         if not isinstance(self.weights, str) or not self.weights:
-            raise InputError(f"weights must be 'imagenet', 'random' or a file path; got {self.weights!r}")
+            raise InputError(Field("weights"), f" must be 'imagenet', 'random' or a file path; got {self.weights!r}")
         if not isinstance(self.normalize_vgg, bool):
-            raise InputError(f"normalize_vgg must be True or False; got {self.normalize_vgg!r}")
+            raise InputError(Field("normalize_vgg"), f" must be True or False; got {self.normalize_vgg!r}")
         if self.output_size is not None:
-            object.__setattr__(self, "output_size", _output_size(self.output_size))
+            fix("output_size", checks.output_size(self.output_size))
 
     @property
     def effective_learning_rate(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.optimizer]
 
     @property
+    def effective_style_size(self) -> int:
+        return self.style_size if self.style_size is not None else self.image_size
+
+    @property
     def layer_weights(self) -> dict[str, float]:
         """w_l by style layer: the given weights, or the paper's 1/number of layers."""
         if self.style_layer_weights is None:
-            return {name: 1.0 / len(self.style_layers) for name in self.style_layers}
+            return paper_layer_weights(self.style_layers)
         return dict(zip(self.style_layers, self.style_layer_weights))
 
-    def replace(self, **changes: Any) -> "Config":
-        """A copy with some fields changed, validated again."""
-        return dataclasses.replace(self, **changes)
+    def resolved(self) -> "Config":
+        """The same run with every "None means the default" field written out (for display)."""
+        return self.replace(
+            learning_rate=self.effective_learning_rate,
+            style_size=self.effective_style_size,
+            style_layer_weights=tuple(self.layer_weights.values()) if self.style_layers else None,
+        )
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values, for logs and run metadata."""
-        d = dataclasses.asdict(self)
-        d["learning_rate"] = self.effective_learning_rate
-        return d
+    def check_inputs(self, *, content: bool, style: bool) -> None:
+        """Checks that the given inputs (a content image? a style image?) suit these settings.
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-
-def _layers(name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
-    try:
-        items = list(value)
-    except TypeError:
-        raise InputError(f"{name} must be a list of VGG19 layer names; got {value!r}") from None
-    out = []
-    for item in items:
-        if not isinstance(item, str):
-            raise InputError(f"{name} must be a list of VGG19 layer names; got {value!r}")
-        try:
-            canonical = canonical_layer_name(item)
-        except InputError as e:
-            raise InputError(f"{name}: {e}") from None
-        if canonical in out:
-            raise InputError(f"{name}: layer {canonical} is listed twice")
-        out.append(canonical)
-    return tuple(out)
-
-
-def _output_size(value: Any) -> tuple[int, int]:
-    """(height, width), each side within the image size limits."""
-    try:
-        h, w = value
-    except (TypeError, ValueError):
-        raise InputError(f"output_size must be (height, width); got {value!r}") from None
-    sides = []
-    for side in (h, w):
-        try:
-            if isinstance(side, bool):
-                raise TypeError
-            sides.append(operator.index(side))  # ints and NumPy ints, not floats
-        except TypeError:
-            raise InputError(f"output_size must be two integers (height, width); got {value!r}") from None
-        if not MIN_IMAGE_SIZE <= sides[-1] <= MAX_IMAGE_SIZE:
+        Without a style image the run is the paper's content reconstruction, without a content
+        image its texture synthesis; the start image and the output size must fit that.
+        """
+        if not content and not style:
             raise InputError(
-                f"output_size sides must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels; got {value!r}"
+                "give ", Field("content"), " and ", Field("style"), " (style transfer), only ", Field("content"),
+                " (content reconstruction) or only ", Field("style"), " (texture synthesis)",
             )
-    return sides[0], sides[1]
+        if content and self.output_size is not None:
+            raise InputError(
+                Field("output_size"), " is for texture synthesis (no ", Field("content"),
+                "); the output has the content image's size",
+            )
+        for needed, given in (("content", content), ("style", style)):
+            if self.init == needed and not given:
+                raise InputError(Field("init"), f"={needed} needs a {needed} image (", Field(needed), ")")
+        if not (self.content_layers if content else ()) and not (self.style_layers if style else ()):
+            raise InputError(
+                "no layers to match: the given inputs need ",
+                Field("content_layers" if content else "style_layers"),
+            )
+
+    def check_side(self, size: Sequence[int], layers: Sequence[str], what: Field, description: str) -> None:
+        """An image of (height, width) `size` must keep a pixel at the deepest of `layers`.
+
+        VGG19 halves the image at each pooling layer: too small an image leaves the deepest layer
+        without a single pixel, which Keras would report as a shape error deep in the model.
+        """
+        need = min_side(layers)
+        h, w = int(size[0]), int(size[1])
+        if min(h, w) < need:
+            raise InputError(
+                what, f": {description} is {w}x{h} pixels, but layer {deepest_layer(layers)} needs a side of at "
+                f"least {need} px (raise ", Field("image_size"), " or ", Field("style_size"),
+                ", or use shallower layers)",
+            )
 
 
-def _check_run_name(value: Any) -> None:
-    # The name becomes one folder under logdir: no separators, nothing that walks out of it.
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or value in (".", "..")
-        or "/" in value
-        or (os.sep != "/" and os.sep in value)
-        or "\0" in value
-    ):
-        raise InputError(f"run_name must be a folder name (no '/', not '.' or '..'); got {value!r}")
+@dataclass(frozen=True)
+class RunOptions(_Settings):
+    """How a run is watched and saved; none of it changes the picture.
+
+    Attributes:
+      print_every: progress line every N steps (0: only at the end).
+      save_every: also write the current image every N steps beside the output (0: never).
+      logdir: TensorBoard log folder (None: no logging).
+      run_name: the run's sub-folder of logdir (None: a timestamp plus the input names).
+      image_every: TensorBoard image interval in steps (None: about 10 per run; 0: only the final one).
+    """
+
+    print_every: int = 50
+    save_every: int = 0
+    logdir: str | None = None
+    run_name: str | None = None
+    image_every: int | None = None
+
+    def __post_init__(self) -> None:
+        checks.integer("print_every", self.print_every, 0)
+        checks.integer("save_every", self.save_every, 0)
+        if self.image_every is not None:
+            checks.integer("image_every", self.image_every, 0)
+        if self.logdir is not None and (not isinstance(self.logdir, (str, os.PathLike)) or not str(self.logdir)):
+            raise InputError(Field("logdir"), f" must be a folder path; got {self.logdir!r}")
+        if self.run_name is not None:
+            checks.folder_name("run_name", self.run_name)
 
 
-def _check_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an integer; got {value!r}")
-
+__all__ = [
+    "Config",
+    "RunOptions",
+    "PAPER_CONTENT_LAYERS",
+    "PAPER_STYLE_LAYERS",
+    "OPTIMIZER_CHOICES",
+    "INIT_CHOICES",
+    "DEFAULT_LEARNING_RATES",
+    "MIN_IMAGE_SIZE",
+    "MAX_IMAGE_SIZE",
+    "paper_layer_weights",
+]

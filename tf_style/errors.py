@@ -1,13 +1,53 @@
-"""The one exception type that means "the caller gave us something wrong"."""
+"""The one exception type that means "the caller gave us something wrong", in one vocabulary.
+
+The library names things by their field (``image_size must be ...``, ``content: no such file``);
+a command-line tool shows the same field as its flag (``--image_size``, ``--content``). So an
+error's message is built from parts, and a part that names a field is a `Field`: `str(error)`
+reads ``image_size``, `error.render(...)` lets the command-line edge (tf_style.cli_flags) write
+``--image_size`` instead. No library module writes flag text itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Field:
+    """A reference to a Config/RunOptions field or a named input (``content``, ``output``) in a message."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class InputError(ValueError):
-    """Bad input or bad usage: the message is one line that says what was wrong,
-    which file or option it concerns, and what was expected.
+    """Bad input or bad usage: one line saying what was wrong, which field or file, what was expected.
 
-    The command-line tools print it as is and exit with status 2; anything else
-    that goes wrong is a bug or an environment failure and exits with status 1.
+    Build it from strings and `Field`s: ``InputError(Field("image_size"), " must be >= 16; got 8")``.
+    A message that starts with a Field is *about* that field (`field`). The command-line tools
+    print `render(flag_name)` and exit with status 2; anything else that goes wrong is a bug or
+    an environment failure and exits with status 1.
     """
+
+    def __init__(self, *parts: str | Field):
+        self.parts: tuple[str | Field, ...] = parts
+        super().__init__("".join(str(p) for p in parts))
+
+    @property
+    def field(self) -> str | None:
+        """The field the message is about: its first part when that is a Field."""
+        first = self.parts[0] if self.parts else None
+        return first.name if isinstance(first, Field) else None
+
+    def render(self, name_of: Callable[[str], str]) -> str:
+        """The message with every Field written by `name_of` (e.g. ``lambda n: "--" + n``)."""
+        return "".join(name_of(p.name) if isinstance(p, Field) else p for p in self.parts)
+
+    def __reduce__(self):  # pickles (e.g. across processes) with its parts, not just the text
+        return (type(self), self.parts)
 
 
 class Interrupted(KeyboardInterrupt):

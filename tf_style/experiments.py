@@ -18,42 +18,46 @@ from typing import Any, Sequence
 import numpy as np
 
 from tf_style import api, images
-from tf_style.config import Config
+from tf_style.config import Config, RunOptions
 from tf_style.errors import InputError
 
-#: Options that are not Config fields but are passed on to `api.run`.
-_RUN_OPTIONS = ("output", "progress", "callbacks", "normalization_images")
+#: Options that are neither Config nor RunOptions fields but are passed on to `api.run`.
+_RUN_ARGUMENTS = ("output", "progress", "callbacks", "normalization_images")
 
 
-def content_config(layer: str, **options: Any) -> Config:
-    """The Config of a content reconstruction from `layer` (any other Config field in options)."""
+def content_config(layer: str, **options: Any) -> tuple[Config, RunOptions]:
+    """The settings of a content reconstruction from `layer` (any other Config/RunOptions field in options)."""
     _refuse(options, ("content_layers", "style_layers", "output_size"), "reconstruct_content", "layer")
     if not isinstance(layer, str):
         raise InputError(f"reconstruct_content: layer must be one VGG19 layer name such as 'conv4_2'; got {layer!r}")
-    return api.make_config(content_layers=(layer,), style_layers=(), **options)
+    return api.split_options(content_layers=(layer,), style_layers=(), **options)
 
 
-def texture_config(layers: str | Sequence[str], size: int | Sequence[int] | None = None, **options: Any) -> Config:
-    """The Config of a texture synthesis from `layers` at `size` ((height, width), an int for a
+def texture_config(
+    layers: str | Sequence[str], size: int | Sequence[int] | None = None, **options: Any
+) -> tuple[Config, RunOptions]:
+    """The settings of a texture synthesis from `layers` at `size` ((height, width), an int for a
     square, or None for the style image's size as resized by image_size/style_size)."""
     _refuse(options, ("content_layers", "style_layers", "output_size"), "synthesize_texture", "layers/size")
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = (int(size), int(size))
-    return api.make_config(content_layers=(), style_layers=layers, output_size=size, **options)
+    return api.split_options(content_layers=(), style_layers=layers, output_size=size, **options)
 
 
 def run_content_reconstruction(image: images.ImageLike, layer: str, **options: Any) -> api.Result:
     """Like `reconstruct_content`, but returns the whole `api.Result` (loss history included)."""
-    run_options = _pop_run_options(options)
-    return api.run(content_config(layer, **options), image, None, **run_options)
+    arguments = _pop_run_arguments(options)
+    config, run_options = content_config(layer, **options)
+    return api.run_with_options(config, run_options, image, None, **arguments)
 
 
 def run_texture_synthesis(
     style: images.ImageLike, layers: str | Sequence[str], size: int | Sequence[int] | None = None, **options: Any
 ) -> api.Result:
     """Like `synthesize_texture`, but returns the whole `api.Result` (loss history included)."""
-    run_options = _pop_run_options(options)
-    return api.run(texture_config(layers, size, **options), None, style, **run_options)
+    arguments = _pop_run_arguments(options)
+    config, run_options = texture_config(layers, size, **options)
+    return api.run_with_options(config, run_options, None, style, **arguments)
 
 
 def reconstruct_content(image: images.ImageLike, layer: str, **options: Any) -> np.ndarray:
@@ -64,8 +68,8 @@ def reconstruct_content(image: images.ImageLike, layer: str, **options: Any) -> 
     Args:
       image: the photograph: a path or an [H, W, 3] array (uint8, or float in [0, 255]).
       layer: one VGG19 layer, e.g. "conv1_1" ... "conv5_1" (Keras names work too).
-      **options: any `tf_style.Config` field except content_layers/style_layers/output_size
-        (image_size, num_steps, seed, weights, normalize_vgg, ...), plus ``output=PATH``,
+      **options: any `tf_style.Config` or `RunOptions` field except content_layers/style_layers/
+        output_size (image_size, num_steps, seed, weights, normalize_vgg, ...), plus ``output=PATH``,
         ``progress=True``, ``callbacks=[...]`` and ``normalization_images=[...]`` (the images
         the network is normalised on with normalize_vgg; default: `image` itself).
 
@@ -85,15 +89,15 @@ def synthesize_texture(
 
     Gradient descent from white noise on the style loss alone (Eq. 5, w_l = 1/len(layers)).
     The output may have any size: the target Grams are rescaled to its number of positions
-    (tf_style.features.rescale_gram), so the same correlations per position are matched.
+    (tf_style.losses.rescale_gram), so the same correlations per position are matched.
 
     Args:
       style: the texture/artwork: a path or an [H, W, 3] array.
       layers: the style layers, e.g. ["conv1_1", "conv2_1"] (or "conv1_1,conv2_1").
       size: (height, width) of the output, an int for a square, or None for the style image's
         size (after resizing its longest side to style_size, else image_size).
-      **options: any `tf_style.Config` field except content_layers/style_layers/output_size,
-        plus ``output``, ``progress``, ``callbacks`` and ``normalization_images`` (default: `style`).
+      **options: any `tf_style.Config` or `RunOptions` field except content_layers/style_layers/
+        output_size, plus ``output``, ``progress``, ``callbacks`` and ``normalization_images`` (default: `style`).
 
     Returns:
       uint8 [height, width, 3].
@@ -109,10 +113,10 @@ def _refuse(options: dict[str, Any], names: Sequence[str], function: str, argume
         )
 
 
-def _pop_run_options(options: dict[str, Any]) -> dict[str, Any]:
-    run_options = {name: options.pop(name) for name in _RUN_OPTIONS if name in options}
-    run_options["progress"] = bool(run_options.get("progress", False))
-    return run_options
+def _pop_run_arguments(options: dict[str, Any]) -> dict[str, Any]:
+    arguments = {name: options.pop(name) for name in _RUN_ARGUMENTS if name in options}
+    arguments["progress"] = bool(arguments.get("progress", False))
+    return arguments
 
 
 __all__ = [

@@ -6,33 +6,13 @@ forward pass computes every content and style layer at once and nothing past the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import tensorflow as tf
 import keras
 
 from tf_style import vgg as vgg_lib
-from tf_style.losses import gram_matrix
-
-
-@dataclass(frozen=True)
-class StyleTarget:
-    """The style representation of one layer: the Gram matrix A^l (Eq. 3) over M positions."""
-
-    gram: tf.Tensor  # [1, N, N]
-    positions: int | tf.Tensor  # M of the style image at this layer (a tensor inside a graph of unknown size)
-
-
-def rescale_gram(target: StyleTarget, positions: tf.Tensor | int) -> tf.Tensor:
-    """The target Gram for a generated image with `positions` positions at this layer.
-
-    A Gram matrix is a sum over positions, so a style image of another size gives Grams on
-    another scale. Matching A * M_x / M_a (the same feature correlations per position) keeps
-    Eq. 4 exactly the paper's when the sizes agree and meaningful when they do not.
-    """
-    ratio = tf.cast(positions, tf.float32) / tf.cast(target.positions, tf.float32)
-    return target.gram * ratio
+from tf_style.losses import StyleTarget
 
 
 class FeatureExtractor:
@@ -70,16 +50,8 @@ class FeatureExtractor:
         return {name: tf.identity(features[name]) for name in self.content_layers}
 
     def style_targets(self, image: tf.Tensor) -> dict[str, StyleTarget]:
-        """The artwork's style representation A^l (Grams) for each style layer, computed once."""
+        """The artwork's style representation A^l (Grams, Eq. 3) for each style layer, computed once."""
         if not self.style_layers:
             return {}
         features = self(image)
-        targets = {}
-        for name in self.style_layers:
-            f = features[name]
-            if f.shape[1] is not None and f.shape[2] is not None:
-                positions = int(f.shape[1]) * int(f.shape[2])
-            else:  # inside a graph whose image size is known only at run time (serving)
-                positions = tf.shape(f)[1] * tf.shape(f)[2]
-            targets[name] = StyleTarget(gram=gram_matrix(f), positions=positions)
-        return targets
+        return {name: StyleTarget.of(features[name]) for name in self.style_layers}

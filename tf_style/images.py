@@ -13,9 +13,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tf_style.atomic import write_atomically
-from tf_style.errors import InputError
+from tf_style.errors import Field, InputError
 
 ImageLike = Union[str, os.PathLike, np.ndarray]
+#: What an error names: a field (`Field("content")`, shown as --content on the command line) or plain text.
+What = Union[Field, str]
 
 #: Output formats by file extension; anything without an extension is written as PNG.
 SAVE_FORMATS: dict[str, str] = {
@@ -30,20 +32,20 @@ SAVE_FORMATS: dict[str, str] = {
 }
 
 
-def load_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+def load_image(path: str | os.PathLike, what: What = "image") -> np.ndarray:
     """Reads an image file into float32 RGB [H, W, 3] in [0, 255].
 
     Any format Pillow decodes (JPEG, PNG, WebP, BMP, TIFF, GIF: first frame). The EXIF
     orientation is applied, so a phone photo comes out upright. Grey, grey+alpha, palette,
     RGBA (composited over white), CMYK and 16-bit images are converted to RGB.
 
-    Raises InputError naming `what` (e.g. "--content") and the file when it cannot be read.
+    Raises InputError naming `what` (e.g. `Field("content")`) and the file when it cannot be read.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise InputError(f"{what}: no such file: {path}")
+        raise InputError(what, f": no such file: {path}")
     if os.path.isdir(path):
-        raise InputError(f"{what}: {path} is a folder; expected an image file")
+        raise InputError(what, f": {path} is a folder; expected an image file")
     try:
         with Image.open(path) as img:
             img.seek(0)  # first frame of an animation
@@ -51,13 +53,13 @@ def load_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
             img = ImageOps.exif_transpose(img)
             return pil_to_rgb_array(img)
     except Image.DecompressionBombError as e:
-        raise InputError(f"{what}: {path} is too large to decode safely ({' '.join(str(e).split())})") from None
+        raise InputError(what, f": {path} is too large to decode safely ({' '.join(str(e).split())})") from None
     except UnidentifiedImageError:
         raise InputError(
-            f"{what}: {path} is not an image Pillow can read (expected JPEG, PNG, WebP, BMP, TIFF or GIF)"
+            what, f": {path} is not an image Pillow can read (expected JPEG, PNG, WebP, BMP, TIFF or GIF)"
         ) from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise InputError(f"{what}: cannot decode {path}: {' '.join(str(e).split())}") from None
+        raise InputError(what, f": cannot decode {path}: {' '.join(str(e).split())}") from None
 
 
 def pil_to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -92,32 +94,39 @@ def pil_to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.float32)
 
 
-def as_rgb_array(image: ImageLike, what: str = "image") -> np.ndarray:
+def as_rgb_array(image: ImageLike, what: What = "image") -> np.ndarray:
     """A path or an array -> float32 RGB [H, W, 3] in [0, 255].
 
     Arrays may be uint8 (0..255), or float in [0, 255]; [H, W] grey and [H, W, 4] RGBA are
-    accepted. Anything else raises InputError.
+    accepted. A float array whose values all lie in [0, 1] (and not all 0) is taken for the
+    [0, 1] convention and refused: read as [0, 255] it would be a black picture. Anything else
+    that is not an image raises InputError too.
     """
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, what)
     if not isinstance(image, np.ndarray):
         try:
             image = np.asarray(image)
-        except Exception:  # noqa: BLE001
-            raise InputError(f"{what}: expected an image path or an [H, W, 3] array; got {type(image).__name__}") from None
+        except Exception:  # noqa: BLE001 - whatever np.asarray raises, the input was not an array
+            raise InputError(what, f": expected an image path or an [H, W, 3] array; got {type(image).__name__}") from None
     arr = image
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InputError(f"{what}: expected an array of shape [H, W, 3]; got shape {list(image.shape)}")
+        raise InputError(what, f": expected an array of shape [H, W, 3]; got shape {list(image.shape)}")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"{what}: expected a numeric array; got dtype {arr.dtype}")
+        raise InputError(what, f": expected a numeric array; got dtype {arr.dtype}")
+    floating = np.issubdtype(arr.dtype, np.floating)
     arr = arr.astype(np.float32)
     if not np.all(np.isfinite(arr)):
-        raise InputError(f"{what}: the array contains NaN or infinite values")
-    if arr.min() < 0 or arr.max() > 255:
+        raise InputError(what, ": the array contains NaN or infinite values")
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0 or high > 255:
+        raise InputError(what, f": pixel values must lie in [0, 255]; got [{low:g}, {high:g}]")
+    if floating and 0 < high <= 1:
         raise InputError(
-            f"{what}: pixel values must lie in [0, 255]; got [{arr.min():g}, {arr.max():g}]"
+            what, f": pixel values must lie in [0, 255]; got a float array in [{low:g}, {high:g}], which looks "
+            "like the [0, 1] convention (multiply it by 255)"
         )
     if arr.shape[2] == 4:
         alpha = arr[..., 3:4] / 255.0
@@ -155,7 +164,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike, what: str = "--output") -> str:
+def save_image(image: np.ndarray, path: str | os.PathLike, what: What = Field("output")) -> str:
     """Writes an RGB image atomically; the format follows the extension (PNG when there is none).
 
     The bytes go to a temporary file in the same folder, which is then renamed over `path`, so
@@ -169,10 +178,10 @@ def save_image(image: np.ndarray, path: str | os.PathLike, what: str = "--output
     try:
         return write_atomically(path, lambda f: pil.save(f, format=fmt, **options))
     except PermissionError as e:  # e.g. the folder became read-only during a long run
-        raise InputError(f"{what}: cannot write {path}: {e.strerror}") from None
+        raise InputError(what, f": cannot write {path}: {e.strerror}") from None
 
 
-def check_output_path(path: str | os.PathLike, what: str = "--output") -> str:
+def check_output_path(path: str | os.PathLike, what: What = Field("output")) -> str:
     """Checks, before any work, that an image can be written to `path`; returns its format.
 
     The extension must be known (or absent: PNG), the folder must exist and be writable, and
@@ -182,21 +191,21 @@ def check_output_path(path: str | os.PathLike, what: str = "--output") -> str:
     fmt = image_format_for(path, what)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise InputError(f"{what}: cannot write {path}: folder {folder} does not exist")
+        raise InputError(what, f": cannot write {path}: folder {folder} does not exist")
     if os.path.isdir(path):
-        raise InputError(f"{what}: {path} is a folder; expected an image file name")
+        raise InputError(what, f": {path} is a folder; expected an image file name")
     if not os.access(folder, os.W_OK):
-        raise InputError(f"{what}: cannot write {path}: folder {folder} is not writable")
+        raise InputError(what, f": cannot write {path}: folder {folder} is not writable")
     return fmt
 
 
-def image_format_for(path: str, what: str = "--output") -> str:
+def image_format_for(path: str, what: What = Field("output")) -> str:
     """Pillow's format name for an output path, or InputError for an unknown extension."""
     ext = os.path.splitext(path)[1].lower()
     if not ext:
         return "PNG"
     if ext not in SAVE_FORMATS:
         raise InputError(
-            f"{what}: cannot write {path}: unknown extension {ext!r}; use one of {', '.join(SAVE_FORMATS)}"
+            what, f": cannot write {path}: unknown extension {ext!r}; use one of {', '.join(SAVE_FORMATS)}"
         )
     return SAVE_FORMATS[ext]

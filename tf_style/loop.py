@@ -12,21 +12,29 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import keras
 
 from tf_style import images
-from tf_style.optimize import ImageOptimization
+from tf_style.step import Synthesis
 
 
 @dataclass
 class RunState:
-    """Everything the loop knows about the run in progress, in one place."""
+    """Everything the loop knows about the run in progress, in one place.
 
-    optimization: ImageOptimization
+    `config`, `inputs` (the prepared content/style arrays by name) and `input_names` (their
+    file stems) describe the run for callbacks that record it (TensorBoard); a bare loop over
+    a `Synthesis` may leave them empty.
+    """
+
+    synthesis: Synthesis
     num_steps: int
+    config: Any = None  # the run's tf_style.Config, when known
+    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    input_names: Mapping[str, str] = field(default_factory=dict)
     step: int = 0  # steps completed
     terms: dict[str, float] = field(default_factory=dict)  # the latest step's terms
     history: list[dict[str, float]] = field(default_factory=list)
@@ -38,11 +46,11 @@ class RunState:
         return time.perf_counter() - self.started
 
     def image(self) -> np.ndarray:
-        return self.optimization.image_array()
+        return self.synthesis.image_array()
 
 
 class Callback:
-    """Hooks called by `optimize`. Subclasses override what they need."""
+    """Hooks called by `run_steps`. Subclasses override what they need."""
 
     def on_run_start(self, run: RunState) -> None:
         pass
@@ -103,18 +111,21 @@ class SaveEvery(Callback):
             images.save_image(run.image(), self.path_for(run.step))
 
 
-def optimize(optimization: ImageOptimization, num_steps: int, callbacks: Sequence[Callback] = ()) -> RunState:
-    """Runs `num_steps` steps, calling the callbacks; returns the final RunState.
+def run_steps(
+    synthesis: Synthesis, num_steps: int, callbacks: Sequence[Callback] = (), run: RunState | None = None
+) -> RunState:
+    """Runs `num_steps` steps of `synthesis`, calling the callbacks; returns the final RunState.
 
-    On KeyboardInterrupt (Ctrl-C) or any error the callbacks' `on_run_end` still runs (so logs
-    are flushed) with `run.interrupted` set, and the exception propagates.
+    `run` may carry the run's description (config, inputs, names) for the callbacks. On
+    KeyboardInterrupt (Ctrl-C) or any error the callbacks' `on_run_end` still runs (so logs are
+    flushed) with `run.interrupted` set, and the exception propagates.
     """
-    run = RunState(optimization=optimization, num_steps=num_steps)
+    run = run if run is not None else RunState(synthesis=synthesis, num_steps=num_steps)
     for cb in callbacks:
         cb.on_run_start(run)
     try:
         for _ in range(num_steps):
-            terms = optimization.step()
+            terms = synthesis.step()
             floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
             # Count the step only with its terms in hand: a Ctrl-C in between must not leave a
             # step number without terms for on_run_end to see.

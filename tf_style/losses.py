@@ -1,18 +1,28 @@
 """The paper's loss functions, one per equation (Gatys, Ecker & Bethge 2015, Methods).
 
 Notation as in the paper: a layer l has N_l filters (channels) and feature maps of M_l
-positions (height x width). Features arrive as Keras tensors [B, H, W, N_l], so the paper's
-F^l (N_l x M_l) is the transpose of one batch element reshaped to [M_l, N_l].
+positions (height x width, `positions`). Features arrive as Keras tensors [B, H, W, N_l], so
+the paper's F^l (N_l x M_l) is the transpose of one batch element reshaped to [M_l, N_l].
 
 Every function is pure, works on float32 tensors, and returns one value per batch element
-([B]) so that callers can log each term and batch independent images.
+([B]) so that callers can log each term and batch independent images. This module is the
+maths leaf: the objective (tf_style.objective) calls these functions and adds nothing to them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import tensorflow as tf
+
+from tf_style.config import paper_layer_weights
+
+
+def positions(features: tf.Tensor) -> tf.Tensor:
+    """M_l: the number of positions of feature maps [B, H, W, N], H * W, as an int32 scalar."""
+    shape = tf.shape(features)
+    return shape[1] * shape[2]
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
@@ -26,8 +36,32 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     """
     features = tf.convert_to_tensor(features, dtype=tf.float32)
     shape = tf.shape(features)
-    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])  # [B, M, N]
+    flat = tf.reshape(features, [shape[0], positions(features), shape[3]])  # [B, M, N]
     return tf.linalg.matmul(flat, flat, transpose_a=True)
+
+
+@dataclass(frozen=True)
+class StyleTarget:
+    """The style representation of one layer: the Gram matrix A^l (Eq. 3) and its M_l."""
+
+    gram: tf.Tensor  # [1, N, N]
+    positions: int | tf.Tensor  # M_l of the style image at this layer
+
+    @classmethod
+    def of(cls, features: tf.Tensor) -> "StyleTarget":
+        """The target of a style image's features [1, H, W, N] (any size, known only at run time too)."""
+        return cls(gram=gram_matrix(features), positions=positions(features))
+
+
+def rescale_gram(target: StyleTarget, positions: tf.Tensor | int) -> tf.Tensor:
+    """The target Gram for a generated image with `positions` positions at this layer.
+
+    A Gram matrix is a sum over positions, so a style image of another size gives Grams on
+    another scale. Matching A * M_x / M_a (the same feature correlations per position) keeps
+    Eq. 4 exactly the paper's when the sizes agree and meaningful when they do not.
+    """
+    ratio = tf.cast(positions, tf.float32) / tf.cast(target.positions, tf.float32)
+    return target.gram * ratio
 
 
 def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -51,50 +85,56 @@ def style_layer_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
     Args:
       features: [B, H, W, N] features of the generated image; N_l = N and M_l = H*W.
       target_gram: [B or 1, N, N] Gram matrix A of the style image, computed over the same
-        number of positions M_l (see `tf_style.features.rescale_gram` for another size).
+        number of positions M_l (see `rescale_gram` for a style image of another size).
 
     Returns:
       [B] losses, >= 0. The gradient w.r.t. F is (F^T (G - A))^T / (N^2 M^2) (Eq. 6).
     """
     features = tf.convert_to_tensor(features, dtype=tf.float32)
-    shape = tf.shape(features)
-    n = tf.cast(shape[3], tf.float32)
-    m = tf.cast(shape[1] * shape[2], tf.float32)
+    n = tf.cast(tf.shape(features)[3], tf.float32)
+    m = tf.cast(positions(features), tf.float32)
     gram = gram_matrix(features)
     sq = tf.reduce_sum(tf.square(gram - tf.convert_to_tensor(target_gram, tf.float32)), axis=[1, 2])
     return sq / (4.0 * tf.square(n) * tf.square(m))
 
 
-def default_layer_weights(layers: list[str] | tuple[str, ...]) -> dict[str, float]:
-    """The paper's w_l: one divided by the number of active layers."""
-    return {name: 1.0 / len(layers) for name in layers}
+def weighted_style_layer_losses(
+    features: Mapping[str, tf.Tensor],
+    targets: Mapping[str, tf.Tensor | StyleTarget],
+    layer_weights: Mapping[str, float] | None = None,
+) -> dict[str, tf.Tensor]:
+    """The summands of Eq. 5, w_l E_l, by layer name.
+
+    Args:
+      features: layer name -> [B, H_l, W_l, N_l] features of the generated image.
+      targets: layer name -> the style Gram A^l [B or 1, N_l, N_l] over the same M_l, or a
+        `StyleTarget` (rescaled to the generated image's M_l); its keys are the layers used.
+      layer_weights: layer name -> w_l; default 1/(number of layers), as in the paper.
+
+    Returns:
+      layer name -> [B] values, >= 0.
+    """
+    if not targets:
+        raise ValueError("the style loss needs at least one style layer")
+    weights = dict(layer_weights) if layer_weights is not None else paper_layer_weights(list(targets))
+    out = {}
+    for name, target in targets.items():
+        f = features[name]
+        gram = rescale_gram(target, positions(f)) if isinstance(target, StyleTarget) else target
+        out[name] = weights[name] * style_layer_loss(f, gram)
+    return out
 
 
 def style_loss(
     features: Mapping[str, tf.Tensor],
-    target_grams: Mapping[str, tf.Tensor],
+    target_grams: Mapping[str, tf.Tensor | StyleTarget],
     layer_weights: Mapping[str, float] | None = None,
 ) -> tf.Tensor:
-    """Eq. 5: L_style = sum_l w_l E_l.
-
-    Args:
-      features: layer name -> [B, H_l, W_l, N_l] features of the generated image.
-      target_grams: layer name -> [B or 1, N_l, N_l] style Grams A^l; its keys are the layers used.
-      layer_weights: layer name -> w_l; default 1/(number of layers), as in the paper.
-
-    Returns:
-      [B] losses, >= 0.
-    """
-    if not target_grams:
-        raise ValueError("style_loss needs at least one style layer")
-    weights = dict(layer_weights) if layer_weights is not None else default_layer_weights(list(target_grams))
-    terms = [weights[name] * style_layer_loss(features[name], gram) for name, gram in target_grams.items()]
-    return tf.add_n(terms)
+    """Eq. 5: L_style = sum_l w_l E_l (arguments as `weighted_style_layer_losses`). Returns [B], >= 0."""
+    return tf.add_n(list(weighted_style_layer_losses(features, target_grams, layer_weights).values()))
 
 
-def total_loss(
-    content: tf.Tensor, style: tf.Tensor, content_weight: float, style_weight: float
-) -> tf.Tensor:
+def total_loss(content: tf.Tensor, style: tf.Tensor, content_weight: float, style_weight: float) -> tf.Tensor:
     """Eq. 7: L_total = alpha L_content + beta L_style, with alpha = content_weight, beta = style_weight.
 
     Args:
@@ -125,3 +165,17 @@ def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
     dy = image[:, 1:, :, :] - image[:, :-1, :, :]
     dx = image[:, :, 1:, :] - image[:, :, :-1, :]
     return tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3])
+
+
+__all__ = [
+    "StyleTarget",
+    "content_loss",
+    "gram_matrix",
+    "positions",
+    "rescale_gram",
+    "style_layer_loss",
+    "style_loss",
+    "total_loss",
+    "total_variation_loss",
+    "weighted_style_layer_losses",
+]

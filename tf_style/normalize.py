@@ -21,11 +21,19 @@ takes the images as an argument; `tf_style.api` passes the run's own content and
 at the size they are optimised at (see `Config.normalize_vgg`). The mean of a filter is the mean
 over positions of each image, then over the images (each image counts once, whatever its size).
 A filter that never fires on the images (mean 0; it happens with random weights, rarely with
-ImageNet ones) cannot be rescaled: it is left as it is and outputs zero on those images.
+ImageNet ones) cannot be rescaled; nor, safely, can one that nearly never does: its mean is made
+of responses that are mostly rounding error, and dividing by it would turn float32 noise into
+features of size one (it did: on an AVX-512 CPU a filter with mean 1e-5 of its layer's median
+came out of the normalisation with a mean of 1.004 instead of 1). So a filter whose mean is below
+`MIN_RELATIVE_MEAN` times the median of its layer's positive means is left as it is and
+reported (see BUILD_NOTES.md for how that threshold follows from float32's rounding).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -33,7 +41,16 @@ import tensorflow as tf
 import keras
 
 from tf_style import vgg as vgg_lib
-from tf_style.errors import InputError
+from tf_style.errors import Field, InputError
+
+#: A filter is rescaled only when its mean activation is at least this fraction of the median of
+#: its layer's positive filter means. Why 1e-2: float32 rounds a filter's response to within about
+#: sqrt(K) * 2^-24 ~ 4e-6 of its layer's scale (K <= 3 * 3 * 512 products per output, rounding
+#: errors adding up like a random walk); for the normalised mean to be 1 to within 1e-3, the mean
+#: must be at least 4e-6 / 1e-3 = 4e-3 of that scale; 1e-2 leaves a margin of 2.4.
+MIN_RELATIVE_MEAN = 1e-2
+
+_log = logging.getLogger(__name__)
 
 
 def filter_means(model: keras.Model, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -43,7 +60,7 @@ def filter_means(model: keras.Model, images: Sequence[np.ndarray]) -> dict[str, 
     over the images.
     """
     if len(images) == 0:
-        raise InputError("normalize_vgg needs at least one image to measure the mean activations on")
+        raise InputError(Field("normalize_vgg"), " needs at least one image to measure the mean activations on")
     convs = vgg_lib.conv_layers(model)
     features = keras.Model(model.input, [layer.output for layer in convs])
     sums = [np.zeros(layer.filters, np.float64) for layer in convs]
@@ -60,6 +77,63 @@ def filter_means(model: keras.Model, images: Sequence[np.ndarray]) -> dict[str, 
     return {layer.name: s / count for layer, s in zip(convs, sums)}
 
 
+def rescalable(means: np.ndarray) -> np.ndarray:
+    """Which filters of one layer get rescaled: mean >= MIN_RELATIVE_MEAN x the median positive mean."""
+    positive = means[means > 0]
+    if positive.size == 0:
+        return np.zeros(means.shape, bool)
+    return means >= MIN_RELATIVE_MEAN * np.median(positive)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """A normalised copy of VGG19 and what was done to it.
+
+    Attributes:
+      model: the rescaled keras.Model.
+      means: Keras layer name -> every filter's mean activation over the images, before.
+      left_unscaled: Keras layer name -> indices of the filters left as they were (dead or
+        nearly silent on the images, see `rescalable`).
+    """
+
+    model: keras.Model
+    means: dict[str, np.ndarray]
+    left_unscaled: dict[str, tuple[int, ...]]
+
+    def report(self) -> str:
+        """One line saying how many filters were left unscaled, and in which layers."""
+        counts = {k: len(v) for k, v in self.left_unscaled.items() if v}
+        total = sum(len(m) for m in self.means.values())
+        if not counts:
+            return f"normalize_vgg: all {total} filters rescaled to a mean activation of 1"
+        layers = ", ".join(f"{k} {n}" for k, n in counts.items())
+        return (
+            f"normalize_vgg: left {sum(counts.values())} of {total} filters unscaled (dead or nearly silent on "
+            f"these images: mean below {MIN_RELATIVE_MEAN:g} of their layer's median): {layers}"
+        )
+
+
+def normalize(model: keras.Model, images: Sequence[np.ndarray]) -> Normalization:
+    """Rescales a copy of `model` (see the module docstring); `model` is not changed."""
+    means = filter_means(model, images)
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    previous_scale: np.ndarray | None = None  # the factors of the previous conv layer's filters
+    left_unscaled: dict[str, tuple[int, ...]] = {}
+    for layer in vgg_lib.conv_layers(clone):
+        kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+        if previous_scale is not None:
+            # The inputs arrive divided by the previous layer's factors: undo that here.
+            kernel = kernel * previous_scale[None, None, :, None]
+        m = means[layer.name]
+        ok = rescalable(m)
+        scale = np.where(ok, m, 1.0)
+        left_unscaled[layer.name] = tuple(int(i) for i in np.flatnonzero(~ok))
+        layer.set_weights([(kernel / scale[None, None, None, :]).astype(np.float32), (bias / scale).astype(np.float32)])
+        previous_scale = scale
+    return Normalization(model=clone, means=means, left_unscaled=left_unscaled)
+
+
 def normalize_vgg(model: keras.Model, images: Sequence[np.ndarray]) -> keras.Model:
     """A copy of `model` (from `tf_style.vgg.build_vgg19`) rescaled so that every conv filter's
     mean activation over `images` is one (see the module docstring). `model` is not changed.
@@ -71,24 +145,39 @@ def normalize_vgg(model: keras.Model, images: Sequence[np.ndarray]) -> keras.Mod
 
     Returns:
       A new keras.Model with the same layers and names whose every conv layer's output equals
-      the original's divided by that layer's per-filter means (filters with mean 0 unscaled).
+      the original's divided by that layer's per-filter means, except for the filters that are
+      dead or nearly silent on `images` (left unscaled; the count is logged as a warning).
     """
-    means = filter_means(model, images)
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    previous_scale: np.ndarray | None = None  # m of the previous conv layer's filters
-    for layer in vgg_lib.conv_layers(clone):
-        kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
-        if previous_scale is not None:
-            # The inputs arrive divided by the previous layer's means: undo that here.
-            kernel = kernel * previous_scale[None, None, :, None]
-        m = means[layer.name]
-        scale = np.where(m > 0, m, 1.0)  # a dead filter cannot be normalised; leave it
-        kernel = kernel / scale[None, None, None, :]
-        bias = bias / scale
-        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
-        previous_scale = scale
-    return clone
+    result = normalize(model, images)
+    if any(result.left_unscaled.values()):
+        _log.warning(result.report())
+    return result.model
 
 
-__all__ = ["filter_means", "normalize_vgg"]
+_CACHE: dict[tuple, keras.Model] = {}
+
+
+def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.Model:
+    """The backbone a `tf_style.Config` asks for (weights, pooling, seed, normalize_vgg), cached.
+
+    With config.normalize_vgg the network is normalised on `normalization_images`; the copy is
+    cached per set of images (one at a time: each is a whole VGG19).
+    """
+    base = vgg_lib.cached_vgg19(config.weights, config.pooling, config.seed)
+    if not config.normalize_vgg:
+        return base
+    if not len(normalization_images):
+        raise InputError(Field("normalize_vgg"), " needs images to measure the mean activations on; none were given")
+    digest = hashlib.sha256()
+    for image in normalization_images:
+        arr = np.ascontiguousarray(image, np.float32)
+        digest.update(repr(arr.shape).encode())
+        digest.update(arr.tobytes())
+    key = (config.weights, config.pooling, config.seed if config.weights == "random" else 0, digest.hexdigest())
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = normalize_vgg(base, normalization_images)
+    return _CACHE[key]
+
+
+__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "load_vgg", "normalize", "normalize_vgg", "rescalable"]

@@ -1,6 +1,6 @@
 """Optimisers as pure functions of tensors, behind one small interface.
 
-An optimiser's whole state is a tuple of tensors and its step is a pure function:
+An optimiser's whole state is a named tuple of tensors and its step is a pure function:
 
     new_image, new_state, terms = optimizer.step(value_and_grad, image, state)
 
@@ -16,17 +16,23 @@ loss terms with "total" among them). Because nothing lives in hidden Python or K
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import NamedTuple, Protocol
 
 import tensorflow as tf
 
-Terms = dict[str, tf.Tensor]
-ValueAndGrad = Callable[[tf.Tensor], tuple[Terms, tf.Tensor]]
-State = tuple[tf.Tensor, ...]
+from tf_style.objective import Terms, ValueAndGrad
+
+#: An optimiser's state: a NamedTuple of tensors whose field names the export's `step`
+#: signature uses (``state_<field>``); nothing indexes it by position.
+State = tuple
 
 
 class Optimizer(Protocol):
     name: str
+    #: Whether the step's image is projected onto [0, 255] after each step (`tf_style.step.pure_step`).
+    clip_to_pixel_range: bool
+    #: The NamedTuple class of its state.
+    State: type
 
     def init_state(self, image: tf.Tensor) -> State:
         """The state before the first step, for an image of this shape."""
@@ -38,16 +44,23 @@ class Optimizer(Protocol):
         """The step size in force (a scalar), for logging."""
 
 
+class AdamState(NamedTuple):
+    t: tf.Tensor  # steps taken, float32 scalar
+    m: tf.Tensor  # first moment estimate, shaped like the image
+    v: tf.Tensor  # second moment estimate, shaped like the image
+
+
 class Adam:
     """Adam (Kingma & Ba 2015) on the image pixels, with bias correction.
 
-    State: (t, m, v) with t the number of steps taken (float32 scalar) and m, v the first and
-    second moment estimates, shaped like the image. Adam's update is invariant to the scale of
+    State: `AdamState` (t, m, v): the number of steps taken and the first and second moment
+    estimates. Adam's update is invariant to the scale of
     the loss, so the paper's raw loss values (1e5..1e12) need no rescaling: the learning rate
     is roughly the largest change of a pixel value per step.
     """
 
     name = "adam"
+    State = AdamState
     clip_to_pixel_range = True  # a projected step: the image stays a valid picture throughout
 
     def __init__(self, learning_rate: float = 10.0, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8):
@@ -58,23 +71,45 @@ class Adam:
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
 
-    def init_state(self, image: tf.Tensor) -> State:
+    def init_state(self, image: tf.Tensor) -> AdamState:
         zeros = tf.zeros_like(image, dtype=tf.float32)
-        return (tf.constant(0.0, tf.float32), zeros, zeros)
+        return AdamState(t=tf.constant(0.0, tf.float32), m=zeros, v=zeros)
 
-    def step(self, value_and_grad: ValueAndGrad, image: tf.Tensor, state: State) -> tuple[tf.Tensor, State, Terms]:
+    def step(self, value_and_grad: ValueAndGrad, image: tf.Tensor, state: AdamState) -> tuple[tf.Tensor, AdamState, Terms]:
         terms, grad = value_and_grad(image)
-        t, m, v = state
-        t = t + 1.0
-        m = self.beta_1 * m + (1.0 - self.beta_1) * grad
-        v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
+        t = state.t + 1.0
+        m = self.beta_1 * state.m + (1.0 - self.beta_1) * grad
+        v = self.beta_2 * state.v + (1.0 - self.beta_2) * tf.square(grad)
         m_hat = m / (1.0 - tf.pow(self.beta_1, t))
         v_hat = v / (1.0 - tf.pow(self.beta_2, t))
         new_image = image - self.lr * m_hat / (tf.sqrt(v_hat) + self.epsilon)
-        return new_image, (t, m, v), terms
+        return new_image, AdamState(t=t, m=m, v=v), terms
 
-    def learning_rate(self, state: State) -> tf.Tensor:
+    def learning_rate(self, state: AdamState) -> tf.Tensor:
         return tf.constant(self.lr, tf.float32)
+
+
+class LBFGSState(NamedTuple):
+    k: tf.Tensor  # steps taken, float32 scalar
+    f: tf.Tensor  # the summed total at the current image
+    g: tf.Tensor  # its gradient, shaped like the image
+    s: tf.Tensor  # ring buffer of steps, [history, *image.shape]
+    y: tf.Tensor  # ring buffer of gradient changes, like s
+    rho: tf.Tensor  # 1 / (y.s) per pair, [history]
+    count: tf.Tensor  # pairs held, int32
+    head: tf.Tensor  # the next slot, int32
+    h_diag: tf.Tensor  # y.s / y.y of the newest pair: the initial inverse-Hessian scale
+    evaluations: tf.Tensor  # objective evaluations so far, float32
+
+
+class _Search(NamedTuple):
+    """The outcome of one line search."""
+
+    accepted: tf.Tensor  # bool: sufficient decrease was found
+    t: tf.Tensor  # the last trial step length
+    terms: Terms  # the terms at image + t d
+    grad: tf.Tensor  # the gradient there
+    evaluations: tf.Tensor  # how many trials it took (float32)
 
 
 class LBFGS:
@@ -100,12 +135,11 @@ class LBFGS:
     The image is not clipped between steps (a clipped point would break the cached gradient
     and the curvature pairs); outputs are clipped to [0, 255] when written.
 
-    State: (k, f, g, S, Y, rho, count, head, h_diag, evaluations), S and Y ring buffers
-    [history, *image.shape], rho = 1/(y.s), count pairs held, head the next slot, h_diag =
-    y.s/y.y of the newest pair (the initial inverse-Hessian scale).
+    State: `LBFGSState`.
     """
 
     name = "lbfgs"
+    State = LBFGSState
     clip_to_pixel_range = False
 
     def __init__(
@@ -128,24 +162,25 @@ class LBFGS:
         self.c1 = float(c1)
         self.c2 = float(c2)
 
-    def init_state(self, image: tf.Tensor) -> State:
+    def init_state(self, image: tf.Tensor) -> LBFGSState:
         zeros = tf.zeros_like(image, dtype=tf.float32)
         buffer = tf.zeros(tf.concat([[self.history], tf.shape(image)], axis=0), tf.float32)
-        return (
-            tf.constant(0.0),  # k
-            tf.constant(0.0),  # f at the current image
-            zeros,  # g at the current image
-            buffer,  # S
-            buffer,  # Y
-            tf.zeros([self.history]),  # rho
-            tf.constant(0, tf.int32),  # count
-            tf.constant(0, tf.int32),  # head
-            tf.constant(1.0),  # h_diag
-            tf.constant(0.0),  # evaluations
+        return LBFGSState(
+            k=tf.constant(0.0),
+            f=tf.constant(0.0),
+            g=zeros,
+            s=buffer,
+            y=buffer,
+            rho=tf.zeros([self.history]),
+            count=tf.constant(0, tf.int32),
+            head=tf.constant(0, tf.int32),
+            h_diag=tf.constant(1.0),
+            evaluations=tf.constant(0.0),
         )
 
-    def _direction(self, g, S, Y, rho, count, head, h_diag):
-        m = self.history
+    def _direction(self, g: tf.Tensor, state: LBFGSState) -> tf.Tensor:
+        """-H g by the two-loop recursion over the stored pairs (newest first, then oldest first)."""
+        m, S, Y, rho, count, head = self.history, state.s, state.y, state.rho, state.count, state.head
 
         def backward(i, q, alphas):
             j = (head - 1 - i) % m
@@ -161,42 +196,19 @@ class LBFGS:
             b = rho[j] * tf.reduce_sum(Y[j] * r)
             return i + 1, r + S[j] * (alphas[j] - b)
 
-        _, d = tf.while_loop(lambda i, r: i < count, forward, (tf.constant(0), q * h_diag))
+        _, d = tf.while_loop(lambda i, r: i < count, forward, (tf.constant(0), q * state.h_diag))
         return d
 
-    def step(self, value_and_grad: ValueAndGrad, image: tf.Tensor, state: State) -> tuple[tf.Tensor, State, Terms]:
-        k, f, g, S, Y, rho, count, head, h_diag, evaluations = state
-
-        def evaluate_here():
-            terms, grad = value_and_grad(image)
-            return tf.reduce_sum(terms["total"]), grad
-
-        f, g = tf.cond(k > 0.0, lambda: (f, g), evaluate_here)
-        evaluations = evaluations + tf.where(k > 0.0, 0.0, 1.0)
-
-        d = self._direction(g, S, Y, rho, count, head, h_diag)
-        gtd = tf.reduce_sum(g * d)
-        # Round-off can cost descent; then fall back to scaled steepest descent.
-        d = tf.where(gtd < 0.0, d, -g * h_diag)
-        gtd = tf.reduce_sum(g * d)
-
-        # On the first step the direction is the raw gradient, whose scale says nothing about a
-        # good step length; later steps without pairs use h_diag, which a failed search shrinks.
-        g_l1 = tf.reduce_sum(tf.abs(g))
-        t0 = self.lr * tf.where(k > 0.0, 1.0, tf.minimum(1.0, 1.0 / tf.maximum(g_l1, 1e-30)))
-
-        def trial(t):
-            terms, grad = value_and_grad(image + t * d)
-            return terms, grad
+    def _line_search(
+        self, value_and_grad: ValueAndGrad, image: tf.Tensor, f: tf.Tensor, d: tf.Tensor, gtd: tf.Tensor, t0: tf.Tensor
+    ) -> _Search:
+        """Bisection and doubling from t0 until the weak Wolfe conditions hold (or trials run out)."""
 
         def wolfe(t, terms, grad):
             f_t = tf.reduce_sum(terms["total"])
             armijo = tf.logical_and(tf.math.is_finite(f_t), f_t <= f + self.c1 * t * gtd)
             curvature = tf.reduce_sum(grad * d) >= self.c2 * gtd
             return armijo, curvature
-
-        terms0, grad0 = trial(t0)
-        inf = tf.constant(float("inf"))
 
         def cond(i, t, lo, hi, terms, grad):
             armijo, curvature = wolfe(t, terms, grad)
@@ -207,49 +219,69 @@ class LBFGS:
             hi = tf.where(armijo, hi, t)
             lo = tf.where(armijo, t, lo)
             t_next = tf.where(tf.math.is_finite(hi), 0.5 * (lo + hi), 2.0 * t)
-            terms, grad = trial(t_next)
+            terms, grad = value_and_grad(image + t_next * d)
             return i + 1, t_next, lo, hi, terms, grad
 
-        i, t, _, _, terms, g_new = tf.while_loop(
-            cond, body, (tf.constant(1), t0, tf.constant(0.0), inf, terms0, grad0)
-        )
-        evaluations = evaluations + tf.cast(i, tf.float32)
-        armijo, _ = wolfe(t, terms, g_new)
-        f_new = tf.reduce_sum(terms["total"])
+        terms0, grad0 = value_and_grad(image + t0 * d)
+        start = (tf.constant(1), t0, tf.constant(0.0), tf.constant(float("inf")), terms0, grad0)
+        i, t, _, _, terms, grad = tf.while_loop(cond, body, start)
+        accepted, _ = wolfe(t, terms, grad)
+        return _Search(accepted=accepted, t=t, terms=terms, grad=grad, evaluations=tf.cast(i, tf.float32))
 
-        s = t * d
-        y = g_new - g
+    def _remember(self, state: LBFGSState, s: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> LBFGSState:
+        """The state with the pair (s, y) pushed into the ring buffers when `keep`."""
         ys = tf.reduce_sum(y * s)
-        keep = tf.logical_and(armijo, ys > 1e-10)
 
         def push():
-            slot = [[head]]
-            return (
-                tf.tensor_scatter_nd_update(S, slot, s[None]),
-                tf.tensor_scatter_nd_update(Y, slot, y[None]),
-                tf.tensor_scatter_nd_update(rho, slot, [1.0 / ys]),
-                tf.minimum(count + 1, self.history),
-                (head + 1) % self.history,
-                ys / tf.reduce_sum(y * y),
+            slot = [[state.head]]
+            return state._replace(
+                s=tf.tensor_scatter_nd_update(state.s, slot, s[None]),
+                y=tf.tensor_scatter_nd_update(state.y, slot, y[None]),
+                rho=tf.tensor_scatter_nd_update(state.rho, slot, [1.0 / ys]),
+                count=tf.minimum(state.count + 1, self.history),
+                head=(state.head + 1) % self.history,
+                h_diag=ys / tf.reduce_sum(y * y),
             )
 
-        S, Y, rho, count, head, h_diag = tf.cond(keep, push, lambda: (S, Y, rho, count, head, h_diag))
+        return tf.cond(keep, push, lambda: state)
+
+    def step(self, value_and_grad: ValueAndGrad, image: tf.Tensor, state: LBFGSState) -> tuple[tf.Tensor, LBFGSState, Terms]:
+        first = tf.logical_not(state.k > 0.0)
+
+        def evaluate_here():
+            terms, grad = value_and_grad(image)
+            return tf.reduce_sum(terms["total"]), grad
+
+        f, g = tf.cond(first, evaluate_here, lambda: (state.f, state.g))
+        evaluations = state.evaluations + tf.where(first, 1.0, 0.0)
+
+        d = self._direction(g, state)
+        # Round-off can cost descent; then fall back to scaled steepest descent.
+        d = tf.where(tf.reduce_sum(g * d) < 0.0, d, -g * state.h_diag)
+        gtd = tf.reduce_sum(g * d)
+        # On the first step the direction is the raw gradient, whose scale says nothing about a
+        # good step length; later steps without pairs use h_diag, which a failed search shrinks.
+        t0 = self.lr * tf.where(first, tf.minimum(1.0, 1.0 / tf.maximum(tf.reduce_sum(tf.abs(g)), 1e-30)), 1.0)
+        search = self._line_search(value_and_grad, image, f, d, gtd, t0)
+        ok = search.accepted
+        s, y = search.t * d, search.grad - g
+        state = self._remember(state, s, y, tf.logical_and(ok, tf.reduce_sum(y * s) > 1e-10))
         # Out of evaluations without sufficient decrease (rare): stay put, forget the history so
         # the next step starts over from scaled steepest descent, and make its first trial half
-        # the shortest one that failed (with no pairs the direction is -g * h_diag).
-        count = tf.where(armijo, count, 0)
-        h_diag = tf.where(armijo, h_diag, h_diag * 0.5 * t / t0)
-        new_image = tf.where(armijo, image + s, image)
-        f_out = tf.where(armijo, f_new, f)
-        g_out = tf.where(armijo, g_new, g)
-        # The terms reported are those of the image returned: on a failed search that is the
-        # old image, evaluated once more (rare), not the rejected trial point.
-        terms = tf.cond(armijo, lambda: terms, lambda: value_and_grad(image)[0])
-        evaluations = evaluations + tf.where(armijo, 0.0, 1.0)
-        state = (k + 1.0, f_out, g_out, S, Y, rho, count, head, h_diag, evaluations)
-        return new_image, state, terms
+        # the shortest one that failed (with no pairs the direction is -g * h_diag). The terms
+        # reported are those of the image returned: on a failure the old image, evaluated once more.
+        terms = tf.cond(ok, lambda: search.terms, lambda: value_and_grad(image)[0])
+        state = state._replace(
+            k=state.k + 1.0,
+            f=tf.where(ok, tf.reduce_sum(search.terms["total"]), f),
+            g=tf.where(ok, search.grad, g),
+            count=tf.where(ok, state.count, 0),
+            h_diag=tf.where(ok, state.h_diag, state.h_diag * 0.5 * search.t / t0),
+            evaluations=evaluations + search.evaluations + tf.where(ok, 0.0, 1.0),
+        )
+        return tf.where(ok, image + s, image), state, terms
 
-    def learning_rate(self, state: State) -> tf.Tensor:
+    def learning_rate(self, state: LBFGSState) -> tf.Tensor:
         return tf.constant(self.lr, tf.float32)
 
 
@@ -261,3 +293,6 @@ def make_optimizer(name: str, learning_rate: float) -> Optimizer:
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name](learning_rate=learning_rate)
+
+
+__all__ = ["Adam", "AdamState", "LBFGS", "LBFGSState", "OPTIMIZERS", "Optimizer", "State", "make_optimizer"]

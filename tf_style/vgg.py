@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from tf_style.errors import InputError
+from tf_style.errors import Field, InputError
 from tf_style.layers import (  # noqa: F401 - re-exported: vgg is where users look for them
     KERAS_LAYER_NAMES,
     KERAS_TO_PAPER,
@@ -86,10 +86,9 @@ def imagenet_weights_path() -> str:
     except Exception as e:  # noqa: BLE001 - get_file raises a bare Exception for a failed download
         reason = " ".join(str(e).split())[:200]
         raise InputError(
-            f"cannot get the VGG19 ImageNet weights ({reason}); pass --weights=PATH to a Keras "
-            f"VGG19 notop .h5 file (weights=PATH in Python), or put {VGG19_NOTOP_FILENAME} "
-            f"(md5 {VGG19_NOTOP_MD5}) into {keras_cache_dir()}, or use --weights=random to "
-            "run without pretrained weights"
+            Field("weights"), f": cannot get the VGG19 ImageNet weights ({reason}); pass ", Field("weights"),
+            f"=PATH to a Keras VGG19 notop .h5 file, or put {VGG19_NOTOP_FILENAME} (md5 {VGG19_NOTOP_MD5}) "
+            f"into {keras_cache_dir()}, or use ", Field("weights"), "=random to run without pretrained weights",
         ) from None
 
 
@@ -110,7 +109,7 @@ def build_vgg19(
       block5_pool; every layer reachable by its Keras name. Conv outputs are post-ReLU.
     """
     if pooling not in POOLING_CHOICES:
-        raise InputError(f"pooling must be one of {', '.join(POOLING_CHOICES)}; got {pooling!r}")
+        raise InputError(Field("pooling"), f" must be one of {', '.join(POOLING_CHOICES)}; got {pooling!r}")
     pool_cls = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
 
     inputs = keras.Input(shape=(None, None, 3), name="input_layer")
@@ -141,6 +140,21 @@ def build_vgg19(
     return model
 
 
+_CACHE: dict[tuple[str, str, int], keras.Model] = {}
+
+
+def cached_vgg19(weights: str = "imagenet", pooling: str = "avg", seed: int = 0) -> keras.Model:
+    """`build_vgg19`, built once per (weights, pooling, seed) in this process and shared.
+
+    The seed counts only for random weights. The model is only ever read (feature models are
+    cut from it, `tf_style.normalize` rescales a copy), so sharing it is safe.
+    """
+    key = (os.fspath(weights), pooling, seed if weights == "random" else 0)
+    if key not in _CACHE:
+        _CACHE[key] = build_vgg19(weights=key[0], pooling=pooling, seed=key[2])
+    return _CACHE[key]
+
+
 def conv_layers(model: keras.Model) -> list[keras.layers.Conv2D]:
     """The model's VGG19 conv layers in network order."""
     return [model.get_layer(n) for n in KERAS_LAYER_NAMES if "_conv" in n]
@@ -155,25 +169,25 @@ def load_weights_file(model: keras.Model, path: str) -> None:
     Every one of the 16 conv layers must be present with the right shapes.
     """
     if not os.path.isfile(path):
-        raise InputError(f"--weights: no such file: {path} (expected a Keras VGG19 .h5 weights file)")
+        raise InputError(Field("weights"), f": no such file: {path} (expected a Keras VGG19 .h5 weights file)")
     if path.endswith(".weights.h5"):
         try:
             model.load_weights(path)
         except Exception as e:  # noqa: BLE001
-            raise InputError(f"--weights: cannot load {path} into VGG19: {_one_line(e)}") from None
+            raise InputError(Field("weights"), f": cannot load {path} into VGG19: {_one_line(e)}") from None
         return
     import h5py  # a dependency of keras
 
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise InputError(f"--weights: {path} is not an HDF5 weights file ({_one_line(e)})") from None
+        raise InputError(Field("weights"), f": {path} is not an HDF5 weights file ({_one_line(e)})") from None
     with f:
         root = f["model_weights"] if "model_weights" in f else f
         for layer in conv_layers(model):
             if layer.name not in root:
                 raise InputError(
-                    f"--weights: {path} has no weights for layer {layer.name}; expected a Keras "
+                    Field("weights"), f": {path} has no weights for layer {layer.name}; expected a Keras "
                     "VGG19 weights file such as " + VGG19_NOTOP_FILENAME
                 )
             group = root[layer.name]
@@ -186,7 +200,7 @@ def load_weights_file(model: keras.Model, path: str) -> None:
             got = [tuple(v.shape) for v in values]
             if got != expected:
                 raise InputError(
-                    f"--weights: layer {layer.name} in {path} has weight shapes {got}; VGG19 expects {expected}"
+                    Field("weights"), f": layer {layer.name} in {path} has weight shapes {got}; VGG19 expects {expected}"
                 )
             layer.set_weights(values)
 

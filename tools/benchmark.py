@@ -31,12 +31,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Runnable from a fresh clone without installing: the repository root goes on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from tf_style import startup  # noqa: E402
-from tf_style.startup import import_tensorflow_quietly  # noqa: E402  (no TensorFlow: flag errors stay fast)
+from tf_style import cli_flags  # noqa: E402
+from tf_style.config import Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
+from tf_style.errors import InputError  # noqa: E402
+from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "benchmark.py"  # as the other tools name themselves in their error lines
+MODULE = __name__
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("what", "tensorboard", ["tensorboard", "optimizers"], "Which benchmark to run.")
@@ -52,12 +55,11 @@ TENSORBOARD_GOAL = 0.03  # of the step time
 
 
 def fail(message: str) -> None:
-    startup.fail(PROG, message)
+    cli_flags.fail(PROG, message)
 
 
 def bench_tensorboard() -> None:
     from tf_style import api, loop
-    from tf_style.config import Config
     from tf_style.tensorboard_logger import TensorBoardLogger
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, num_steps=FLAGS.steps)
@@ -65,9 +67,9 @@ def bench_tensorboard() -> None:
     content, style = api.prepare_images(
         config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "hubble_deep_field.jpg")
     )
-    optimization = api.build_optimization(config, content, style)
-    h, w = optimization.image.shape[1:3]
-    loop.optimize(optimization, FLAGS.warmup)
+    synthesis = api.build_synthesis(config, content, style)
+    h, w = synthesis.image.shape[1:3]
+    loop.run_steps(synthesis, FLAGS.warmup)
 
     class Clock(loop.Callback):
         """Step-to-step wall time, last in the list so that it includes every other callback."""
@@ -109,16 +111,17 @@ def bench_tensorboard() -> None:
 
     plain, logged = Clock(), Clock()
     with tempfile.TemporaryDirectory() as logdir:
-        logger = Timed(
-            TensorBoardLogger(
-                logdir, "benchmark", config=config, content=content, style=style, image_every=FLAGS.image_every
-            )
-        )
+        logger = Timed(TensorBoardLogger(logdir, "benchmark", image_every=FLAGS.image_every))
+
+        def described() -> loop.RunState:  # a block's state, with what the logger records of the run
+            inputs = {"content": content, "style": style}
+            return loop.RunState(synthesis=synthesis, num_steps=FLAGS.steps, config=config, inputs=inputs)
+
         for r in range(FLAGS.rounds):
             # Alternate which variant goes first so a drift in machine load favours neither.
             variants = [[plain], [logger, logged]]
             for callbacks in variants if r % 2 == 0 else variants[::-1]:
-                loop.optimize(optimization, FLAGS.steps, callbacks)
+                loop.run_steps(synthesis, FLAGS.steps, callbacks, run=described())
 
     # A block's first step also pays for on_run_start and first calls: once per run, not per step.
     def per_step(clock: Clock) -> list[float]:
@@ -147,7 +150,6 @@ def bench_tensorboard() -> None:
 
 def bench_optimizers() -> None:
     from tf_style import api
-    from tf_style.config import Config
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
     data = os.path.join(os.path.dirname(os.path.abspath(api.__file__)), "data")
@@ -156,18 +158,18 @@ def bench_optimizers() -> None:
     )
     trajectories: dict[str, list[tuple[int, float, float]]] = {}
     for name in ("adam", "lbfgs"):
-        optimization = api.build_optimization(config.replace(optimizer=name), content, style)
+        synthesis = api.build_synthesis(config.replace(optimizer=name), content, style)
 
         def evaluations() -> int:
             # L-BFGS counts its own (a line search may evaluate several times); Adam is one a step.
-            return int(optimization.state[-1].numpy()) if name == "lbfgs" else steps
+            return int(synthesis.state.evaluations.numpy()) if name == "lbfgs" else steps
 
         steps, trajectory = 0, []
-        optimization.step()  # traces; its time is not counted, its evaluations are
+        synthesis.step()  # traces; its time is not counted, its evaluations are
         steps += 1
         start = time.perf_counter()
         while evaluations() < FLAGS.evaluations:
-            total = float(optimization.step()["total"][0])
+            total = float(synthesis.step()["total"][0])
             steps += 1
             trajectory.append((evaluations(), time.perf_counter() - start, total))
         trajectories[name] = trajectory
@@ -199,21 +201,18 @@ def main(argv: list[str]) -> None:
             fail(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
     if FLAGS.warmup < 0:
         fail(f"--warmup must be >= 0; got {FLAGS.warmup}")
-    from tf_style.config import Config  # no TensorFlow: a bad flag is reported at once
-    from tf_style.errors import InputError
-
     try:
-        Config(image_size=FLAGS.image_size, seed=FLAGS.seed)
+        Config(image_size=FLAGS.image_size, seed=FLAGS.seed)  # no TensorFlow: a bad flag is reported at once
     except InputError as e:
-        fail(f"--{e}")  # Config names its fields; here they are flags
+        fail(cli_flags.render(e))
     # Every benchmark imports TensorFlow: load it here, with its C++ start-up notices hidden as in
     # the other tools, so they do not bury the results.
     import_tensorflow_quietly()
     try:
         BENCHMARKS[FLAGS.what]()
     except InputError as e:
-        fail(str(e))
+        fail(cli_flags.render(e))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=startup.flags_parser(PROG))
+    cli_flags.run_tool(main, PROG, __doc__, MODULE)

@@ -171,12 +171,13 @@ def main(argv: list[str]) -> None:
     if FLAGS.num_steps < 1:
         _fail(f"--num_steps must be >= 1; got {FLAGS.num_steps}")
     from tf_style import images  # numpy + Pillow only
+    from tf_style.cli_flags import render
     from tf_style.errors import InputError
 
     try:
         images.image_format_for(FLAGS.output)
     except InputError as e:
-        _fail(str(e))
+        _fail(render(e))
     if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
         _fail(f"--output: the folder of {FLAGS.output} does not exist")
     with open(FLAGS.content, "rb") as f:
@@ -213,7 +214,7 @@ def main(argv: list[str]) -> None:
         image, _ = stylize(client, content, style, FLAGS.num_steps, report)
         images.save_image(image, FLAGS.output)  # atomic; rounds like the export's PNG
     except InputError as e:
-        _fail(str(e))
+        _fail(render(e))
     except failures as e:
         # TensorFlow's messages continue with graph details on further lines: the first says it.
         lines = str(e).strip().splitlines()

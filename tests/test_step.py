@@ -1,4 +1,4 @@
-"""The objective, the pure Adam, and the tf.function step on the tf.Variable image."""
+"""The objective, the pure Adam, the start image, and the tf.function step on the tf.Variable image."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import tensorflow as tf
 
 from tf_style import losses
 from tf_style.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
-from tf_style.features import FeatureExtractor, StyleTarget, rescale_gram
-from tf_style.optimize import ImageOptimization, StyleObjective, initial_image, white_noise
+from tf_style.features import FeatureExtractor
+from tf_style.losses import StyleTarget, rescale_gram
+from tf_style.objective import StyleObjective
 from tf_style.optimizers import Adam
+from tf_style.start import initial_image, white_noise
+from tf_style.step import Synthesis
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +40,15 @@ def test_terms_are_the_papers_weighted_losses(extractor, content_image, style_im
     feats = {k: v.numpy().astype(np.float64) for k, v in extractor(x).items()}
     ctarget = extractor.content_targets(content_image[None])["conv4_2"].numpy().astype(np.float64)
     np.testing.assert_allclose(terms["content/conv4_2"], 2.0 * 0.5 * ((feats["conv4_2"] - ctarget) ** 2).sum(), rtol=1e-4)
-    style_targets = extractor.style_targets(style_image[None])
+    style_feats = {k: v.numpy().astype(np.float64)[0] for k, v in extractor(style_image[None]).items()}
     expected_style = 0.0
     for name in PAPER_STYLE_LAYERS:
         f = feats[name][0]
-        h, w, n = f.shape
+        h, w, n = f.shape  # M_l = h * w, counted here from the arrays' shapes
         F = f.reshape(h * w, n)
-        A = style_targets[name].gram.numpy()[0].astype(np.float64) * (h * w) / style_targets[name].positions
+        s = style_feats[name]
+        S = s.reshape(-1, n)
+        A = (S.T @ S) * (h * w) / (s.shape[0] * s.shape[1])  # the style's Gram per position, times M_l
         e = ((F.T @ F - A) ** 2).sum() / (4 * n**2 * (h * w) ** 2)
         np.testing.assert_allclose(terms[f"style/{name}"], 300.0 * 0.2 * e, rtol=1e-3)
         expected_style += 300.0 * 0.2 * e
@@ -80,13 +85,13 @@ def test_adam_matches_a_float64_reference():
         v = 0.95 * v + 0.05 * g**2
         x = x - 0.5 * (m / (1 - 0.8**t)) / (np.sqrt(v / (1 - 0.95**t)) + 1e-3)
     np.testing.assert_allclose(image.numpy(), x, rtol=1e-5, atol=1e-4)
-    assert float(state[0]) == 3.0
+    assert float(state.t) == 3.0
 
 
 def test_step_traces_once_and_the_loss_falls_tenfold_in_100_steps(extractor, content_image, style_image):
     objective = make_objective(extractor, content_image, style_image)
     start = initial_image("noise", content_image.shape[:2], seed=0)
-    opt = ImageOptimization(objective, Adam(learning_rate=10.0), start)
+    opt = Synthesis(objective, Adam(learning_rate=10.0), start)
     totals = [float(opt.step()["total"][0]) for _ in range(100)]
     assert opt.step.experimental_get_tracing_count() == 1
     assert totals[0] / totals[-1] >= 10.0, (totals[0], totals[-1])
@@ -97,8 +102,8 @@ def test_step_traces_once_and_the_loss_falls_tenfold_in_100_steps(extractor, con
 def test_eager_and_tf_function_give_the_same_loss(extractor, content_image, style_image):
     objective = make_objective(extractor, content_image, style_image, tv_weight=1e-3)
     start = initial_image("noise", content_image.shape[:2], seed=4)
-    eager = ImageOptimization(objective, Adam(learning_rate=10.0), start)
-    graph = ImageOptimization(objective, Adam(learning_rate=10.0), start)
+    eager = Synthesis(objective, Adam(learning_rate=10.0), start)
+    graph = Synthesis(objective, Adam(learning_rate=10.0), start)
     for _ in range(3):
         e, g = eager.eager_step(), graph.step()
         for name in e:
@@ -114,12 +119,17 @@ def test_white_noise_is_seeded_uniform_on_0_255():
     assert abs(a.mean() - 127.5) < 5 and abs(a.std() - 255 / np.sqrt(12)) < 5  # uniform's mean and sd
 
 
-def test_initial_image_from_content_style_and_path(tmp_path, content_image, style_image):
+def test_initial_image_from_content_style_and_a_given_picture(content_image, style_image):
     size = content_image.shape[:2]
     np.testing.assert_array_equal(initial_image("content", size, 0, content=content_image), content_image)
-    assert initial_image("style", size, 0, style=style_image).shape == content_image.shape
-    from tf_style import images
+    from_style = initial_image("style", size, 0, style=style_image)
+    assert from_style.shape == content_image.shape
+    # The style image (64 x 64) squeezed to the content's 43 x 64: its mean colour survives.
+    np.testing.assert_allclose(from_style.mean(axis=(0, 1)), style_image.mean(axis=(0, 1)), atol=3)
+    # A path-valued init: the caller reads the file and hands the picture over.
+    got = initial_image("photo.png", size, 0, picture=style_image[:32, :32])
+    np.testing.assert_allclose(got.mean(axis=(0, 1)), style_image[:32, :32].mean(axis=(0, 1)), atol=3)
+    from tf_style.errors import InputError
 
-    images.save_image(content_image, tmp_path / "init.png")
-    got = initial_image(str(tmp_path / "init.png"), size, 0)
-    assert np.abs(got - content_image).max() <= 0.5  # PNG rounds to integers
+    with pytest.raises(InputError, match=r"^init=content needs content to start from; none was given$"):
+        initial_image("content", size, 0)

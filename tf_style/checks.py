@@ -1,0 +1,120 @@
+"""Value checks for the settings (tf_style.config): each names its field and says what it expected.
+
+No TensorFlow here: a bad value on the command line is reported before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+from typing import Any, Sequence
+
+from tf_style.errors import Field, InputError
+from tf_style.layers import canonical_layer_name
+
+MIN_IMAGE_SIZE = 16  # VGG19 pools four times before conv5_1: below 16 px conv5_1 has no pixels
+MAX_IMAGE_SIZE = 8192
+
+
+def integer(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, unit: str = "") -> int:
+    """An int (not a bool, not a float) within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(Field(name), f" must be an integer; got {value!r}")
+    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+        raise InputError(Field(name), f" must be between {minimum} and {maximum}{unit}; got {value}")
+    if minimum is not None and value < minimum:
+        raise InputError(Field(name), f" must be >= {minimum}; got {value}")
+    return value
+
+
+def number(name: str, value: Any, minimum: float, strict: bool = False) -> float:
+    """A finite real number >= minimum (> minimum when strict), returned as a float."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (strict and value == minimum):
+        raise InputError(Field(name), f" must be a finite number {'>' if strict else '>='} {minimum:g}; got {value!r}")
+    return float(value)
+
+
+def choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise InputError(Field(name), f" must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def layer_names(name: str, value: Any) -> tuple[str, ...]:
+    """A list (or comma-separated string) of VGG19 layer names -> the paper's names, no repeats."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    try:
+        items = list(value)
+    except TypeError:
+        raise InputError(Field(name), f" must be a list of VGG19 layer names; got {value!r}") from None
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InputError(Field(name), f" must be a list of VGG19 layer names; got {value!r}")
+        try:
+            canonical = canonical_layer_name(item)
+        except InputError as e:
+            raise InputError(Field(name), f": {e}") from None
+        if canonical in out:
+            raise InputError(Field(name), f": layer {canonical} is listed twice")
+        out.append(canonical)
+    return tuple(out)
+
+
+def layer_weights(value: Any, n_layers: int) -> tuple[float, ...]:
+    """style_layer_weights: one finite number >= 0 per style layer."""
+    try:
+        weights = tuple(float(w) for w in value)
+    except (TypeError, ValueError):
+        raise InputError(Field("style_layer_weights"), f" must be numbers, one per style layer; got {value!r}") from None
+    if len(weights) != n_layers:
+        raise InputError(Field("style_layer_weights"), f" has {len(weights)} values for {n_layers} style layers")
+    if any(not math.isfinite(w) or w < 0 for w in weights):
+        raise InputError(Field("style_layer_weights"), f" must be finite and >= 0; got {weights}")
+    return weights
+
+
+def init(value: Any, choices: Sequence[str]) -> None:
+    """init: one of the named starts, or an existing image file."""
+    if not isinstance(value, str) or not value:
+        raise InputError(Field("init"), f" must be one of {', '.join(choices)} or an image path; got {value!r}")
+    if value not in choices and not os.path.isfile(value):
+        raise InputError(Field("init"), f" must be one of {', '.join(choices)} or an existing image file; got {value!r}")
+
+
+def output_size(value: Any) -> tuple[int, int]:
+    """(height, width), each side within the image size limits."""
+    try:
+        h, w = value
+    except (TypeError, ValueError):
+        raise InputError(Field("output_size"), f" must be (height, width); got {value!r}") from None
+    sides = []
+    for side in (h, w):
+        try:
+            if isinstance(side, bool):
+                raise TypeError
+            sides.append(operator.index(side))  # ints and NumPy ints, not floats
+        except TypeError:
+            raise InputError(Field("output_size"), f" must be two integers (height, width); got {value!r}") from None
+        if not MIN_IMAGE_SIZE <= sides[-1] <= MAX_IMAGE_SIZE:
+            raise InputError(
+                Field("output_size"), f" sides must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels; got {value!r}"
+            )
+    return sides[0], sides[1]
+
+
+def folder_name(name: str, value: Any) -> str:
+    """One folder name: no separators, nothing that walks out of its parent."""
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or value in (".", "..")
+        or "/" in value
+        or (os.sep != "/" and os.sep in value)
+        or "\0" in value
+    ):
+        raise InputError(Field(name), f" must be a folder name (no '/', not '.' or '..'); got {value!r}")
+    return value

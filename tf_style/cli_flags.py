@@ -1,0 +1,231 @@
+"""Command-line flags from one table, and the command-line edge's one voice for errors.
+
+Every `Config` and `RunOptions` field has exactly one row in `ROWS`: its flag's kind, help text,
+choices and bounds. Defaults come from `Config()` / `RunOptions()`, choices from the library's
+own tuples, so nothing is typed twice. A tool asks for the fields it takes (`define_flags`), and
+turns its flags back into settings (`settings_from_flags`); a new field with its row becomes a
+flag of tf-style, of tools/export_savedmodel.py and of tools/paper_figures.py at once.
+
+Errors: the library names fields (``image_size must be ...``); `render` writes them as flags
+(``--image_size must be ...``). absl is imported here and in tf_style/cli.py only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, NoReturn, Sequence, TypeVar
+
+from absl import app, flags
+
+from tf_style.config import INIT_CHOICES, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions
+from tf_style.errors import Field, InputError
+from tf_style.layers import POOLING_CHOICES
+
+FLAGS = flags.FLAGS
+_S = TypeVar("_S", Config, RunOptions)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One field's flag: its absl kind ("integer", "float", "string", "list", "bool", "enum"),
+    help text, choices (enum), inclusive bounds (integer, float), and how a flag value
+    becomes the field's value (`parse`; default: as is, lists as tuples)."""
+
+    field: str
+    kind: str
+    help: str
+    choices: Sequence[str] = ()
+    lower: float | None = None
+    upper: float | None = None
+    parse: Callable[[Any], Any] | None = None
+
+
+def parse_output_size(text: str | None) -> tuple[int, int] | None:
+    """--output_size: "WIDTHxHEIGHT" or "N" (square) -> (height, width), as Config holds sizes."""
+    if text is None:
+        return None
+    parts = text.lower().replace(" ", "").split("x")
+    if not (len(parts) in (1, 2) and all(p.isdigit() for p in parts)):
+        raise InputError(Field("output_size"), f": expected WIDTHxHEIGHT (e.g. 300x200) or one number; got {text!r}")
+    width, height = int(parts[0]), int(parts[-1])
+    if not (MIN_IMAGE_SIZE <= width <= MAX_IMAGE_SIZE and MIN_IMAGE_SIZE <= height <= MAX_IMAGE_SIZE):
+        raise InputError(
+            Field("output_size"), f": each side must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels; got {text}"
+        )
+    return height, width
+
+
+def _numbers(values: list[str] | None) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise InputError(
+            Field("style_layer_weights"), f": expected comma-separated numbers; got {','.join(values)}"
+        ) from None
+
+
+ROWS: tuple[Row, ...] = (
+    # Config: what decides the picture.
+    Row("image_size", "integer", "Longest side of the output in pixels.", lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
+    Row("style_size", "integer", "Longest side of the style image in pixels (default: --image_size).",
+        lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
+    Row("content_layers", "list", "Content layers (paper: conv4_2; Keras names work too)."),
+    Row("style_layers", "list", "Style layers (paper: conv1_1..conv5_1)."),
+    Row("style_layer_weights", "list", "w_l per style layer, in --style_layers order (default 1/number of layers).",
+        parse=_numbers),
+    Row("content_weight", "float", "alpha in Eq. 7.", lower=0.0),
+    Row("style_weight", "float", "beta in Eq. 7 (the paper's alpha/beta: 1e-3 and 1e-4).", lower=0.0),
+    Row("tv_weight", "float", "Weight of the total-variation smoothness prior (0: the paper's objective).", lower=0.0),
+    Row("pooling", "enum", "VGG19 pooling: avg (paper) or max (Keras's original).", choices=POOLING_CHOICES),
+    Row("init", "string", f"Start image: {' | '.join(INIT_CHOICES)} | PATH (paper: noise)."),
+    Row("optimizer", "enum", "adam, or lbfgs (L-BFGS with a line search: fewer evaluations to a given loss).",
+        choices=OPTIMIZER_CHOICES),
+    Row("learning_rate", "float",
+        "Step size (default: the optimiser's; adam: 10 in pixel units, lbfgs: 1, the first trial step)."),
+    Row("num_steps", "integer", "Optimisation steps.", lower=0),
+    Row("seed", "integer", "Seeds the white-noise start (and --weights=random)."),
+    Row("weights", "string", "VGG19 weights: imagenet (Keras download/cache), random (seeded), or a .h5 PATH."),
+    Row("normalize_vgg", "bool",
+        "Rescale VGG19 so each filter's mean activation over the run's content and style images is 1, "
+        "as the paper's network was (the paper averaged over ImageNet images instead)."),
+    Row("output_size", "string",
+        "Texture synthesis only (no --content): output size as WIDTHxHEIGHT (e.g. 300x200: 300 wide, "
+        "200 high) or one number for a square; default: the style image's size.", parse=parse_output_size),
+    # RunOptions: how a run is watched and saved.
+    Row("print_every", "integer", "Progress line every N steps (0: only at the end).", lower=0),
+    Row("save_every", "integer",
+        "Also write the image every N steps, beside --output: out.png -> out_00050.png, ... (0: never).", lower=0),
+    Row("logdir", "string", "TensorBoard log folder (none: no logging)."),
+    Row("run_name", "string", "TensorBoard run folder under --logdir (default: a timestamp plus the input names)."),
+    Row("image_every", "integer",
+        "TensorBoard snapshot of the image every N steps (default: about 10 per run; 0: only the last).", lower=0),
+)
+ROW_BY_FIELD: dict[str, Row] = {row.field: row for row in ROWS}
+
+
+def _settings_class(field: str) -> type:
+    if field in Config.field_names():
+        return Config
+    if field in RunOptions.field_names():
+        return RunOptions
+    raise KeyError(f"{field} is neither a Config nor a RunOptions field")
+
+
+def define_flags(fields: Iterable[str], module_name: str, values: flags.FlagValues = FLAGS) -> None:
+    """Defines the flags of `fields` (Config/RunOptions field names), each from its row."""
+    for field in fields:
+        row = ROW_BY_FIELD[field]
+        default = getattr(_settings_class(field)(), field)
+        if isinstance(default, tuple):
+            default = list(default)
+        if row.kind == "integer":
+            parser = flags.IntegerParser(row.lower, row.upper)
+        elif row.kind == "float":
+            parser = flags.FloatParser(row.lower, row.upper)
+        elif row.kind == "list":
+            parser = flags.ListParser()
+        elif row.kind == "bool":
+            parser = flags.BooleanParser()
+        elif row.kind == "enum":
+            parser = flags.EnumParser(list(row.choices))
+        else:
+            parser = flags.ArgumentParser()
+        serializer = flags.CsvListSerializer(",") if row.kind == "list" else flags.ArgumentSerializer()
+        if row.kind == "bool":
+            flags.DEFINE_flag(flags.BooleanFlag(field, default, row.help), values, module_name=module_name)
+        else:
+            flags.DEFINE(parser, field, default, row.help, values, serializer, module_name=module_name)
+
+
+def settings_from_flags(cls: type[_S], fields: Iterable[str], values: flags.FlagValues = FLAGS) -> _S:
+    """A `cls` (Config or RunOptions) with the flags' values for `fields`, defaults elsewhere.
+
+    Validated by the class itself: a bad value raises InputError naming the field.
+    """
+    options = {}
+    for field in fields:
+        if field not in cls.field_names():
+            continue
+        row, value = ROW_BY_FIELD[field], getattr(values, field)
+        if row.parse is not None:
+            value = row.parse(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        options[field] = value
+    return cls(**options)
+
+
+def flag_name(field: str) -> str:
+    return f"--{field}"
+
+
+def render(error: InputError) -> str:
+    """An InputError as the command line shows it: every field named by its flag."""
+    return error.render(flag_name)
+
+
+def fail(prog: str, message: str) -> NoReturn:
+    """Bad usage or bad input: one line on stderr, exit status 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+HELP_ARGS = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
+
+
+def flags_parser(prog: str, doc: str, module_name: str) -> Callable[[list[str]], list[str]]:
+    """A `flags_parser` for absl's app.run.
+
+    `--help` prints `doc` and the tool's own flags and exits 0 (absl's exits 1 and lists only the
+    flags of `__main__`); a bad flag is one line and exit 2 (absl's default is 1).
+    """
+
+    def parse(argv: list[str]) -> list[str]:
+        if any(arg in HELP_ARGS for arg in argv[1:]):
+            own = FLAGS.module_help(module_name).strip().split("\n", 1)[-1]  # without its "module:" header
+            print(f"{doc.strip()}\n\nflags:\n{own}")
+            sys.exit(0)
+        try:
+            return FLAGS(argv)
+        except flags.Error as e:
+            fail(prog, " ".join(str(e).split()))
+
+    return parse
+
+
+def run_tool(main: Callable[[list[str]], None], prog: str, doc: str, module_name: str) -> None:
+    """absl's app.run(main) with `flags_parser(prog, doc, module_name)`."""
+    app.run(main, flags_parser=flags_parser(prog, doc, module_name))
+
+
+def reporting_errors(prog: str, body: Callable[[list[str]], None], argv: list[str]) -> None:
+    """Runs `body(argv)`; an InputError escaping it is one line on stderr (fields as flags) and exit 2."""
+    try:
+        body(argv)
+    except InputError as e:
+        fail(prog, render(e))
+
+
+def prog_name(default: str) -> str:
+    """The program's name as the user typed it (for error lines), else `default`."""
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else default
+
+
+__all__ = [
+    "ROWS",
+    "ROW_BY_FIELD",
+    "Row",
+    "define_flags",
+    "fail",
+    "flag_name",
+    "flags_parser",
+    "parse_output_size",
+    "render",
+    "reporting_errors",
+    "run_tool",
+    "settings_from_flags",
+]

@@ -1,0 +1,117 @@
+"""Writing the SavedModel to disk for TensorFlow Serving: the library twin of tools/export_savedmodel.py.
+
+TensorFlow Serving polls a base folder for integer version folders and serves the highest, so an
+export is written into a temporary folder inside the base and renamed into place: the server
+never sees half a model. The configuration the model bakes in is saved beside it
+(`CONFIG_ASSET`), as `Config.to_dict()`, so `Config.from_dict` gives it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any
+
+from tf_style.config import Config
+from tf_style.errors import Field, InputError
+
+# TensorFlow and tf_style.serving load inside the functions that write a model, so that the
+# export tool can read UNSUPPORTED_FIELDS and check its flags before TensorFlow starts.
+
+#: Where the export's configuration is written, inside the version folder.
+CONFIG_ASSET = os.path.join("assets", "tf_style_config.json")
+
+#: Config fields an export cannot honour, with the reason; the export tool offers every other
+#: field as a flag. An export starts from white noise (there is no start image in a request),
+#: has no images to normalise VGG19 on, and always has a content image (no texture size).
+UNSUPPORTED_FIELDS: dict[str, str] = {
+    "init": "a request has no start image: the export starts from white noise, as the paper does",
+    "normalize_vgg": "the network would be normalised on each request's images; export an unnormalised one",
+    "output_size": "every request has a content image, whose size the output takes",
+}
+
+
+def export_config(config: Config) -> dict[str, Any]:
+    """What is saved as the export's config asset: the Config (`to_dict`) and what it was made with."""
+    import tensorflow as tf
+
+    from tf_style import __version__
+    from tf_style.serving import SIGNATURES
+
+    return {
+        "config": config.to_dict(),
+        "signatures": list(SIGNATURES),
+        "tensorflow": tf.__version__,
+        "tf_style": __version__,
+    }
+
+
+def check_exportable(config: Config) -> None:
+    """Refuses a Config with a non-default value in a field the export cannot honour."""
+    default = Config()
+    for name, reason in UNSUPPORTED_FIELDS.items():
+        if getattr(config, name) != getattr(default, name):
+            raise InputError(Field(name), f" cannot be exported ({reason}); got {getattr(config, name)!r}")
+
+
+def next_version(base: str) -> int:
+    """One more than the highest integer folder in `base` (1 when there is none)."""
+    versions = [int(n) for n in os.listdir(base) if re.fullmatch(r"\d+", n)] if os.path.isdir(base) else []
+    return max(versions, default=0) + 1
+
+
+def export_savedmodel(config: Config, export_dir: str, version: int | None = None, vgg: Any | None = None) -> str:
+    """Writes the SavedModel for `config` as ``export_dir/<version>/`` and returns that path.
+
+    `version` defaults to the next integer. Nothing is written when the settings or the
+    version are refused.
+    """
+    check_exportable(config)
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise InputError(Field("export_dir"), f": {export_dir} is a file; expected a folder (the model's base path)")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise InputError(Field("version"), f" must be an integer >= 0; got {version!r}")
+    os.makedirs(export_dir, exist_ok=True)
+    version = next_version(export_dir) if version is None else version
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise InputError(Field("version"), f": {final} already exists; pick another version or leave it out")
+    import tensorflow as tf
+
+    from tf_style.serving import StyleTransferModule
+
+    module = StyleTransferModule(config, vgg=vgg)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=export_dir)
+    try:
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
+        with open(os.path.join(tmp, CONFIG_ASSET), "w") as f:
+            json.dump(export_config(config), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the server may run as another user
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            raise InputError(
+                Field("export_dir"), f": {final} appeared while exporting (another export?); nothing written"
+            ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_config(version_dir: str) -> Config:
+    """The Config an export was made with, from its config asset."""
+    path = os.path.join(version_dir, CONFIG_ASSET)
+    try:
+        with open(path) as f:
+            return Config.from_dict(json.load(f)["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a tf_style export's config ({type(e).__name__}: {e})") from None
+
+
+__all__ = ["CONFIG_ASSET", "UNSUPPORTED_FIELDS", "check_exportable", "export_config", "export_savedmodel", "next_version", "read_config"]

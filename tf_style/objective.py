@@ -1,0 +1,119 @@
+"""The objective: the paper's total loss (Eq. 7, plus the optional TV prior), term by term.
+
+The term names live here; the progress bar, TensorBoard and the export's outputs all take them
+from `term_names`. Every value comes from a function of tf_style.losses; this module only
+weights and names them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import tensorflow as tf
+
+from tf_style import losses
+from tf_style.config import Config
+from tf_style.features import FeatureExtractor
+from tf_style.losses import StyleTarget
+
+#: Loss terms by name, each a [B] tensor.
+Terms = dict[str, tf.Tensor]
+#: image -> (terms at the image, gradient of the summed total w.r.t. the image).
+ValueAndGrad = Callable[[tf.Tensor], tuple[Terms, tf.Tensor]]
+
+TOTALS: tuple[str, ...] = ("total", "content", "style", "tv")
+
+
+def term_names(content_layers: Iterable[str], style_layers: Iterable[str]) -> tuple[str, ...]:
+    """The names of the terms a StyleObjective with these layers returns, in a fixed order."""
+    return TOTALS + tuple(f"content/{n}" for n in content_layers) + tuple(f"style/{n}" for n in style_layers)
+
+
+class StyleObjective:
+    """The paper's total loss, returned term by term.
+
+    Calling it on an image [B, H, W, 3] (RGB, [0, 255]) returns [B] tensors named:
+
+    * ``content/<layer>``: alpha * L_content at that layer (Eq. 1);
+    * ``style/<layer>``: beta * w_l * E_l (Eq. 4);
+    * ``content``, ``style``: their sums (alpha * L_content, beta * L_style of Eq. 5 and 7);
+    * ``tv``: tv_weight * total variation (0 unless asked for);
+    * ``total``: Eq. 7 plus tv, the quantity minimised (Eq. 7 when tv_weight is 0).
+
+    Every term is in the paper's units, so the per-layer terms add up to the totals.
+    """
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        content_targets: Mapping[str, tf.Tensor],
+        style_targets: Mapping[str, StyleTarget],
+        *,
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float = 0.0,
+        layer_weights: Mapping[str, float] | None = None,
+    ):
+        self.extractor = extractor
+        self.content_targets = dict(content_targets)
+        self.style_targets = dict(style_targets)
+        self.content_weight = float(content_weight)
+        self.style_weight = float(style_weight)
+        self.tv_weight = float(tv_weight)
+        self.layer_weights = None if layer_weights is None else {k: layer_weights[k] for k in self.style_targets}
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        extractor: FeatureExtractor,
+        content_targets: Mapping[str, tf.Tensor],
+        style_targets: Mapping[str, StyleTarget],
+    ) -> "StyleObjective":
+        """The objective `config` describes (its weights) for these targets."""
+        return cls(
+            extractor,
+            content_targets,
+            style_targets,
+            content_weight=config.content_weight,
+            style_weight=config.style_weight,
+            tv_weight=config.tv_weight,
+            layer_weights=config.layer_weights,
+        )
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        return term_names(self.content_targets, self.style_targets)
+
+    def __call__(self, image: tf.Tensor) -> Terms:
+        features = self.extractor(image)
+        zero = tf.zeros([tf.shape(image)[0]], tf.float32)
+        terms: Terms = {}
+        content = zero  # L_content, summed over the content layers
+        for name, target in self.content_targets.items():
+            layer = losses.content_loss(features[name], target)
+            terms[f"content/{name}"] = self.content_weight * layer
+            content = content + layer
+        style = zero  # L_style of Eq. 5
+        if self.style_targets:
+            weighted = losses.weighted_style_layer_losses(features, self.style_targets, self.layer_weights)
+            for name, value in weighted.items():
+                terms[f"style/{name}"] = self.style_weight * value
+                style = style + value
+        tv = self.tv_weight * losses.total_variation_loss(image) if self.tv_weight else zero
+        terms["content"] = self.content_weight * content
+        terms["style"] = self.style_weight * style
+        terms["tv"] = tv
+        terms["total"] = losses.total_loss(content, style, self.content_weight, self.style_weight) + tv
+        return terms
+
+    def value_and_grad(self, image: tf.Tensor) -> tuple[Terms, tf.Tensor]:
+        """The terms at `image` and the gradient of the summed total w.r.t. the pixels."""
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            terms = self(image)
+            total = tf.reduce_sum(terms["total"])
+        return terms, tape.gradient(total, image)
+
+
+__all__ = ["StyleObjective", "Terms", "ValueAndGrad", "TOTALS", "term_names"]
