@@ -15,23 +15,20 @@ Tags written in each run folder:
 * ``loss/total``, ``loss/content``, ``loss/style``, ``loss/tv`` and one
   ``loss/content/<layer>`` / ``loss/style/<layer>`` per layer: the weighted terms of
   `StyleObjective` in the paper's units (the per-layer terms add up to their totals);
-* ``optimizer/learning_rate`` for optimisers that have one;
+* ``optimizer/learning_rate``: the optimiser's step size (L-BFGS: its first trial step);
 * ``perf/steps_per_second`` (wall clock between steps, logging included);
 * ``scale/image_size``: the longest side of the image being optimised;
 * ``image/current`` every `image_every` steps and at the last step (also after Ctrl-C);
   ``input/content`` and ``input/style`` once (the resized inputs the run really used);
 * ``config``: the full configuration as text, and the HParams session summary.
 
-Steps are numbered from 1 (the terms logged at step k are those the k-th step reports: with
-Adam the loss of the image it started from, with L-BFGS that of the image it accepted).
-Several image sizes (coarse-to-fine) are one TensorBoard run: reuse one logger for several
-`loop.run_steps` calls and each call continues counting where the previous one stopped, with
-``scale/image_size`` showing the size in force; `step_offset` starts the count elsewhere
-(e.g. when resuming a checkpointed run).
+Steps are numbered from 1 (the terms logged at step k are those the k-th step reports).
+Several image sizes (coarse-to-fine) are one TensorBoard run: one logger over several
+`loop.run_steps` calls keeps counting, ``scale/image_size`` showing the size in force.
 
-Whoever wants a run logged makes the logger (`TensorBoardLogger.from_options`) and hands it
-to `tf_style.run` as a callback, then closes it; the run folder's name and the HParams come
-from tf_style.run_dirs and tf_style.hparams.
+Whoever wants a run logged makes the logger (`TensorBoardLogger.from_options`), hands it to
+`tf_style.run` as a callback and closes it; run-folder names and HParams come from
+tf_style.run_dirs and tf_style.hparams.
 """
 
 from __future__ import annotations
@@ -84,8 +81,7 @@ class TensorBoardLogger(Callback):
         also at most what a run killed without warning (SIGKILL) loses.
       unique: pick a fresh folder name instead of adding to an existing run.
 
-    The run's description (its Config, the resized inputs and their names) is read from the
-    `RunState` the loop hands to `on_run_start`.
+    The run's description (Config, resized inputs, their names) comes from the loop's `RunState`.
 
     Raises:
       InputError: the log folder is a file or cannot be created.
@@ -118,7 +114,6 @@ class TensorBoardLogger(Callback):
         self._offset = self._next_offset
         self._last_time = 0.0
         self._last_image_step = -1
-        self._has_learning_rate = False
         self._image_size = 0
         self._described = False
         self._pending: tuple[int, Any, bool] = (-1, ((), []), True)  # step, (tags, values), written
@@ -158,7 +153,6 @@ class TensorBoardLogger(Callback):
         self._offset = self._next_offset
         shape = run.synthesis.image.shape
         self._image_size = int(max(shape[1], shape[2]))
-        self._has_learning_rate = _learning_rate(run) is not None
         self._scalar_writer(self._tags(sorted(run.synthesis.objective.term_names), elapsed=True))  # trace now
         if not self._described:
             self._describe(run)
@@ -215,9 +209,7 @@ class TensorBoardLogger(Callback):
     # -- helpers ------------------------------------------------------------------------------
 
     def _tags(self, term_names: list[str], elapsed: bool) -> tuple[str, ...]:
-        tags = [LOSS_PREFIX + name for name in term_names]
-        if self._has_learning_rate:
-            tags.append(LEARNING_RATE_TAG)
+        tags = [LOSS_PREFIX + name for name in term_names] + [LEARNING_RATE_TAG]
         if elapsed:
             tags.append(STEPS_PER_SECOND_TAG)
         tags.append(IMAGE_SIZE_TAG)
@@ -225,9 +217,7 @@ class TensorBoardLogger(Callback):
 
     def _scalars(self, run: RunState, elapsed: float | None) -> tuple[tuple[str, ...], list[float]]:
         names = sorted(run.terms)  # one order, whatever order the objective returns them in
-        values = [run.terms[name] for name in names]
-        if self._has_learning_rate:
-            values.append(_learning_rate(run))
+        values = [run.terms[name] for name in names] + [run.synthesis.learning_rate()]
         if elapsed:
             values.append(1.0 / elapsed)
         values.append(float(self._image_size))
@@ -290,15 +280,6 @@ class TensorBoardLogger(Callback):
             "tf_style": __version__,
             "config": run.config.to_dict(),
         }
-
-
-def _learning_rate(run: RunState) -> float | None:
-    """The optimiser's step size, or None for one that has none (a line-search method)."""
-    get = getattr(run.synthesis, "learning_rate", None)
-    if get is None:
-        return None
-    value = get()
-    return None if value is None else float(value)
 
 
 def _config_markdown(description: Mapping[str, Any]) -> str:

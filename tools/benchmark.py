@@ -58,6 +58,49 @@ def fail(message: str) -> None:
     cli_flags.fail(PROG, message)
 
 
+class Clock:
+    """A loop callback: step-to-step wall time, last in the list so that it includes every other callback."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._last = 0.0
+
+    def on_run_start(self, run) -> None:
+        self._last = time.perf_counter()
+
+    def on_step_end(self, run) -> None:
+        now = time.perf_counter()
+        self.times.append(now - self._last)
+        self._last = now
+
+    def on_run_end(self, run) -> None:
+        pass
+
+
+class Timed:
+    """A loop callback that delegates to another and accumulates the time spent inside each hook."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.step_times: list[float] = []
+        self.run_times: list[float] = []
+
+    def on_run_start(self, run) -> None:
+        t = time.perf_counter()
+        self.inner.on_run_start(run)
+        self.run_times.append(time.perf_counter() - t)
+
+    def on_step_end(self, run) -> None:
+        t = time.perf_counter()
+        self.inner.on_step_end(run)
+        self.step_times.append(time.perf_counter() - t)
+
+    def on_run_end(self, run) -> None:
+        t = time.perf_counter()
+        self.inner.on_run_end(run)
+        self.run_times[-1] += time.perf_counter() - t
+
+
 def bench_tensorboard() -> None:
     from tf_style import api, loop
     from tf_style.tensorboard_logger import TensorBoardLogger
@@ -70,44 +113,6 @@ def bench_tensorboard() -> None:
     synthesis = api.build_synthesis(config, content, style)
     h, w = synthesis.image.shape[1:3]
     loop.run_steps(synthesis, FLAGS.warmup)
-
-    class Clock(loop.Callback):
-        """Step-to-step wall time, last in the list so that it includes every other callback."""
-
-        def __init__(self) -> None:
-            self.times: list[float] = []
-            self._last = 0.0
-
-        def on_run_start(self, run: loop.RunState) -> None:
-            self._last = time.perf_counter()
-
-        def on_step_end(self, run: loop.RunState) -> None:
-            now = time.perf_counter()
-            self.times.append(now - self._last)
-            self._last = now
-
-    class Timed(loop.Callback):
-        """Delegates to the logger and accumulates the time spent inside each hook."""
-
-        def __init__(self, inner: loop.Callback) -> None:
-            self.inner = inner
-            self.step_times: list[float] = []
-            self.run_times: list[float] = []
-
-        def on_run_start(self, run: loop.RunState) -> None:
-            t = time.perf_counter()
-            self.inner.on_run_start(run)
-            self.run_times.append(time.perf_counter() - t)
-
-        def on_step_end(self, run: loop.RunState) -> None:
-            t = time.perf_counter()
-            self.inner.on_step_end(run)
-            self.step_times.append(time.perf_counter() - t)
-
-        def on_run_end(self, run: loop.RunState) -> None:
-            t = time.perf_counter()
-            self.inner.on_run_end(run)
-            self.run_times[-1] += time.perf_counter() - t
 
     plain, logged = Clock(), Clock()
     with tempfile.TemporaryDirectory() as logdir:

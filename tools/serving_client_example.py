@@ -154,7 +154,8 @@ def stylize(
     return np.asarray(image, np.float32)[0], history
 
 
-def main(argv: list[str]) -> None:
+def _check_flags(argv: list[str]) -> None:
+    """Every flag checked before a request is sent: one line and exit status 2 for the first bad one."""
     from absl import flags
 
     FLAGS = flags.FLAGS
@@ -180,6 +181,17 @@ def main(argv: list[str]) -> None:
         _fail(render(e))
     if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.output))):
         _fail(f"--output: the folder of {FLAGS.output} does not exist")
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags
+
+    from tf_style import images
+    from tf_style.cli_flags import render
+    from tf_style.errors import InputError
+
+    FLAGS = flags.FLAGS
+    _check_flags(argv)
     with open(FLAGS.content, "rb") as f:
         content = f.read()
     with open(FLAGS.style, "rb") as f:
