@@ -183,3 +183,28 @@ def test_images_too_small_for_the_deepest_layer(content_image):
 def test_init_needs_its_input(style_image):
     with pytest.raises(InputError, match=r"^init=content needs a content image \(content\)$"):
         api.run(Config(weights="random", image_size=32, num_steps=1, init="content"), None, style_image)
+
+
+def test_the_readme_s_modules_are_attributes_after_import_tf_style_and_tensorflow_stays_quiet(tmp_path):
+    """In a fresh interpreter: `import tf_style`, then tf_style.losses/vgg/normalize/sheets/experiments
+    work (not AttributeError), and the Python API writes nothing to stderr (no start-up notices)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, tf_style\n"
+        "f = np.ones((1, 2, 3, 4), np.float32)\n"
+        "assert float(tf_style.losses.gram_matrix(f)[0, 0, 0]) == 6.0\n"
+        "assert tf_style.vgg.canonical_layer_name('block4_conv2') == 'conv4_2'\n"
+        "assert callable(tf_style.normalize.normalize_vgg) and callable(tf_style.sheets.contact_sheet)\n"
+        "assert tf_style.experiments.reconstruct_content is tf_style.reconstruct_content\n"
+        "out = tf_style.stylize(np.full((20, 24, 3), 90, np.uint8), np.full((20, 20, 3), 30, np.uint8),\n"
+        "                       weights='random', image_size=20, num_steps=1, style_layers=['conv1_1'])\n"
+        "print(out.shape)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "(17, 20, 3)\n"
+    assert proc.stderr == ""

@@ -527,6 +527,23 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
     assert specs["state_s"].shape.as_list() == [None] * 5 and specs["state_count"].dtype == tf.int32
 
 
+def test_the_export_takes_the_style_at_style_size(inputs):
+    """style_size is honoured in the graph as in the library: Grams of the style image resized to it."""
+    import tensorflow as tf
+    from tf_style import api, serving
+
+    config = library_config().replace(style_size=24)
+    module = serving.StyleTransferModule(config)
+    out = tf.function(module.targets)(tf.constant([inputs["jpeg"]]))  # the 451 x 300 photo
+    assert out["image"].shape == (1, 21, 32, 3)  # content features at image_size
+    _, style = api.prepare_images(config, None, CONTENT_PATH)
+    assert style.shape == (16, 24, 3)
+    assert int(out["positions_conv1_1"][0]) == 16 * 24 and int(out["positions_conv2_1"][0]) == 8 * 12
+    synthesis = api.build_synthesis(config.replace(content_layers=(), init="noise", output_size=(21, 32)), None, style)
+    np.testing.assert_allclose(out["gram_conv1_1"].numpy(), synthesis.objective.style_targets["conv1_1"].gram.numpy(),
+                               rtol=1e-3, atol=1e-2)
+
+
 def test_client_loop_over_rest_gives_the_served_picture(served):
     image, history = outputs(served, "client")
     assert len(history) == STEPS and history[-1]["total"] < history[0]["total"]

@@ -224,6 +224,31 @@ def test_error_mid_run_still_flushes(tmp_path, content_image, style_image):
     assert [s for s, _, _ in events["image/current"]] == [2]  # the image when it stopped
 
 
+def test_a_logging_failure_is_raised_or_after_an_interruption_logged(tmp_path, content_image, style_image, caplog):
+    """on_run_end never swallows an error: it raises it, unless the run is already ending with
+    another (Ctrl-C, a crash), which it must not hide; then it logs it as a warning."""
+    from tf_style import loop
+    from tf_style.tensorboard_logger import TensorBoardLogger
+
+    class Stop(loop.Callback):
+        def on_step_end(self, run):
+            raise KeyboardInterrupt
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    from tf_style import api
+
+    options = RunOptions(logdir=str(tmp_path / "logs"), image_every=0)
+    for callbacks, expected in (([], OSError), ([Stop()], KeyboardInterrupt)):
+        with TensorBoardLogger.from_options(options) as logger:
+            logger._write_image = broken  # the final snapshot fails
+            with caplog.at_level("WARNING", logger="tf_style.tensorboard_logger"), pytest.raises(expected):
+                api.run(_small_config(num_steps=1), content_image, style_image, callbacks=[logger, *callbacks])
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tf_style.tensorboard_logger"]
+    assert len(warnings) == 1 and "could not complete step 1" in warnings[0] and "OSError: disk full" in warnings[0]
+
+
 def test_bad_settings_are_one_clear_line(tmp_path):
     from tf_style import cli, cli_flags
     from tf_style.tensorboard_logger import TensorBoardLogger

@@ -18,12 +18,15 @@ def import_tensorflow_quietly() -> None:
 
     TensorFlow's C++ runtime writes start-up notices ("Could not find cuda drivers", "oneDNN
     custom operations are on", ...) straight to fd 2 before any log level is read. Python
-    exceptions raised by the import still surface, after stderr is restored. Does nothing when
-    TensorFlow is already imported, or when the user set TF_CPP_MIN_LOG_LEVEL to 0 or 1 (they
-    asked for those notices).
+    exceptions raised by the import still surface, after stderr is restored. Unless the user set
+    TF_CPP_MIN_LOG_LEVEL, it is set to 3 first. Does nothing when TensorFlow is already imported,
+    or when the user set TF_CPP_MIN_LOG_LEVEL to 0 or 1 (they asked for those notices).
     """
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") in _VERBOSE_LEVELS:
         return
+    # Level 3 also hides what the C++ runtime logs later, once, at its first op (on a machine
+    # without a GPU: "failed call to cuInit"); errors that matter still arrive as Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
