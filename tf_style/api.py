@@ -178,15 +178,6 @@ def split_options(**options: Any) -> tuple[Config, RunOptions]:
     )
 
 
-def make_config(**options: Any) -> Config:
-    """A Config from keyword options, with a clear error for an unknown option name."""
-    config, run_options = split_options(**options)
-    misplaced = [k for k in options if k in RunOptions.field_names()]
-    if misplaced:
-        raise InputError(f"{', '.join(misplaced)}: RunOptions, not Config fields; pass them as a RunOptions")
-    return config
-
-
 def run_with_options(
     config: Config,
     options: RunOptions,
@@ -231,7 +222,6 @@ __all__ = [
     "Result",
     "build_synthesis",
     "load_start",
-    "make_config",
     "prepare_images",
     "run",
     "run_with_options",
