@@ -61,7 +61,7 @@ def test_ctrl_c_saves_the_current_image_before_propagating(tmp_path, content_ima
 
 
 def test_unknown_option_lists_the_valid_ones(content_image, style_image):
-    with pytest.raises(InputError, match=r"unknown option\(s\) imge_size; valid options are content_layers,"):
+    with pytest.raises(InputError, match=r"unknown option\(s\) imge_size; valid options are coarsest_size, content_layers,"):
         tf_style.stylize(content_image, style_image, imge_size=32)
 
 
@@ -126,7 +126,8 @@ def test_config_and_run_options_round_trip_through_json():
     # The written-out form (HParams, figures' records) is the same run.
     resolved = config.resolved()
     assert resolved.learning_rate == 1.0 and resolved.style_size == 48 and resolved.style_layer_weights == (1.0, 3.0)
-    assert Config().resolved().style_size == 512 and Config().resolved().learning_rate == 10.0
+    assert Config().resolved().style_size == 512 and Config().resolved().learning_rate == 1.0  # L-BFGS's
+    assert Config(optimizer="adam").resolved().learning_rate == 10.0
 
 
 def test_config_defaults_are_the_papers():
@@ -156,7 +157,10 @@ def test_config_normalises_names_and_is_frozen():
         ({"content_weight": float("nan")}, "content_weight must be a finite number >= 0; got nan"),
         ({"learning_rate": 0}, "learning_rate must be a finite number > 0; got 0"),
         ({"pooling": "median"}, "pooling must be one of avg, max; got 'median'"),
-        ({"optimizer": "sgd"}, "optimizer must be one of adam, lbfgs; got 'sgd'"),
+        ({"optimizer": "sgd"}, "optimizer must be one of lbfgs, adam; got 'sgd'"),
+        ({"scales": 0}, "scales must be between 1 and 8; got 0"),
+        ({"max_seconds": 0}, "max_seconds must be a finite number > 0; got 0"),
+        ({"tolerance": -1e-3}, "tolerance must be a finite number >= 0; got -0.001"),
         ({"style_layers": ["conv1_1", "block1_conv1"]}, "style_layers: layer conv1_1 is listed twice"),
         ({"style_layer_weights": (1.0,)}, "style_layer_weights has 1 values for 5 style layers"),
         ({"content_layers": (), "style_layers": ()}, "content_layers and style_layers are both empty"),

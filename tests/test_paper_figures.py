@@ -145,7 +145,7 @@ def test_a_run_failing_before_its_first_panel_does_not_block_the_corrected_rerun
     recorded = json.loads((out / "figure1.json").read_text())
     assert recorded == figures.recorded_settings(config, 1, inputs)
     # The record is the base Config, defaults written out, without the fields each panel sets.
-    assert recorded["num_steps"] == 0 and recorded["learning_rate"] == 10.0 and recorded["figure"] == 1
+    assert recorded["num_steps"] == 0 and recorded["learning_rate"] == 1.0 and recorded["figure"] == 1
     assert "style_layers" not in recorded and "content_weight" not in recorded
     umask = os.umask(0)
     os.umask(umask)

@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from conftest import CONTENT_PATH, STYLE_PATH
+from tf_style.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "export_savedmodel.py")
@@ -34,6 +35,7 @@ RUNNER = os.path.join(ROOT, "tests", "serving_runner.py")
 
 SIZE, STEPS, SEED, TV = 32, 3, 7, 1e-3
 EXPORT_FLAGS = [
+    "--optimizer=adam",  # the step signature's Adam state (t, m, v) is what the tests below feed; L-BFGS: in-process
     "--weights=random",
     f"--image_size={SIZE}",
     f"--num_steps={STEPS}",
@@ -65,7 +67,7 @@ def decode_png(data: bytes) -> np.ndarray:
 def library_config():
     from tf_style.config import Config
 
-    return Config(image_size=SIZE, num_steps=STEPS, seed=SEED, tv_weight=TV, weights="random")
+    return Config(image_size=SIZE, num_steps=STEPS, seed=SEED, tv_weight=TV, weights="random", optimizer="adam")
 
 
 @pytest.fixture(scope="module")
@@ -502,7 +504,7 @@ def test_init_state_is_the_optimizers(served, library):
 
 
 def test_lbfgs_export_loop_is_the_library_loop(inputs):
-    """The module's serving function with L-BFGS (state of ten tensors, unclipped iterate) in-process."""
+    """The module's serving function with L-BFGS (state of eleven tensors, bounded iterate) in-process."""
     import tensorflow as tf
     from tf_style import api, images, serving
     from tf_style.loop import run_steps
@@ -521,10 +523,33 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
     np.testing.assert_allclose(out["loss_total"].numpy()[0], state.history[-1]["total"], rtol=1e-3)
     assert state.history[-1]["total"] < state.history[0]["total"]
     specs = module._state_specs()
-    assert tuple(specs) == ("state_k", "state_f", "state_g", "state_s", "state_y", "state_rho", "state_count",
-                            "state_head", "state_h_diag", "state_evaluations")
+    assert tuple(specs) == ("state_k", "state_f", "state_g", "state_s", "state_y", "state_count", "state_head",
+                            "state_h_diag", "state_evaluations", "state_pg_norm", "state_pg_start")
     assert tuple(specs) == tuple(f"state_{n}" for n in LBFGSState._fields)
     assert specs["state_s"].shape.as_list() == [None] * 5 and specs["state_count"].dtype == tf.int32
+
+
+def test_the_export_runs_the_librarys_coarse_to_fine_schedule(inputs):
+    """Two scales (32 then 64 px, L-BFGS, steps 4 then 2): serving_default equals tf_style.run."""
+    import tensorflow as tf
+    from tf_style import api, schedule, serving
+
+    config = Config(image_size=64, scales=2, coarsest_size=32, num_steps=2, seed=SEED, weights="random",
+                    optimizer="lbfgs")
+    plan = schedule.plan(config, (43, 64))
+    assert [(s.shape, s.steps) for s in plan] == [((22, 32), 4), ((43, 64), 2)]  # so both scales run
+    module = serving.StyleTransferModule(config)
+    photo = open(CONTENT_PATH, "rb").read()
+    out = tf.function(module.serve)(tf.constant([photo]), tf.constant([inputs["style"]]))
+    result = api.run(config, CONTENT_PATH, inputs["style_path"])
+    assert len(result.history) == 6
+    got = decode_png(out["image_bytes"].numpy()[0])
+    diff = np.abs(got.astype(int) - result.image.astype(int))
+    # Pillow's and TensorFlow's Lanczos agree to ~1e-3 of a level, JPEG decoding exactly: the
+    # optimisations see the same pixels, to float32 rounding.
+    assert got.shape == result.image.shape == (43, 64, 3)
+    assert diff.max() <= 2 and np.mean(diff > 0) < 0.02, (diff.max(), np.mean(diff > 0))
+    np.testing.assert_allclose(out["loss_total"].numpy()[0], result.history[-1]["total"], rtol=1e-3)
 
 
 def test_the_export_takes_the_style_at_style_size(inputs):

@@ -98,7 +98,7 @@ def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, cap
         values["loss/content"] + values["loss/style"] + values["loss/tv"], values["loss/total"], rtol=1e-5
     )
     assert np.all(values["loss/tv"] == 0.0)  # tv_weight 0: the paper's objective
-    assert np.all(values["optimizer/learning_rate"] == 10.0)
+    assert np.all(values["optimizer/learning_rate"] == 1.0)  # L-BFGS's first trial step
     assert np.all(values["scale/image_size"] == 32)
     assert np.all(values["perf/steps_per_second"] > 0)
 
@@ -133,9 +133,11 @@ def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, cap
     assert start.hparams["style_weight"].number_value == 1e3
     assert start.hparams["style_layers"].string_value == ",".join(STYLE_LAYERS)
     assert start.hparams["content"].string_value == "chelsea"
-    assert start.hparams["learning_rate"].number_value == 10.0  # the default, written out
+    assert start.hparams["learning_rate"].number_value == 1.0  # the default (L-BFGS's), written out
     # Every Config field is an HParam (a new field appears by itself), no RunOptions field is.
-    assert set(start.hparams) == set(Config.field_names()) - {"output_size"} | {"content", "style"}
+    unset = {k for k, v in Config().to_dict().items() if v is None} - {"learning_rate", "style_size", "style_layer_weights"}
+    assert unset == {"output_size", "max_seconds"}
+    assert set(start.hparams) == set(Config.field_names()) - unset | {"content", "style"}
     root = read_run(logdir)
     (_, _, plugin), = root["_hparams_/experiment"]
     experiment = hp_metadata.parse_experiment_plugin_data(plugin.content)

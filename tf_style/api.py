@@ -11,11 +11,11 @@ from tf_style.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before the modules below load TensorFlow: the Python API prints no start-up notices
 
-from tf_style import images, normalize, run_dirs, start  # noqa: E402
+from tf_style import images, normalize, run_dirs, schedule, start  # noqa: E402
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Field, InputError, Interrupted  # noqa: E402
 from tf_style.features import FeatureExtractor  # noqa: E402
-from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_steps  # noqa: E402
+from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, Stage, run_scales  # noqa: E402
 from tf_style.objective import StyleObjective  # noqa: E402
 from tf_style.optimizers import make_optimizer  # noqa: E402
 from tf_style.step import Synthesis  # noqa: E402
@@ -61,6 +61,7 @@ def build_synthesis(
     style: np.ndarray | None,
     *,
     start_picture: np.ndarray | None = None,
+    start_image: np.ndarray | None = None,
     normalization_images: Sequence[np.ndarray] | None = None,
 ) -> Synthesis:
     """Feature targets, objective, optimiser and start image for prepared (resized) inputs.
@@ -69,6 +70,8 @@ def build_synthesis(
       config: the run's settings; its `check_inputs` decides which inputs may be None.
       content, style: float RGB arrays as `prepare_images` returns them, or None.
       start_picture: the picture a path-valued config.init names (`load_start`).
+      start_image: the image to start from instead of config.init's (a coarser scale's result,
+        resized to this size).
       normalization_images: with config.normalize_vgg, the images whose mean activations the
         network is normalised on; None means the run's own content and style images (the paper
         used ImageNet images, which are not available here).
@@ -94,8 +97,46 @@ def build_synthesis(
         extractor.content_targets(content[None]) if content_layers else {},
         extractor.style_targets(style[None]) if style_layers else {},
     )
-    first = start.initial_image(config.init, tuple(size), config.seed, content, style, start_picture)
-    return Synthesis(objective, make_optimizer(config.optimizer, config.effective_learning_rate), first)
+    if start_image is None:
+        start_image = start.initial_image(config.init, tuple(size), config.seed, content, style, start_picture)
+    optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance)
+    return Synthesis(objective, optimizer, start_image)
+
+
+def stages(
+    config: Config,
+    content: np.ndarray | None,
+    style: np.ndarray | None,
+    plan: Sequence[schedule.Scale],
+    normalization_images: Sequence[np.ndarray],
+) -> list[Stage]:
+    """The loop's stages for a coarse-to-fine `plan`, from the full-size inputs (RGB float, as loaded).
+
+    Scale k optimises at plan[k].shape with the style image at plan[k].style_size, starting from
+    config.init (the first scale) or the previous scale's result resized. One network serves all
+    scales (normalised, if asked, on `normalization_images`).
+    """
+    start_picture = load_start(config)
+
+    def stage(scale: schedule.Scale) -> Stage:
+        def build(previous: np.ndarray | None) -> Synthesis:
+            at_scale = config.replace(
+                image_size=scale.size,
+                style_size=scale.style_size,
+                output_size=None if content is not None else scale.shape,
+            )
+            return build_synthesis(
+                at_scale,
+                None if content is None else images.resize(content, scale.shape),
+                None if style is None else images.resize_longest(style, scale.style_size),
+                start_picture=start_picture,
+                start_image=None if previous is None else images.resize(previous, scale.shape),
+                normalization_images=normalization_images,
+            )
+
+        return Stage(scale.steps, build)
+
+    return [stage(scale) for scale in plan]
 
 
 def run(
@@ -132,10 +173,12 @@ def run(
     if output is not None:
         images.check_output_path(output)  # fail before minutes of work, not after
     config.check_inputs(content=content is not None, style=style is not None)
-    content_arr, style_arr = prepare_images(config, content, style)
-    synthesis = build_synthesis(
-        config, content_arr, style_arr, start_picture=load_start(config), normalization_images=normalization_images
-    )
+    loaded = {k: None if x is None else images.as_rgb_array(x, Field(k)) for k, x in (("content", content), ("style", style))}
+    content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
+    final = content_arr.shape[:2] if content_arr is not None else config.output_size or style_arr.shape[:2]
+    plan = schedule.plan(config, final, None if style_arr is None else loaded["style"].shape[:2])
+    if normalization_images is None:
+        normalization_images = [x for x in (content_arr, style_arr) if x is not None]
     cbs: list[Callback] = []
     if progress:
         cbs.append(ProgressBar(options.print_every or config.num_steps or 1))
@@ -144,19 +187,22 @@ def run(
     cbs.extend(callbacks)
     names = {"content": content_name or run_dirs.image_name(content), "style": style_name or run_dirs.image_name(style)}
     state = RunState(
-        synthesis=synthesis,
-        num_steps=config.num_steps,
+        synthesis=None,
+        num_steps=sum(scale.steps for scale in plan),
         config=config,
         inputs={k: v for k, v in (("content", content_arr), ("style", style_arr)) if v is not None},
         input_names={k: v for k, v in names.items() if v},
+        scales=plan,
     )
+    budget = schedule.Budget(config.max_seconds, plan) if config.max_seconds is not None else None
     try:
-        run_steps(synthesis, config.num_steps, cbs, run=state)
+        run_scales(stages(config, loaded["content"], loaded["style"], plan, normalization_images), cbs, state, budget)
     except KeyboardInterrupt:
-        if output is not None:
-            images.save_image(synthesis.image_array(), output)
+        if output is not None and state.synthesis is not None:
+            images.save_image(images.resize(state.image(), tuple(final)), output)  # a coarse scale's too, at full size
             raise Interrupted(saved_to=output) from None
         raise
+    synthesis = state.synthesis
     result = Result(
         image=images.to_uint8(synthesis.image_array()), history=state.history, config=config, seconds=state.elapsed
     )

@@ -82,11 +82,19 @@ ROWS: tuple[Row, ...] = (
     Row("tv_weight", "float", "Weight of the total-variation smoothness prior (0: the paper's objective).", lower=0.0),
     Row("pooling", "enum", "VGG19 pooling: avg (paper) or max (Keras's original).", choices=POOLING_CHOICES),
     Row("init", "string", f"Start image: {' | '.join(INIT_CHOICES)} | PATH (paper: noise)."),
-    Row("optimizer", "enum", "adam, or lbfgs (L-BFGS with a line search: fewer evaluations to a given loss).",
+    Row("optimizer", "enum", "lbfgs (L-BFGS on the pixel range, with a line search), or adam.",
         choices=OPTIMIZER_CHOICES),
     Row("learning_rate", "float",
         "Step size (default: the optimiser's; adam: 10 in pixel units, lbfgs: 1, the first trial step)."),
-    Row("num_steps", "integer", "Optimisation steps.", lower=0),
+    Row("num_steps", "integer", "Optimisation steps at the final size (and at each coarser scale).", lower=0),
+    Row("scales", "integer", "Sizes to optimise at, coarse to fine, each twice the previous (1: the paper's "
+        "single resolution).", lower=1, upper=8),
+    Row("coarsest_size", "integer", "Smallest longest side of a coarse scale, in pixels.",
+        lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
+    Row("max_seconds", "float", "Stop this many seconds after the first step starts and write the result, whatever "
+        "--num_steps says (default: no limit).", lower=0.0),
+    Row("tolerance", "float", "lbfgs: finish a scale once the projected gradient has fallen to this fraction of its "
+        "start (0: never).", lower=0.0),
     Row("seed", "integer", "Seeds the white-noise start (and --weights=random)."),
     Row("weights", "string", "VGG19 weights: imagenet (Keras download/cache), random (seeded), or a .h5 PATH."),
     Row("normalize_vgg", "bool",

@@ -20,7 +20,7 @@ from tf_style.layers import POOLING_CHOICES, deepest_layer, min_side
 
 PAPER_STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 PAPER_CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
-OPTIMIZER_CHOICES: tuple[str, ...] = ("adam", "lbfgs")
+OPTIMIZER_CHOICES: tuple[str, ...] = ("lbfgs", "adam")
 INIT_CHOICES: tuple[str, ...] = ("noise", "content", "style")
 MIN_IMAGE_SIZE = checks.MIN_IMAGE_SIZE
 MAX_IMAGE_SIZE = checks.MAX_IMAGE_SIZE
@@ -84,10 +84,17 @@ class Config(_Settings):
       tv_weight: weight of the total-variation prior; 0 keeps the paper's objective.
       pooling: "avg" (paper) or "max".
       init: "noise" (white noise, the paper), "content", "style", or a path to an image.
-      optimizer: "adam" or "lbfgs" (L-BFGS with a Wolfe line search: fewer evaluations to a
-        given loss; one of its steps may evaluate the objective more than once).
+      optimizer: "lbfgs" (L-BFGS on the pixel range [0, 255] with a Wolfe line search; one of
+        its steps may evaluate the objective more than once) or "adam".
       learning_rate: None picks the optimiser's default (DEFAULT_LEARNING_RATES).
-      num_steps: optimisation steps.
+      num_steps: optimisation steps at the final size (and at each coarser one, see scales).
+      scales: sizes optimised at, coarse to fine, each twice the previous (tf_style.schedule);
+        1 is the paper's single-resolution run.
+      coarsest_size: the smallest longest side a coarse scale may have.
+      max_seconds: stop this many seconds after the first step starts (tracing included),
+        whatever num_steps says; None: no limit. Shared by the scales in proportion to their work.
+      tolerance: L-BFGS stops a scale once its projected gradient has fallen to this fraction
+        of its value at the scale's start (0: never).
       seed: seeds the initial noise (and random VGG weights).
       weights: "imagenet", "random", or a path to a VGG19 weights file.
       normalize_vgg: rescale VGG19's filters so that each one's mean activation is 1 over the run's
@@ -106,9 +113,13 @@ class Config(_Settings):
     tv_weight: float = 0.0
     pooling: str = "avg"
     init: str = "noise"
-    optimizer: str = "adam"
+    optimizer: str = "lbfgs"
     learning_rate: float | None = None
     num_steps: int = 500
+    scales: int = 3
+    coarsest_size: int = 128
+    max_seconds: float | None = None
+    tolerance: float = 1e-5
     seed: int = 0
     weights: str = "imagenet"
     normalize_vgg: bool = False
@@ -122,6 +133,11 @@ class Config(_Settings):
         if self.style_size is not None:
             checks.integer("style_size", self.style_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
         checks.integer("num_steps", self.num_steps, 0)
+        checks.integer("scales", self.scales, 1, 8)
+        checks.integer("coarsest_size", self.coarsest_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
+        if self.max_seconds is not None:
+            fix("max_seconds", checks.number("max_seconds", self.max_seconds, minimum=0.0, strict=True))
+        fix("tolerance", checks.number("tolerance", self.tolerance, minimum=0.0))
         checks.integer("seed", self.seed)
         for name in ("content_weight", "style_weight", "tv_weight"):
             fix(name, checks.number(name, getattr(self, name), minimum=0.0))

@@ -26,11 +26,13 @@ CONFIG_ASSET = os.path.join("assets", "tf_style_config.json")
 
 #: Config fields an export cannot honour, with the reason; the export tool offers every other
 #: field as a flag. An export starts from white noise (there is no start image in a request),
-#: has no images to normalise VGG19 on, and always has a content image (no texture size).
+#: has no images to normalise VGG19 on, always has a content image (no texture size), and runs
+#: its steps whatever the time.
 UNSUPPORTED_FIELDS: dict[str, str] = {
     "init": "a request has no start image: the export starts from white noise, as the paper does",
     "normalize_vgg": "the network would be normalised on each request's images; export an unnormalised one",
     "output_size": "every request has a content image, whose size the output takes",
+    "max_seconds": "an answer must not depend on how busy the server is; TensorFlow Serving has its own deadlines",
 }
 
 

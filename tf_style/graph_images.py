@@ -89,19 +89,29 @@ def size_for_longest_side(height: tf.Tensor, width: tf.Tensor, longest: int | tf
 def resize_longest(image: tf.Tensor, longest: int | tf.Tensor) -> tf.Tensor:
     """[H, W, 3] -> longest side `longest`, aspect ratio kept; an image already that size is untouched.
 
-    Lanczos-3 with antialiasing, close to (not bit-identical with) the Pillow Lanczos filter of
-    `tf_style.images.resize`; both are the identity at the target size.
+    Lanczos-3 with antialiasing: Pillow's Lanczos filter of `tf_style.images.resize`, to float32
+    rounding; both are the identity at the target size.
     """
     shape = tf.shape(image)
-    size = size_for_longest_side(shape[0], shape[1], longest)
-    same = tf.reduce_all(tf.equal(size, shape[:2]))
+    return resize_to(image, size_for_longest_side(shape[0], shape[1], longest))
+
+
+def resize_to(image: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
+    """[H, W, 3] -> `shape` (height, width): `tf_style.images.resize` in the graph (Lanczos, clipped)."""
+    shape = tf.cast(shape, tf.int32)
+    same = tf.reduce_all(tf.equal(shape, tf.shape(image)[:2]))
     resized = tf.cond(
         same,
         lambda: image,
-        lambda: tf.clip_by_value(tf.image.resize(image, size, method="lanczos3", antialias=True), 0.0, 255.0),
+        lambda: tf.clip_by_value(tf.image.resize(image, shape, method="lanczos3", antialias=True), 0.0, 255.0),
     )
     resized.set_shape([None, None, 3])
     return resized
+
+
+def scaled_shape(shape: tf.Tensor, factor: float) -> tf.Tensor:
+    """`tf_style.schedule.scaled_shape` in the graph: (height, width) x factor, half to even, each >= 1."""
+    return tf.maximum(1, tf.cast(tf.round(tf.cast(shape, tf.float64) * factor), tf.int32))
 
 
 def encode_png(image: tf.Tensor) -> tf.Tensor:
@@ -109,4 +119,7 @@ def encode_png(image: tf.Tensor) -> tf.Tensor:
     return tf.io.encode_png(tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8))
 
 
-__all__ = ["FORMATS", "is_known_image", "decode_image", "to_rgb", "size_for_longest_side", "resize_longest", "encode_png"]
+__all__ = [
+    "FORMATS", "decode_image", "encode_png", "is_known_image", "resize_longest", "resize_to", "scaled_shape",
+    "size_for_longest_side", "to_rgb",
+]

@@ -1,9 +1,10 @@
-"""The outer loop: runs the step and hands each step's terms to callbacks.
+"""The outer loop: runs the step, scale after scale, and hands each step's terms to callbacks.
 
 Progress bars, printing, intermediate saves and TensorBoard all live in callbacks, so the
 step stays a pure graph computation and the loop is the only place that touches Python
 state. The loop turns the step's tensors into floats once per step, which every callback
-then shares.
+then shares. It stops a scale when its steps are done, when the optimiser has converged, or
+when the scale's share of a time budget (tf_style.schedule.Budget) is spent.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import keras
 
 from tf_style import images
+from tf_style.schedule import Budget
 from tf_style.step import Synthesis
 
 
@@ -27,19 +29,22 @@ class RunState:
 
     `config`, `inputs` (the prepared content/style arrays by name) and `input_names` (their
     file stems) describe the run for callbacks that record it (TensorBoard); a bare loop over
-    a `Synthesis` may leave them empty.
+    a `Synthesis` may leave them empty. `step` counts steps over all scales.
     """
 
-    synthesis: Synthesis
-    num_steps: int
+    synthesis: Synthesis | None
+    num_steps: int  # steps planned over all scales
     config: Any = None  # the run's tf_style.Config, when known
     inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
     input_names: Mapping[str, str] = field(default_factory=dict)
+    scales: Sequence[Any] = ()  # the plan (tf_style.schedule.Scale), when there is one
+    scale: int = 0  # index of the scale in progress
     step: int = 0  # steps completed
     terms: dict[str, float] = field(default_factory=dict)  # the latest step's terms
     history: list[dict[str, float]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     interrupted: bool = False
+    stopped: str = ""  # why the last scale ended: "steps", "converged" or "time"
 
     @property
     def elapsed(self) -> float:
@@ -50,10 +55,13 @@ class RunState:
 
 
 class Callback:
-    """Hooks called by `run_steps`. Subclasses override what they need."""
+    """Hooks called by `run_scales` (and `run_steps`). Subclasses override what they need."""
 
     def on_run_start(self, run: RunState) -> None:
         pass
+
+    def on_scale_start(self, run: RunState) -> None:
+        """Called when a scale's `run.synthesis` is ready, before its first step."""
 
     def on_step_end(self, run: RunState) -> None:
         pass
@@ -67,7 +75,7 @@ class ProgressBar(Callback):
 
     On a terminal it is a keras.utils.Progbar redrawn in place. Anywhere else (a log file, a
     pipe, CI) Keras's bar would still redraw with backspaces and colour codes, so it prints one
-    plain line per update instead: ``step 50/500  2.1 s/step  total: 1.2e+06  content: ...``.
+    plain line per update instead: ``step 50/500  128px  2.1 s/step  total: 1.2e+06  content: ...``.
     """
 
     SHOWN = ("total", "content", "style", "tv")
@@ -80,18 +88,19 @@ class ProgressBar(Callback):
     def on_run_start(self, run: RunState) -> None:
         self.bar = None
         if getattr(self.stream, "isatty", lambda: False)() and self.stream is sys.stdout:
-            self.bar = keras.utils.Progbar(run.num_steps, stateful_metrics=list(self.SHOWN), unit_name="step")
+            self.bar = keras.utils.Progbar(run.num_steps, stateful_metrics=["px", *self.SHOWN], unit_name="step")
 
     def on_step_end(self, run: RunState) -> None:
         if not (run.step % self.every == 0 or run.step == run.num_steps or run.step == 1):
             return
+        size = max(run.synthesis.image.shape[1:3])
         values = [(k, run.terms[k]) for k in self.SHOWN if k in run.terms]
         if self.bar is not None:
-            self.bar.update(run.step, values=values, finalize=run.step == run.num_steps)
+            self.bar.update(run.step, values=[("px", size), *values], finalize=run.step == run.num_steps)
             return
         width = len(str(run.num_steps))
         terms = "  ".join(f"{k}: {v:.4g}" for k, v in values)
-        print(f"step {run.step:{width}d}/{run.num_steps}  {run.elapsed / run.step:.3g} s/step  {terms}",
+        print(f"step {run.step:{width}d}/{run.num_steps}  {size}px  {run.elapsed / run.step:.3g} s/step  {terms}",
               file=self.stream, flush=True)
 
 
@@ -111,28 +120,32 @@ class SaveEvery(Callback):
             images.save_image(run.image(), self.path_for(run.step))
 
 
-def run_steps(
-    synthesis: Synthesis, num_steps: int, callbacks: Sequence[Callback] = (), run: RunState | None = None
-) -> RunState:
-    """Runs `num_steps` steps of `synthesis`, calling the callbacks; returns the final RunState.
+@dataclass(frozen=True)
+class Stage:
+    """One scale of a run: its planned steps, and how to make its Synthesis from the previous
+    scale's image (None for the first)."""
 
-    `run` may carry the run's description (config, inputs, names) for the callbacks. On
-    KeyboardInterrupt (Ctrl-C) or any error the callbacks' `on_run_end` still runs (so logs are
-    flushed) with `run.interrupted` set, and the exception propagates.
+    steps: int
+    build: Callable[[np.ndarray | None], Synthesis]
+
+
+def run_scales(
+    stages: Sequence[Stage], callbacks: Sequence[Callback], run: RunState, budget: Budget | None = None
+) -> RunState:
+    """Runs the stages in order, calling the callbacks; returns the final RunState.
+
+    On KeyboardInterrupt (Ctrl-C) or any error the callbacks' `on_run_end` still runs (so logs
+    are flushed) with `run.interrupted` set, and the exception propagates.
     """
-    run = run if run is not None else RunState(synthesis=synthesis, num_steps=num_steps)
     for cb in callbacks:
         cb.on_run_start(run)
     try:
-        for _ in range(num_steps):
-            terms = synthesis.step()
-            floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
-            # Count the step only with its terms in hand: a Ctrl-C in between must not leave a
-            # step number without terms for on_run_end to see.
-            run.terms, run.step = floats, run.step + 1
-            run.history.append(floats)
+        for k, stage in enumerate(stages):
+            previous = run.image() if run.synthesis is not None else None
+            run.synthesis, run.scale = stage.build(previous), k
             for cb in callbacks:
-                cb.on_step_end(run)
+                cb.on_scale_start(run)
+            _run_scale(run, stage.steps, callbacks, budget, last=k == len(stages) - 1)
     except BaseException:
         run.interrupted = True
         raise
@@ -140,3 +153,45 @@ def run_steps(
         for cb in callbacks:
             cb.on_run_end(run)
     return run
+
+
+def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget: Budget | None, last: bool) -> None:
+    """One scale's steps, until they are done, the optimiser converges or the scale's time is up."""
+    synthesis = run.synthesis
+    if budget is not None:
+        budget.start()  # a no-op after the first scale: the clock runs from the first step on
+        deadline = budget.end if last else budget.deadline(run.scale)
+    run.stopped, last_step = "steps", 0.0
+    for i in range(steps):
+        # Stop before a step that would end after the deadline (the first step of a scale,
+        # which traces, runs whenever there is time left at all).
+        if budget is not None and time.perf_counter() + (last_step if i else 0.0) > deadline:
+            run.stopped = "time"
+            break
+        started = time.perf_counter()
+        terms = synthesis.step()
+        floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
+        last_step = time.perf_counter() - started
+        # Count the step only with its terms in hand: a Ctrl-C in between must not leave a
+        # step number without terms for on_run_end to see.
+        run.terms, run.step = floats, run.step + 1
+        run.history.append(floats)
+        for cb in callbacks:
+            cb.on_step_end(run)
+        if synthesis.converged():
+            run.stopped = "converged"
+            break
+
+
+def run_steps(
+    synthesis: Synthesis, num_steps: int, callbacks: Sequence[Callback] = (), run: RunState | None = None
+) -> RunState:
+    """Runs `num_steps` steps of one `synthesis` (a single scale, no budget); returns the RunState.
+
+    `run` may carry the run's description (config, inputs, names) for the callbacks.
+    """
+    run = run if run is not None else RunState(synthesis=None, num_steps=num_steps)
+    return run_scales([Stage(num_steps, lambda previous: synthesis)], callbacks, run)
+
+
+__all__ = ["Callback", "ProgressBar", "RunState", "SaveEvery", "Stage", "run_scales", "run_steps"]

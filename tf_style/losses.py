@@ -88,14 +88,31 @@ def style_layer_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
         number of positions M_l (see `rescale_gram` for a style image of another size).
 
     Returns:
-      [B] losses, >= 0. The gradient w.r.t. F is (F^T (G - A))^T / (N^2 M^2) (Eq. 6).
+      [B] losses, >= 0. The gradient w.r.t. F is (F^T (G - A))^T / (N^2 M^2) (Eq. 6), computed
+      as that one matrix product (automatic differentiation of G = F^T F would take two).
     """
     features = tf.convert_to_tensor(features, dtype=tf.float32)
-    n = tf.cast(tf.shape(features)[3], tf.float32)
+    target_gram = tf.convert_to_tensor(target_gram, tf.float32)
+    batch_shape = tf.concat([tf.shape(features)[:1], tf.shape(target_gram)[1:]], axis=0)
+    return _style_layer_loss(features, tf.broadcast_to(target_gram, batch_shape))
+
+
+@tf.custom_gradient
+def _style_layer_loss(features: tf.Tensor, target_gram: tf.Tensor):
+    shape = tf.shape(features)
+    n = tf.cast(shape[3], tf.float32)
     m = tf.cast(positions(features), tf.float32)
-    gram = gram_matrix(features)
-    sq = tf.reduce_sum(tf.square(gram - tf.convert_to_tensor(target_gram, tf.float32)), axis=[1, 2])
-    return sq / (4.0 * tf.square(n) * tf.square(m))
+    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])  # [B, M, N]
+    residual = tf.linalg.matmul(flat, flat, transpose_a=True) - target_gram  # G - A, [B, N, N]
+    scale = 1.0 / (tf.square(n) * tf.square(m))
+    loss = tf.reduce_sum(tf.square(residual), axis=[1, 2]) * scale / 4.0
+
+    def grad(upstream: tf.Tensor):
+        up = upstream[:, None, None] * scale
+        d_features = tf.reshape(tf.linalg.matmul(flat, residual) * up, shape)  # Eq. 6: F (G - A) / (N^2 M^2)
+        return d_features, -0.5 * residual * up
+
+    return loss, grad
 
 
 def weighted_style_layer_losses(

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from tf_style import graph_images, normalize
+from tf_style import graph_images, graph_run, normalize
 from tf_style import layers as layers_lib
 from tf_style.config import Config
 from tf_style.errors import Field, InputError
@@ -83,7 +83,7 @@ class StyleTransferModule(tf.Module):
         # Serving's) then fails with "Could not find variable block1_conv1/bias": tracking the
         # backing tf.Variables makes them part of the SavedModel's variables (keras#20095).
         self._tf_vars = [w.value for w in extractor.model.weights]
-        self._optimizer = make_optimizer(config.optimizer, config.effective_learning_rate)
+        self._optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance)
         self._min_side = min_side(config)
         self._state_keys = tuple(f"state_{name}" for name in self._optimizer.State._fields)
 
@@ -97,51 +97,16 @@ class StyleTransferModule(tf.Module):
     def load(self, data: tf.Tensor, what: str | tf.Tensor, longest: int) -> tf.Tensor:
         """Encoded bytes -> float pixels [H, W, 3] resized to a longest side of `longest`."""
         image = graph_images.resize_longest(graph_images.decode_image(data, what), longest)
-        shape = tf.shape(image)
-        check = tf.debugging.Assert(
-            tf.reduce_min(shape[:2]) >= self._min_side,
-            [
-                tf.strings.join(
-                    [
-                        what,
-                        f": after resizing to a longest side of {longest} px the short "
-                        f"side is below {self._min_side} px, too small for the deepest layer; got ",
-                        tf.strings.as_string(shape[0]),
-                        "x",
-                        tf.strings.as_string(shape[1]),
-                    ]
-                )
-            ],
-        )
-        with tf.control_dependencies([check]):
-            return tf.identity(image)
+        return graph_run.checked(image, what, longest, self._min_side)
 
     def objective(
         self, content_targets: dict[str, tf.Tensor], style_targets: dict[str, StyleTarget]
     ) -> StyleObjective:
         return StyleObjective.from_config(self.config, self._extractor, content_targets, style_targets)
 
-    def stylize_one(self, content: tf.Tensor, style: tf.Tensor) -> tuple[tf.Tensor, Terms]:
-        """The whole optimisation for one pair of float images [H, W, 3] (already resized).
-
-        Returns the final image [1, H, W, 3] (clipped) and the terms at that image ([1] each).
-        """
-        content_targets = self._extractor.content_targets(content[None])
-        objective = self.objective(content_targets, self._extractor.style_targets(style[None]))
-        image = white_noise(tf.shape(content)[:2], self.config.seed)[None]
-        state = self._optimizer.init_state(image)
-
-        def body(i, image, state):
-            new_image, new_state, _ = pure_step(objective, self._optimizer, image, state)
-            return i + 1, new_image, new_state
-
-        _, image, state = tf.while_loop(
-            lambda i, *_: i < self.config.num_steps,
-            body,
-            (tf.constant(0), image, state),
-            parallel_iterations=1,
-        )
-        return image, objective(image)
+    def stylize_one(self, content: tf.Tensor, style: tf.Tensor, what=("content", "style")) -> tuple[tf.Tensor, Terms]:
+        """The whole optimisation for one pair of decoded images: `tf_style.graph_run.stylize`."""
+        return graph_run.stylize(self.config, self._extractor, self._optimizer, content, style, what)
 
     # -- the signatures ---------------------------------------------------------------------------
 
@@ -169,9 +134,10 @@ class StyleTransferModule(tf.Module):
         def one(args):
             i, content_data, style_data = args
             index = tf.strings.as_string(i)
-            content = self.load(content_data, tf.strings.join(["content_bytes[", index, "]"]), self.config.image_size)
-            style = self.load(style_data, tf.strings.join(["style_bytes[", index, "]"]), self.config.effective_style_size)
-            image, terms = self.stylize_one(content, style)
+            what = (tf.strings.join(["content_bytes[", index, "]"]), tf.strings.join(["style_bytes[", index, "]"]))
+            content = graph_images.decode_image(content_data, what[0])
+            style = graph_images.decode_image(style_data, what[1])
+            image, terms = self.stylize_one(content, style, what)
             return graph_images.encode_png(image[0]), {loss_key(k): terms[k][0] for k in term_names}
 
         with tf.control_dependencies(checks):  # the checks' messages, not map_fn's, for a bad batch

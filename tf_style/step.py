@@ -60,6 +60,10 @@ class Synthesis:
             var.assign(value)
         return terms
 
+    def converged(self) -> bool:
+        """Whether the optimiser's own stopping test holds (L-BFGS: its projected gradient)."""
+        return bool(self.optimizer.converged(self.state))
+
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate(self.state))
 

@@ -150,14 +150,16 @@ class TensorBoardLogger(Callback):
             self._scalar_writers = {}  # their graphs hold the writer they were traced with
         if self.image_every is None:
             self.image_every = default_image_every(run.num_steps)
-        self._offset = self._next_offset
-        shape = run.synthesis.image.shape
-        self._image_size = int(max(shape[1], shape[2]))
-        self._scalar_writer(self._tags(sorted(run.synthesis.objective.term_names), elapsed=True))  # trace now
+        self._offset = self._next_offset  # the run's steps count on from here, over all its scales
         if not self._described:
             self._describe(run)
             self._described = True
         self._writer.flush()  # the run appears in TensorBoard before its first (slow) step
+
+    def on_scale_start(self, run: RunState) -> None:
+        shape = run.synthesis.image.shape
+        self._image_size = int(max(shape[1], shape[2]))
+        self._scalar_writer(self._tags(sorted(run.synthesis.objective.term_names), elapsed=True))  # trace now
         self._last_time = time.perf_counter()
 
     def on_step_end(self, run: RunState) -> None:

@@ -1,0 +1,112 @@
+"""L-BFGS on a box (tf_style.lbfgs) against scipy's L-BFGS-B: the same minima, no more evaluations.
+
+scipy is a test-only dependency: the reference every bounded L-BFGS is measured against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy.optimize import minimize
+
+from tf_style import api
+from tf_style.config import Config
+from tf_style.lbfgs import LBFGS
+
+LOWER, UPPER = 0.0, 255.0
+
+
+def run(optimizer: LBFGS, value_and_grad, x0: np.ndarray, max_evaluations: int) -> tuple[np.ndarray, list, object]:
+    """Steps until `max_evaluations` objective evaluations; returns the image, (evaluations, f) per step, state."""
+    image = tf.constant(x0, tf.float32)
+    state = optimizer.init_state(image)
+    trace = []
+    while float(state.evaluations) < max_evaluations:
+        image, state, terms = optimizer.step(value_and_grad, image, state)
+        trace.append((int(state.evaluations), float(terms["total"][0])))
+        assert float(tf.reduce_min(image)) >= LOWER and float(tf.reduce_max(image)) <= UPPER  # always a picture
+        if bool(optimizer.converged(state)):
+            break
+    return image.numpy(), trace, state
+
+
+def scipy_lbfgsb(value_and_grad, x0: np.ndarray, max_evaluations: int, history: int = 20):
+    """scipy's L-BFGS-B on the same function (float64 on the host), bounds [0, 255]."""
+    shape, trace = x0.shape, []
+
+    def fun(v):
+        terms, grad = value_and_grad(tf.constant(v.reshape(shape), tf.float32))
+        trace.append(float(terms["total"][0]))
+        return float(terms["total"][0]), grad.numpy().astype(np.float64).ravel()
+
+    result = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B", bounds=[(LOWER, UPPER)] * x0.size,
+                      options=dict(maxfun=max_evaluations, maxiter=10**6, maxcor=history, ftol=0.0, gtol=0.0))
+    return result.x.reshape(shape), trace
+
+
+def quadratic(seed: int, shape=(1, 4, 5, 3), spread=200.0):
+    """f(x) = 1/2 (x - c).A(x - c), A SPD (condition 30), the centre c partly outside [0, 255]."""
+    n = int(np.prod(shape))
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    a = q @ np.diag(np.linspace(1.0, 30.0, n)) @ q.T / 30.0
+    centre = 127.5 + rng.uniform(-1, 1, size=n) * spread
+    a_t, c_t = tf.constant(a, tf.float32), tf.constant(centre, tf.float32)
+
+    def value_and_grad(image):
+        d = tf.reshape(image, [-1]) - c_t
+        ad = tf.linalg.matvec(a_t, d)
+        return {"total": tf.reshape(0.5 * tf.reduce_sum(d * ad), [1])}, tf.reshape(ad, shape)
+
+    return value_and_grad, a, centre, shape
+
+
+def test_a_separable_quadratic_ends_at_its_clipped_centre():
+    """With a diagonal Hessian the box's minimum is the centre clipped to the box: known exactly."""
+    rng = np.random.default_rng(0)
+    shape = (1, 6, 7, 3)
+    centre = tf.constant(rng.uniform(-200, 450, size=shape), tf.float32)
+    weight = tf.constant(rng.uniform(0.1, 3.0, size=shape), tf.float32)
+
+    def value_and_grad(image):
+        d = image - centre
+        return {"total": tf.reduce_sum(weight * d * d, axis=[1, 2, 3]) / 2}, weight * d
+
+    x, trace, state = run(LBFGS(tolerance=1e-6), value_and_grad, np.full(shape, 127.5), 200)
+    expected = np.clip(centre.numpy(), LOWER, UPPER)
+    assert (expected == LOWER).any() and (expected == UPPER).any() and ((expected > 0) & (expected < 255)).any()
+    np.testing.assert_allclose(x, expected, atol=1e-2)
+    assert float(state.pg_norm) <= 1e-6 * float(state.pg_start)  # stopped by its own test...
+    assert len(trace) < 100  # ...long before the evaluations ran out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_coupled_quadratic_reaches_scipys_minimum_in_no_more_evaluations(seed):
+    value_and_grad, a, centre, shape = quadratic(seed)
+    x0 = np.full(shape, 127.5)
+    reference, scipy_trace = scipy_lbfgsb(value_and_grad, x0, 300)
+    f_min = min(scipy_trace)
+    assert ((reference <= LOWER + 1e-6) | (reference >= UPPER - 1e-6)).mean() > 0.1  # the bounds are active
+    x, trace, _ = run(LBFGS(), value_and_grad, x0, 300)
+    np.testing.assert_allclose(x, reference, atol=0.05)
+    # Evaluations each needed to come within 1e-6 of the minimum (relative to the start's value).
+    start = scipy_trace[0]
+    ours = next(e for e, f in trace if f - f_min <= 1e-6 * (start - f_min))
+    theirs = next(i + 1 for i, f in enumerate(scipy_trace) if f - f_min <= 1e-6 * (start - f_min))
+    assert ours <= theirs, (ours, theirs)
+
+
+def test_the_style_objective_no_worse_than_scipy_for_the_same_evaluations(random_vgg, content_image, style_image):
+    """The paper's objective at 48 px from white noise: 60 evaluations each, bounds [0, 255]."""
+    config = Config(image_size=48, weights="random", seed=0, scales=1)
+    content, style = api.prepare_images(config, content_image, style_image)
+    synthesis = api.build_synthesis(config, content, style)
+    value_and_grad = tf.function(synthesis.objective.value_and_grad)
+    x0 = synthesis.image.numpy()
+    reference, scipy_trace = scipy_lbfgsb(value_and_grad, x0, 60)
+    x, trace, _ = run(LBFGS(), value_and_grad, x0, 60)
+    assert trace[-1][0] <= 60
+    ours = float(value_and_grad(tf.constant(x))[0]["total"][0])
+    assert ours <= min(scipy_trace), (ours, min(scipy_trace))
+    assert ours < scipy_trace[0] / 100  # and both really optimised

@@ -1,0 +1,164 @@
+"""Coarse to fine (tf_style.schedule, loop.run_scales): the plan, the time budget, and whole runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tf_style
+from tf_style import loop, schedule
+from tf_style.config import Config
+from tf_style.errors import Interrupted
+
+
+def test_the_plan_doubles_the_size_and_halves_the_steps():
+    config = Config(image_size=512, scales=3, coarsest_size=128, num_steps=50)
+    plan = schedule.plan(config, (341, 512), style_shape=(446, 512))
+    assert [(s.shape, s.style_size, s.steps) for s in plan] == [
+        ((85, 128), 128, 200), ((170, 256), 256, 100), ((341, 512), 512, 50)
+    ]
+    # All coarse scales together cost less than the final one (steps x pixels).
+    work = [s.steps * s.pixels for s in plan]
+    assert sum(work[:-1]) < work[-1]
+
+
+@pytest.mark.parametrize(
+    "changes,shape,style_shape,sizes",
+    [
+        ({"scales": 1}, (341, 512), (446, 512), [512]),  # the paper's single resolution
+        ({"coarsest_size": 200}, (341, 512), (446, 512), [256, 512]),  # 128 < 200: left out
+        ({"coarsest_size": 16, "scales": 8}, (341, 512), (446, 512), [32, 64, 128, 256, 512]),  # 16 x 21 < conv5_1's 16
+        ({"coarsest_size": 16, "scales": 8}, (341, 512), (40, 512), [256, 512]),  # a thin style image: 10 px high at 128
+        ({"coarsest_size": 16, "scales": 8, "style_layers": ("conv1_1",)}, (100, 128), None, [16, 32, 64, 128]),
+    ],
+)
+def test_the_plan_leaves_out_scales_too_small(changes, shape, style_shape, sizes):
+    plan = schedule.plan(Config(image_size=max(shape), **changes), shape, style_shape)
+    assert [s.size for s in plan] == sizes
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_budget_shares_time_by_work_and_passes_on_what_is_left():
+    plan = (schedule.Scale((10, 10), 10, 40), schedule.Scale((20, 20), 20, 20), schedule.Scale((40, 40), 40, 10))
+    clock = FakeClock()
+    budget = schedule.Budget(70.0, plan, clock=clock)  # work 4000 : 8000 : 16000
+    budget.start()
+    assert budget.deadline(0) == pytest.approx(10.0)  # 4/28 of 70
+    clock.now = 4.0  # the first scale finished early: its time goes on to the others
+    assert budget.deadline(1) == pytest.approx(4.0 + 66.0 * 8 / 24)
+    clock.now = 30.0
+    assert budget.deadline(2) == pytest.approx(70.0) == budget.end
+    assert budget.left() == pytest.approx(40.0)
+
+
+class CountingSynthesis:
+    """A stand-in for tf_style.step.Synthesis that advances a fake clock by `seconds` per step."""
+
+    def __init__(self, clock: FakeClock, seconds: float, converge_after: int | None = None, size: int = 8):
+        self.clock, self.seconds, self.converge_after = clock, seconds, converge_after
+        self.steps = 0
+        self.image = np.zeros((1, size, size, 3), np.float32)
+
+    def step(self):
+        self.clock.now += self.seconds
+        self.steps += 1
+        return {"total": np.array([1.0 / self.steps], np.float32)}
+
+    def converged(self) -> bool:
+        return self.converge_after is not None and self.steps >= self.converge_after
+
+    def image_array(self):
+        return self.image[0]
+
+
+def test_run_scales_stops_each_scale_at_its_share_and_the_run_at_the_budget(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(loop.time, "perf_counter", clock)
+    plan = (schedule.Scale((8, 8), 8, 1000), schedule.Scale((16, 16), 16, 1000))  # work 1 : 4
+    budget = schedule.Budget(50.0, plan, clock=clock)
+    made = []
+
+    def stage(seconds):
+        def build(previous):
+            made.append(CountingSynthesis(clock, seconds))
+            return made[-1]
+        return loop.Stage(1000, build)
+
+    run = loop.RunState(synthesis=None, num_steps=2000)
+    loop.run_scales([stage(1.0), stage(2.0)], [], run, budget)
+    # Scale 1 gets 1/5 of 50 s: 10 steps of 1 s; scale 2 the remaining 40 s: 20 steps of 2 s.
+    assert [s.steps for s in made] == [10, 20]
+    assert run.step == 30 and len(run.history) == 30 and run.stopped == "time"
+    assert clock.now <= 50.0
+
+
+def test_a_converged_scale_ends_and_the_next_begins():
+    clock = FakeClock()
+    made = []
+
+    def build(previous):
+        made.append(CountingSynthesis(clock, 1.0, converge_after=3))
+        return made[-1]
+
+    run = loop.run_scales([loop.Stage(100, build), loop.Stage(100, build)], [], loop.RunState(None, 200))
+    assert [s.steps for s in made] == [3, 3] and run.stopped == "converged"
+
+
+class Record(loop.Callback):
+    """What a run did, scale by scale."""
+
+    def __init__(self):
+        self.scales, self.lines = [], []
+
+    def on_scale_start(self, run):
+        s = run.synthesis
+        self.scales.append({"shape": tuple(s.image.shape[1:3]), "synthesis": s, "step": run.step,
+                            "style_positions": int(s.objective.style_targets["conv1_1"].positions),
+                            "pairs": int(s.state.count)})
+
+
+def test_a_two_scale_run(content_image, style_image):
+    record = Record()
+    config = Config(image_size=64, scales=2, coarsest_size=32, num_steps=3, weights="random", seed=0,
+                    style_layers=("conv1_1", "conv2_1"), tolerance=0.0)
+    result = tf_style.run(config, content_image, style_image, callbacks=[record])
+    first, second = record.scales
+    assert (first["shape"], second["shape"]) == ((22, 32), (43, 64))
+    assert (first["step"], second["step"]) == (0, 6)  # 2 x 3 coarse steps, then 3 at the final size
+    assert len(result.history) == 9 and result.image.shape == (43, 64, 3)
+    # The style image shrinks in step (56 x 64 -> 28 x 32), each scale starts a fresh history,
+    # and each traces its step once.
+    assert (first["style_positions"], second["style_positions"]) == (28 * 32, 56 * 64)
+    assert first["pairs"] == second["pairs"] == 0
+    assert [s["synthesis"].step.experimental_get_tracing_count() for s in (first, second)] == [1, 1]
+    # The final scale started from the coarse result, not from noise: its first loss is far lower.
+    noise_start = tf_style.run(config.replace(scales=1, num_steps=1), content_image, style_image).history[0]["total"]
+    assert result.history[6]["total"] < noise_start / 10
+
+
+def test_ctrl_c_at_a_coarse_scale_writes_a_full_size_image(tmp_path, content_image, style_image):
+    class Stop(loop.Callback):
+        def on_step_end(self, run):
+            if run.step == 2:
+                raise KeyboardInterrupt
+
+    config = Config(image_size=64, scales=2, coarsest_size=32, num_steps=3, weights="random",
+                    style_layers=("conv1_1",))
+    with pytest.raises(Interrupted):
+        tf_style.run(config, content_image, style_image, output=str(tmp_path / "o.png"), callbacks=[Stop()])
+    assert tf_style.images.load_image(tmp_path / "o.png").shape == (43, 64, 3)
+
+
+def test_max_seconds_ends_a_run_whatever_num_steps_says(content_image, style_image):
+    config = Config(image_size=32, num_steps=100000, weights="random", style_layers=("conv1_1",), max_seconds=2.0,
+                    tolerance=0.0)
+    result = tf_style.run(config, content_image, style_image)
+    assert 1 <= len(result.history) < 100000
+    assert result.seconds < 60  # stopped near 2 s after its first step; generous for a loaded machine

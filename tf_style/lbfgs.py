@@ -1,0 +1,294 @@
+"""L-BFGS on a box, its whole state in tensors: the image stays a valid picture, as with L-BFGS-B.
+
+Each step (Nocedal & Wright, Alg. 7.4, with the bounds handled as projected L-BFGS methods do):
+
+1. the *free* pixels are those not held at a bound by the gradient (at 0 with g > 0, or at 255
+   with g < 0: there the descent direction points out of the box);
+2. the direction is -H g by the two-loop recursion over the last `history` curvature pairs,
+   restricted to the free pixels: their products y.s and y.y are taken over the free pixels
+   only, so a pixel held at a bound (which cannot move) does not bend the metric of the others,
+   and pairs that have no positive curvature there are skipped;
+3. a line search along the *projected* path x(t) = clip(x + t d), by bisection and doubling
+   (Lewis & Overton), until the weak Wolfe conditions hold for the step p = x(t) - x:
+
+       f(x(t)) <= f(x) + c1 g.p                (sufficient decrease)
+       g(x(t)).p >= c2 g.p                      (curvature)
+
+   Doubling matters: from white noise the style loss is concave along the path for the first
+   steps (its slope steepens as the features grow), and the curvature condition makes every
+   stored pair usable (y.s > 0);
+4. the pair (s, y) = (p, g_new - g) is stored when y.s > 0;
+5. the projected gradient's largest entry, |clip(x - g) - x|_inf, is kept in the state: zero
+   exactly at a box-constrained stationary point, it is the stopping test (`converged`: at
+   most `tolerance` times its value at the start).
+
+The first trial step is `learning_rate` (on the very first step, which has no curvature yet, so
+that the largest pixel change is `learning_rate` grey levels; after a failed search, half the
+shortest trial that failed). The loss and gradient at the accepted point are kept in the state,
+so a step costs as many objective evaluations as its line search tried (usually one), and the
+terms returned are those of the NEW image. `evaluations` counts every one of them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from tf_style.objective import Terms, ValueAndGrad
+
+
+#: The largest pixel change of the very first trial step, in units of the box's width (before any
+#: curvature is known the gradient's scale says nothing about a good length; a tenth of the range
+#: is a step most objectives on pixels take in one or two trials).
+FIRST_STEP = 0.1
+
+
+class LBFGSState(NamedTuple):
+    k: tf.Tensor  # steps taken, float32 scalar
+    f: tf.Tensor  # the summed total at the current image
+    g: tf.Tensor  # its gradient, shaped like the image
+    s: tf.Tensor  # ring buffer of steps, [history, *image.shape]
+    y: tf.Tensor  # ring buffer of gradient changes, like s
+    count: tf.Tensor  # pairs held, int32
+    head: tf.Tensor  # the next slot, int32
+    h_diag: tf.Tensor  # y.s / y.y of the newest pair: the inverse-Hessian scale when no pair applies
+    evaluations: tf.Tensor  # objective evaluations so far, float32
+    pg_norm: tf.Tensor  # |clip(x - g) - x|_inf at the current image (inf before the first step)
+    pg_start: tf.Tensor  # the same at the start image
+
+
+class _Search(NamedTuple):
+    """The outcome of one line search."""
+
+    accepted: tf.Tensor  # bool: sufficient decrease was found
+    t: tf.Tensor  # the last trial step length
+    step: tf.Tensor  # x(t) - x, the projected step
+    terms: Terms  # the terms at x(t)
+    grad: tf.Tensor  # the gradient there
+    evaluations: tf.Tensor  # how many trials it took (float32)
+
+
+class LBFGS:
+    """Limited-memory BFGS on the box [lower, upper] (default the pixel range [0, 255]).
+
+    Args:
+      learning_rate: the first trial step of each line search (see the module docstring).
+      history: curvature pairs kept.
+      max_evaluations: trials per line search.
+      c1, c2: the Wolfe constants, 0 < c1 < c2 < 1.
+      bounds: (lower, upper), or None for no bounds (plain L-BFGS).
+      tolerance: `converged` once the projected gradient's largest entry is at most this
+        fraction of its value at the start (0: never).
+    """
+
+    name = "lbfgs"
+    State = LBFGSState
+    clip_to_pixel_range = False  # its iterate is inside the bounds already; a clip would break its pairs
+
+    def __init__(
+        self,
+        learning_rate: float = 1.0,
+        history: int = 20,
+        max_evaluations: int = 10,
+        c1: float = 1e-4,
+        c2: float = 0.9,
+        bounds: tuple[float, float] | None = (0.0, 255.0),
+        tolerance: float = 0.0,
+    ):
+        if learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
+        if history < 1 or max_evaluations < 1:
+            raise ValueError("history and max_evaluations must be >= 1")
+        if not 0 < c1 < c2 < 1:
+            raise ValueError(f"need 0 < c1 < c2 < 1; got c1={c1}, c2={c2}")
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"bounds must be (lower, upper) with lower < upper; got {bounds}")
+        self.lr = float(learning_rate)
+        self.history = int(history)
+        self.max_evaluations = int(max_evaluations)
+        self.c1 = float(c1)
+        self.c2 = float(c2)
+        self.bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+        self.tolerance = float(tolerance)
+
+    def project(self, x: tf.Tensor) -> tf.Tensor:
+        return x if self.bounds is None else tf.clip_by_value(x, *self.bounds)
+
+    def init_state(self, image: tf.Tensor) -> LBFGSState:
+        zeros = tf.zeros_like(image, dtype=tf.float32)
+        buffer = tf.zeros(tf.concat([[self.history], tf.shape(image)], axis=0), tf.float32)
+        return LBFGSState(
+            k=tf.constant(0.0),
+            f=tf.constant(0.0),
+            g=zeros,
+            s=buffer,
+            y=buffer,
+            count=tf.constant(0, tf.int32),
+            head=tf.constant(0, tf.int32),
+            h_diag=tf.constant(1.0),
+            evaluations=tf.constant(0.0),
+            pg_norm=tf.constant(float("inf")),
+            pg_start=tf.constant(float("inf")),
+        )
+
+    def converged(self, state: LBFGSState) -> tf.Tensor:
+        """Whether the projected gradient has fallen to `tolerance` of its start (never before a step)."""
+        return tf.logical_and(state.k > 0.0, state.pg_norm <= self.tolerance * state.pg_start)
+
+    def projected_gradient_norm(self, x: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_max(tf.abs(self.project(x - g) - x))
+
+    def _free(self, x: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
+        """1 where a pixel may move, 0 where the gradient holds it at a bound."""
+        if self.bounds is None:
+            return tf.ones_like(x)
+        lower, upper = self.bounds
+        held = tf.logical_or(tf.logical_and(x <= lower, g > 0.0), tf.logical_and(x >= upper, g < 0.0))
+        return tf.cast(tf.logical_not(held), tf.float32)
+
+    def _direction(self, g: tf.Tensor, free: tf.Tensor, state: LBFGSState) -> tf.Tensor:
+        """-H g on the free pixels, H the L-BFGS inverse Hessian of the stored pairs restricted to them.
+
+        In the compact form of Byrd, Nocedal & Schnabel (1994, eq. 3.1), which gives what the
+        two-loop recursion gives with a handful of matrix products instead of 2 x history
+        sequential passes: with S, Y the pairs as rows (oldest first) restricted to the free
+        pixels, R the upper triangle of S Y^T, D its diagonal and gamma = s.y / y.y of the newest
+        usable pair,
+
+            H g = gamma g + S^T R^-T ((D + gamma Y Y^T) p - gamma Y g) - gamma Y^T p,   p = R^-1 S g.
+
+        A pair without positive curvature on the free pixels (or not yet filled) is left out:
+        its row of S and Y is zeroed and its diagonal entry of R set to 1, which removes it exactly.
+        """
+        m = self.history
+        order = (state.head - state.count + tf.range(m)) % m  # oldest first; unfilled slots last
+        n = tf.size(g)
+        S = tf.reshape(tf.gather(state.s, order), [m, n]) * tf.reshape(free, [1, n])
+        Y = tf.reshape(tf.gather(state.y, order), [m, n]) * tf.reshape(free, [1, n])
+        sy = tf.linalg.matmul(S, Y, transpose_b=True)  # [m, m]: s_i . y_j on the free pixels
+        yy = tf.linalg.matmul(Y, Y, transpose_b=True)
+        diag = tf.linalg.diag_part(sy)
+        usable = tf.logical_and(tf.range(m) < state.count, diag > 1e-10)
+        keep = tf.cast(usable, tf.float32)
+        S, Y = S * keep[:, None], Y * keep[:, None]
+        both = keep[:, None] * keep[None, :]
+        sy, yy = sy * both, yy * both
+        newest = tf.maximum(state.count - 1, 0)
+        gamma = tf.where(usable[newest], diag[newest] / tf.maximum(yy[newest, newest], 1e-30), state.h_diag)
+        r = tf.linalg.band_part(sy, 0, -1) + tf.linalg.diag(1.0 - keep)  # upper triangle; 1 on left-out rows
+        q = tf.reshape(g * free, [n, 1])
+        sg, yg = tf.linalg.matmul(S, q), tf.linalg.matmul(Y, q)  # [m, 1]
+        p = tf.linalg.triangular_solve(r, sg, lower=False)
+        inner = tf.linalg.matmul(tf.linalg.diag(diag * keep) + gamma * yy, p) - gamma * yg
+        u = tf.linalg.triangular_solve(r, inner, lower=False, adjoint=True)
+        hg = gamma * q + tf.linalg.matmul(S, u, transpose_a=True) - gamma * tf.linalg.matmul(Y, p, transpose_a=True)
+        return -tf.reshape(hg, tf.shape(g))
+
+    def _line_search(
+        self, value_and_grad: ValueAndGrad, image: tf.Tensor, f: tf.Tensor, g: tf.Tensor, d: tf.Tensor, t0: tf.Tensor
+    ) -> _Search:
+        """From t0 along the projected path until the weak Wolfe conditions hold: growing (secant
+        extrapolation, or doubling) while the decrease is sufficient but the slope still steep,
+        shrinking (quadratic interpolation) after too long a step, bisecting once bracketed."""
+
+        def trial(t):
+            step = self.project(image + t * d) - image
+            terms, grad = value_and_grad(image + step)
+            return step, terms, grad
+
+        def wolfe(step, terms, grad):
+            slope = tf.reduce_sum(g * step)  # < 0 along a descent path
+            f_t = tf.reduce_sum(terms["total"])
+            armijo = tf.logical_and(tf.math.is_finite(f_t), f_t <= f + self.c1 * slope)
+            return armijo, tf.reduce_sum(grad * step) >= self.c2 * slope
+
+        def cond(i, t, lo, hi, step, terms, grad):
+            armijo, curvature = wolfe(step, terms, grad)
+            return tf.logical_and(i < self.max_evaluations, tf.logical_not(tf.logical_and(armijo, curvature)))
+
+        def body(i, t, lo, hi, step, terms, grad):
+            armijo, _ = wolfe(step, terms, grad)
+            hi = tf.where(armijo, hi, t)
+            lo = tf.where(armijo, t, lo)
+            # Along this trial's step: psi(0) = f, psi'(0) = g.step, psi(1) = f(t), psi'(1) = grad.step.
+            s0, s1 = tf.reduce_sum(g * step), tf.reduce_sum(grad * step)
+            # Still descending steeply: go further, to the secant's zero of psi' where the slope
+            # rises (2x to 8x), else twice as far (concave: the slope steepens).
+            grow = tf.where(s1 > s0, tf.clip_by_value(s0 / tf.minimum(s0 - s1, -1e-30), 2.0, 8.0), 2.0)
+            # Too far (no sufficient decrease): the minimum of the quadratic through psi(0),
+            # psi'(0), psi(1), kept within 0.1x to 0.5x.
+            bend = tf.reduce_sum(terms["total"]) - f - s0
+            shrink = tf.where(tf.logical_and(tf.math.is_finite(bend), bend > 0.0),
+                              tf.clip_by_value(-s0 / (2.0 * tf.maximum(bend, 1e-30)), 0.1, 0.5), 0.5)
+            bisect = tf.logical_or(armijo, lo > 0.0)  # a bracket with a sufficient-decrease end
+            t_next = tf.where(tf.math.is_finite(hi), tf.where(bisect, 0.5 * (lo + hi), t * shrink), t * grow)
+            return (i + 1, t_next, lo, hi, *trial(t_next))
+
+        start = (tf.constant(1), t0, tf.constant(0.0), tf.constant(float("inf")), *trial(t0))
+        i, t, _, _, step, terms, grad = tf.while_loop(cond, body, start)
+        accepted, _ = wolfe(step, terms, grad)
+        return _Search(accepted, t, step, terms, grad, tf.cast(i, tf.float32))
+
+    def _remember(self, state: LBFGSState, s: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> LBFGSState:
+        """The state with the pair (s, y) pushed into the ring buffers when `keep`."""
+
+        def push():
+            slot = [[state.head]]
+            return state._replace(
+                s=tf.tensor_scatter_nd_update(state.s, slot, s[None]),
+                y=tf.tensor_scatter_nd_update(state.y, slot, y[None]),
+                count=tf.minimum(state.count + 1, self.history),
+                head=(state.head + 1) % self.history,
+                h_diag=tf.reduce_sum(y * s) / tf.reduce_sum(y * y),
+            )
+
+        return tf.cond(keep, push, lambda: state)
+
+    def step(self, value_and_grad: ValueAndGrad, image: tf.Tensor, state: LBFGSState) -> tuple[tf.Tensor, LBFGSState, Terms]:
+        first = tf.logical_not(state.k > 0.0)
+        image = self.project(image)  # a start outside the box begins on its boundary
+
+        def evaluate_here():
+            terms, grad = value_and_grad(image)
+            return tf.reduce_sum(terms["total"]), grad
+
+        f, g = tf.cond(first, evaluate_here, lambda: (state.f, state.g))
+        pg_start = tf.where(first, self.projected_gradient_norm(image, g), state.pg_start)
+        free = self._free(image, g)
+        d = self._direction(g, free, state)
+        # Round-off can cost descent; then fall back to scaled steepest descent on the free pixels.
+        d = tf.where(tf.reduce_sum(g * d) < 0.0, d, -g * free * state.h_diag)
+        # On the first step the direction is the raw gradient, whose scale says nothing about a
+        # good step length: the first trial moves the most-moved pixel by learning_rate levels.
+        width = 1.0 if self.bounds is None else self.bounds[1] - self.bounds[0]
+        first_t = FIRST_STEP * width / tf.maximum(tf.reduce_max(tf.abs(d)), 1e-30)
+        t0 = self.lr * tf.where(first, first_t, 1.0)
+        search = self._line_search(value_and_grad, image, f, g, d, t0)
+        ok = search.accepted
+        y = search.grad - g
+        state = self._remember(state, search.step, y, tf.logical_and(ok, tf.reduce_sum(y * search.step) > 1e-10))
+        # Out of evaluations without sufficient decrease (rare): stay put, forget the history so
+        # the next step starts over from scaled steepest descent, and make its first trial half
+        # the shortest one that failed. The terms reported are those of the image returned: on
+        # a failure the old image, evaluated once more.
+        terms = tf.cond(ok, lambda: search.terms, lambda: value_and_grad(image)[0])
+        new_image = tf.where(ok, image + search.step, image)
+        new_g = tf.where(ok, search.grad, g)
+        state = state._replace(
+            k=state.k + 1.0,
+            f=tf.where(ok, tf.reduce_sum(search.terms["total"]), f),
+            g=new_g,
+            count=tf.where(ok, state.count, 0),
+            h_diag=tf.where(ok, state.h_diag, state.h_diag * 0.5 * search.t / t0),
+            evaluations=state.evaluations + tf.where(first, 1.0, 0.0) + search.evaluations + tf.where(ok, 0.0, 1.0),
+            pg_norm=self.projected_gradient_norm(new_image, new_g),
+            pg_start=pg_start,
+        )
+        return new_image, state, terms
+
+    def learning_rate(self, state: LBFGSState) -> tf.Tensor:
+        return tf.constant(self.lr, tf.float32)
+
+
+__all__ = ["LBFGS", "LBFGSState"]

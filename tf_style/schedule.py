@@ -1,0 +1,104 @@
+"""Coarse to fine: the sizes a run optimises at, the steps at each, and how a time budget is shared.
+
+A run with `scales` = k optimises the image at k sizes, each twice the previous one, ending at
+the requested size: 128 -> 256 -> 512 for image_size 512 and k = 3 (sizes below `coarsest_size`,
+or too small for the deepest layer, are left out). Each scale starts from the previous result,
+resized, so the expensive full-size steps begin from an image whose large structures are already
+in place; `scales=1` is the paper's single-resolution run. The style image shrinks in step, so
+its features keep their size relative to the image's.
+
+`num_steps` is the number of steps at the final size; each coarser scale runs twice as many as
+the next finer one, at a quarter of the cost per step, so all coarse scales together cost less
+than the final one (1/2 + 1/4 + ... of it). With a time budget (`max_seconds`), each scale gets a share of
+what is left in proportion to its planned work (steps x pixels), and time one scale does not use
+passes to the next: the budget is spent across the scales instead of running out on the first.
+
+No TensorFlow here: the plan is also what `--dry_run` prints.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from tf_style.config import Config
+from tf_style.images import size_for_longest_side
+from tf_style.layers import min_side
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One size of a coarse-to-fine run."""
+
+    shape: tuple[int, int]  # (height, width) of the image optimised at this scale
+    style_size: int  # longest side of the style image at this scale
+    steps: int  # steps planned at this scale
+
+    @property
+    def size(self) -> int:
+        return max(self.shape)
+
+    @property
+    def pixels(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+
+def scaled_shape(shape: Sequence[int], factor: float) -> tuple[int, int]:
+    """(height, width) times `factor`, rounded like tf_style.images.size_for_longest_side (each >= 1)."""
+    return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
+
+
+def plan(config: Config, shape: Sequence[int], style_shape: Sequence[int] | None = None) -> tuple[Scale, ...]:
+    """The scales of a run whose final image has (height, width) `shape`, coarsest first.
+
+    `style_shape` is the style image's own (height, width) as loaded (None: no style image). A
+    coarse scale is kept only if its longest side is at least config.coarsest_size and both its
+    image and its style image keep a pixel at the deepest layer used; the coarser ones stop there.
+    """
+    layers = tuple(config.content_layers) + (tuple(config.style_layers) if style_shape is not None else ())
+    need = min_side(layers) if layers else 1
+    final = (int(shape[0]), int(shape[1]))
+    scales = [Scale(final, config.effective_style_size, config.num_steps)]
+    for k in range(1, config.scales):
+        coarse = scaled_shape(final, 0.5**k)
+        style_size = round(config.effective_style_size * 0.5**k)
+        style_side = min(size_for_longest_side(*style_shape, style_size)) if style_shape is not None else need
+        if max(coarse) < config.coarsest_size or min(coarse) < need or style_side < need:
+            break
+        scales.append(Scale(coarse, style_size, config.num_steps * 2**k))
+    return tuple(reversed(scales))
+
+
+class Budget:
+    """A time budget of `seconds` shared by the scales in proportion to their planned work.
+
+    The clock starts with `start()` (the first step, tracing included). `deadline(k)` is when
+    scale k should stop: now plus its share of what is left (all of it for the last scale).
+    """
+
+    def __init__(self, seconds: float, scales: Sequence[Scale], clock=time.perf_counter):
+        self.seconds = float(seconds)
+        self.work = [max(1, s.steps) * s.pixels for s in scales]
+        self.clock = clock
+        self.started: float | None = None
+
+    def start(self) -> None:
+        if self.started is None:
+            self.started = self.clock()
+
+    @property
+    def end(self) -> float:
+        assert self.started is not None, "Budget.start() first"
+        return self.started + self.seconds
+
+    def deadline(self, k: int) -> float:
+        now = self.clock()
+        left = max(0.0, self.end - now)
+        return now + left * self.work[k] / sum(self.work[k:])
+
+    def left(self) -> float:
+        return self.end - self.clock()
+
+
+__all__ = ["Budget", "Scale", "plan", "scaled_shape"]
