@@ -162,3 +162,44 @@ def test_max_seconds_ends_a_run_whatever_num_steps_says(content_image, style_ima
     result = tf_style.run(config, content_image, style_image)
     assert 1 <= len(result.history) < 100000
     assert result.seconds < 60  # stopped near 2 s after its first step; generous for a loaded machine
+
+
+def test_the_work_and_memory_of_a_step_by_hand():
+    from tf_style import estimate
+
+    # conv1_1 alone: 3 -> 64 channels, 3 x 3, full resolution; forward plus gradient = 2 x forward.
+    assert estimate.flops_per_pixel(["conv1_1"]) == 2 * (2 * 9 * 3 * 64)
+    assert estimate.activations_per_pixel(["conv1_1"]) == 64
+    # Up to conv2_1: conv1_1, conv1_2 at full size, conv2_1 after one pooling (a quarter of the pixels).
+    assert estimate.activations_per_pixel(["relu2_1"]) == 64 + 64 + 128 / 4
+    assert estimate.flops_per_pixel(["block2_conv1"]) == 2 * (2 * 9 * (3 * 64 + 64 * 64) + 2 * 9 * 64 * 128 / 4)
+    # The paper's layers: 189 GFLOP forward at 512 x 512, the figure the design notes quote.
+    assert estimate.flops_per_pixel(Config().style_layers) / 2 * 512 * 512 == pytest.approx(189e9, rel=0.01)
+    # Memory grows with the pixels of the largest scale, and L-BFGS's history costs more than Adam's moments.
+    plan = schedule.plan(Config(image_size=512), (341, 512), (446, 512))
+    lbfgs = estimate.costs(Config(image_size=512), plan)
+    adam = estimate.costs(Config(image_size=512, optimizer="adam"), plan)
+    assert lbfgs[0].peak_bytes < lbfgs[1].peak_bytes < lbfgs[2].peak_bytes
+    assert adam[2].peak_bytes < lbfgs[2].peak_bytes
+    per_pixel = (lbfgs[2].peak_bytes - lbfgs[1].peak_bytes) / (plan[2].pixels - plan[1].pixels)
+    assert per_pixel == pytest.approx(estimate.BYTES_PER_ACTIVATION * 290 + 4 * 3 * (4 * 20 + 8))
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data = os.path.join(root, "tf_style", "data")
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tf_style", f"--content={data}/chelsea.jpg", f"--style={data}/gravel.jpg", "--dry_run"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["scale", "size", "steps", "peak", "memory", "s/step", "time"]
+    assert [line.split()[1:3] for line in lines[1:4]] == [["128x85", "200"], ["256x170", "100"], ["512x341", "50"]]
+    assert lines[4].startswith("predicted: peak memory ") and " MB" in lines[4]
+    assert os.listdir(tmp_path) == []  # nothing written, nothing run

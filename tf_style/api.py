@@ -30,6 +30,8 @@ class Result:
     config: Config
     seconds: float
     interrupted: bool = False
+    scales: tuple = ()  # the plan that ran (tf_style.schedule.Scale)
+    stopped: str = ""  # why the final scale ended: "steps", "converged" or "time"
 
     @property
     def final_terms(self) -> dict[str, float]:
@@ -204,7 +206,12 @@ def run(
         raise
     synthesis = state.synthesis
     result = Result(
-        image=images.to_uint8(synthesis.image_array()), history=state.history, config=config, seconds=state.elapsed
+        image=images.to_uint8(synthesis.image_array()),
+        history=state.history,
+        config=config,
+        seconds=state.elapsed,
+        scales=tuple(plan),
+        stopped=state.stopped,
     )
     if output is not None:
         images.save_image(result.image, output)

@@ -35,6 +35,10 @@ flags.DEFINE_string("style", None, "The artwork: its style is transferred (Eq. 5
 flags.DEFINE_string(
     "output", None, "Where to write the result; the format follows the extension (PNG if none).", module_name=MODULE
 )
+flags.DEFINE_bool(
+    "dry_run", False, "Print each scale's size, steps, predicted peak memory and time per step; run nothing.",
+    module_name=MODULE,
+)
 cli_flags.define_flags(FIELDS, MODULE)
 
 
@@ -47,7 +51,7 @@ def stylize_from_flags(argv: list[str]) -> None:
     """Flags -> settings and images -> `tf_style.api.run` -> the picture and a summary line."""
     if len(argv) > 1:
         raise InputError(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags (see --help)")
-    if not FLAGS.output:
+    if not FLAGS.output and not FLAGS.dry_run:
         raise InputError(Field("output"), " is required (where to write the result, e.g. ", Field("output"), "=out.png)")
     config = cli_flags.settings_from_flags(Config, FIELDS)
     options = cli_flags.settings_from_flags(RunOptions, FIELDS)
@@ -59,6 +63,9 @@ def stylize_from_flags(argv: list[str]) -> None:
     # Read the inputs before TensorFlow loads, so a wrong path fails in a blink.
     content = images.load_image(FLAGS.content, Field("content")) if FLAGS.content else None
     style = images.load_image(FLAGS.style, Field("style")) if FLAGS.style else None
+    if FLAGS.dry_run:
+        print(dry_run_report(config, content, style))
+        return
     images.check_output_path(FLAGS.output)
     import_tensorflow_quietly()
     from tf_style import api
@@ -91,9 +98,25 @@ def stylize_from_flags(argv: list[str]) -> None:
     summary = f"wrote {FLAGS.output} ({w}x{h}) in {result.seconds:.1f} s"
     if first and last:
         summary += f"; total loss {first['total']:.4g} -> {last['total']:.4g} over {len(result.history)} steps"
+    if len(result.scales) > 1:
+        summary += " at " + " -> ".join(f"{s.size}px" for s in result.scales)
+    if result.stopped in ("time", "converged"):
+        summary += " (stopped: " + ("--max_seconds reached" if result.stopped == "time" else "converged") + ")"
     if logger is not None:
         summary += f"; TensorBoard run {logger.run_dir} (tensorboard --logdir {options.logdir})"
     print(summary)
+
+
+def dry_run_report(config: Config, content, style) -> str:
+    """The plan and its predicted cost for these (loaded, full-size) inputs."""
+    from tf_style import api, estimate, schedule
+
+    content_arr, style_arr = api.prepare_images(config, content, style)
+    final = content_arr.shape[:2] if content_arr is not None else config.output_size or style_arr.shape[:2]
+    plan = schedule.plan(config, final, None if style is None else style.shape[:2])
+    import_tensorflow_quietly()
+    costs = estimate.costs(config, plan, has_style=style is not None)
+    return estimate.report(costs, estimate.measure_flop_rate(), estimate.available_bytes())
 
 
 def run() -> None:

@@ -115,7 +115,7 @@ class Config(_Settings):
     init: str = "noise"
     optimizer: str = "lbfgs"
     learning_rate: float | None = None
-    num_steps: int = 500
+    num_steps: int = 50
     scales: int = 3
     coarsest_size: int = 128
     max_seconds: float | None = None

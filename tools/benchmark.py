@@ -15,6 +15,14 @@ many seconds L-BFGS needs to reach Adam's final loss, side by side in one run. (
 terms are those of the image a step started from, L-BFGS's those of the image it accepted:
 the comparison is at most one step generous to Adam.)
 
+--what=speed: at each of --sizes, side by side in one run (tf_style.benchmarks): the floor (a
+bare forward + backward of the cut VGG19), our step, scipy's L-BFGS-B on our objective
+(--scipy_evaluations), our default settings under --max_seconds = each of --budgets times
+scipy's time, and the peak memory of real tf-style runs at --memory_sizes against the dry run's
+estimate. Prints a table and writes --json.
+
+    python tools/benchmark.py --what=speed --sizes=128,256,512 --json=speed.json
+
 Add a benchmark by writing a function and registering it in BENCHMARKS.
 """
 
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +51,13 @@ PROG = "benchmark.py"  # as the other tools name themselves in their error lines
 MODULE = __name__
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("what", "tensorboard", ["tensorboard", "optimizers"], "Which benchmark to run.")
+flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers"], "Which benchmark to run.")
+flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed: image sizes.")
+flags.DEFINE_list("budgets", ["0.5", "0.25"], "--what=speed: our time budgets, as fractions of scipy's time.")
+flags.DEFINE_integer("scipy_evaluations", 300, "--what=speed: evaluations given to scipy's L-BFGS-B.")
+flags.DEFINE_list("memory_sizes", ["256", "512", "1024"], "--what=speed: sizes whose peak memory is measured.")
+flags.DEFINE_string("style", "gravel.jpg", "--what=speed: the style image, in tf_style/data.")
+flags.DEFINE_string("json", None, "--what=speed: write the results there as JSON.")
 flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.")
 flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.")
 flags.DEFINE_integer("steps", 10, "Steps per timed block.")
@@ -195,7 +210,52 @@ def bench_optimizers() -> None:
               f"{adam_evals / e:.1f}x fewer evaluations, {adam_time / t:.1f}x less time")
 
 
-BENCHMARKS: dict[str, Callable[[], None]] = {"tensorboard": bench_tensorboard, "optimizers": bench_optimizers}
+#: Runs its arguments as a command and prints that child's peak resident memory in KB: each
+#: measurement in its own process, as getrusage's children maximum only ever grows.
+_PEAK_OF = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def cli_peak_rss(size: int, content: str, style: str, folder: str, flags: tuple[str, ...] = ()) -> float:
+    """Peak resident memory (MB) of `tf-style` in a fresh process: 3 steps at `size`, random weights."""
+    command = [sys.executable, "-m", "tf_style", f"--content={content}", f"--style={style}", "--weights=random",
+               f"--image_size={size}", "--num_steps=3", "--print_every=0",
+               f"--output={os.path.join(folder, f'peak_{size}.png')}", *flags]
+    out = subprocess.run([sys.executable, "-c", _PEAK_OF, *command], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def bench_speed() -> None:
+    import dataclasses
+    import json
+
+    from tf_style import benchmarks
+
+    data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")
+    content, style = os.path.join(data, "chelsea.jpg"), os.path.join(data, FLAGS.style)
+    budgets = [float(b) for b in FLAGS.budgets]
+    print(f"--what=speed: chelsea -> {FLAGS.style}, seeded random VGG19, white-noise start", flush=True)
+    rows = [benchmarks.measure(int(s), content, style, FLAGS.scipy_evaluations, budgets,
+                               log=lambda line: print(line, flush=True)) for s in FLAGS.sizes]
+    print(benchmarks.speed_table(rows))
+    memory = []
+    with tempfile.TemporaryDirectory() as folder:
+        for size in (int(s) for s in FLAGS.memory_sizes):
+            predicted = benchmarks.predicted_peak(Config(image_size=size), content, style)
+            measured = cli_peak_rss(size, content, style, folder)
+            memory.append({"size": size, "predicted_mb": predicted, "measured_mb": measured})
+            print(f"peak memory at {size}px (tf-style, defaults): measured {measured:.0f} MB, dry run predicted "
+                  f"{predicted:.0f} MB ({100 * (predicted - measured) / measured:+.1f}%)", flush=True)
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump({"speed": [dataclasses.asdict(r) for r in rows], "memory": memory}, f, indent=2)
+
+
+BENCHMARKS: dict[str, Callable[[], None]] = {
+    "speed": bench_speed, "tensorboard": bench_tensorboard, "optimizers": bench_optimizers
+}
 
 
 def main(argv: list[str]) -> None:

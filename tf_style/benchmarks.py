@@ -1,0 +1,197 @@
+"""Speed measurements, side by side in one process: the library twin of tools/benchmark.py --what=speed.
+
+At one image size, on the shipped photo and a style image, with seeded random VGG19 weights (the
+same arithmetic as ImageNet's):
+
+* the floor: a bare forward and backward pass of the cut VGG19 (gradient w.r.t. the image);
+* our step: one evaluation of the objective inside the L-BFGS loop, and evaluations per step;
+* scipy's L-BFGS-B on our own objective (bounds [0, 255], history 20) for a number of evaluations;
+* our default settings given `max_seconds` = fractions of scipy's time;
+* the dry run's peak-memory estimate (tools/benchmark.py measures real `tf-style` runs against it).
+
+Loss is always the paper's objective of the saved 8-bit image at full size. scipy is needed
+here (it is the reference), not by the library.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_style import api, estimate, images, loop, schedule, vgg
+from tf_style.config import Config
+from tf_style.errors import InputError
+from tf_style.objective import StyleObjective
+
+
+@dataclass
+class Budgeted:
+    """A run of the default settings under a time budget."""
+
+    budget: float  # seconds
+    loss: float  # of the saved 8-bit image
+    seconds: float  # from the run's start to its end, building included
+    steps: int
+    reached: float | None = None  # seconds after the run's first step when the final size's loss fell to the target
+
+
+@dataclass
+class SpeedRow:
+    size: int
+    shape: tuple[int, int]
+    floor: float = 0.0  # seconds of a bare forward + backward
+    step: float = 0.0  # seconds per objective evaluation in our loop
+    evaluations_per_step: float = 0.0
+    scipy_evaluations: int = 0
+    scipy_seconds: float = 0.0
+    scipy_loss: float = 0.0
+    budgeted: list[Budgeted] = field(default_factory=list)
+
+
+def full_size_objective(config: Config, content: str, style: str) -> tuple[StyleObjective, np.ndarray]:
+    """The objective at the final size (one scale) and its white-noise start."""
+    single = config.replace(scales=1, max_seconds=None)
+    content_arr, style_arr = api.prepare_images(single, content, style)
+    synthesis = api.build_synthesis(single, content_arr, style_arr)
+    return synthesis.objective, synthesis.image.numpy()
+
+
+def saved_loss(objective: StyleObjective, image: np.ndarray) -> float:
+    """The total loss of `image` as written to a file: rounded to 8 bits."""
+    pixels = images.to_uint8(np.asarray(image).reshape(np.asarray(image).shape[-3:])).astype(np.float32)
+    return float(objective(tf.constant(pixels[None]))["total"][0])
+
+
+def floor_seconds(objective: StyleObjective, image: np.ndarray, repeats: int = 5) -> float:
+    """The fastest of `repeats` bare forward + backward passes of the objective's cut VGG19."""
+    model = objective.extractor.model
+
+    @tf.function
+    def forward_backward(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(model(vgg.preprocess(x), training=False))])
+        return tape.gradient(total, x)
+
+    return _fastest(forward_backward, tf.constant(image), repeats)
+
+
+def _fastest(fn, x, repeats: int) -> float:
+    fn(x).numpy()  # trace
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn(x).numpy()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def step_seconds(config: Config, content: str, style: str, steps: int = 10) -> tuple[float, float]:
+    """(seconds per objective evaluation, evaluations per step) of our loop at the final size."""
+    single = config.replace(scales=1, max_seconds=None)
+    content_arr, style_arr = api.prepare_images(single, content, style)
+    synthesis = api.build_synthesis(single, content_arr, style_arr)
+    synthesis.step()  # traces
+    before = float(synthesis.state.evaluations)
+    started = time.perf_counter()
+    for _ in range(steps):
+        float(synthesis.step()["total"][0])
+    evaluations = float(synthesis.state.evaluations) - before
+    return (time.perf_counter() - started) / evaluations, evaluations / steps
+
+
+def scipy_lbfgsb(objective: StyleObjective, x0: np.ndarray, evaluations: int, history: int = 20):
+    """scipy's L-BFGS-B on `objective` from `x0`: (final image, seconds, evaluations)."""
+    try:
+        from scipy.optimize import minimize
+    except ImportError:
+        raise InputError("the speed benchmark compares with scipy's L-BFGS-B: pip install scipy") from None
+    value_and_grad = tf.function(objective.value_and_grad)
+    shape, count = x0.shape, [0]
+
+    def fun(v):
+        terms, grad = value_and_grad(tf.constant(v.reshape(shape), tf.float32))
+        count[0] += 1
+        return float(tf.reduce_sum(terms["total"])), grad.numpy().astype(np.float64).ravel()
+
+    fun(x0.ravel().astype(np.float64))  # traces outside the clock
+    count[0] = 0
+    started = time.perf_counter()
+    result = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B", bounds=[(0.0, 255.0)] * x0.size,
+                      options=dict(maxfun=evaluations, maxiter=10**6, maxcor=history, ftol=0.0, gtol=0.0))
+    return result.x.reshape(shape), time.perf_counter() - started, count[0]
+
+
+class _FinalScaleClock(loop.Callback):
+    """When the final scale's loss first reached `target`, in seconds after the run's first step."""
+
+    def __init__(self, target: float):
+        self.target, self.reached, self.first = target, None, None
+
+    def on_scale_start(self, run: loop.RunState) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def on_step_end(self, run: loop.RunState) -> None:
+        final = run.scale == len(run.scales) - 1
+        if final and self.reached is None and run.terms["total"] <= self.target:
+            self.reached = time.perf_counter() - self.first
+
+
+def under_budget(config: Config, content: str, style: str, seconds: float, objective: StyleObjective,
+                 target: float) -> Budgeted:
+    """Our settings `config` with max_seconds = `seconds`; the saved image's loss at full size."""
+    clock = _FinalScaleClock(target)
+    started = time.perf_counter()
+    result = api.run(config.replace(max_seconds=seconds), content, style, callbacks=[clock])
+    elapsed = time.perf_counter() - started
+    return Budgeted(seconds, saved_loss(objective, result.image), elapsed, len(result.history), clock.reached)
+
+
+def predicted_peak(config: Config, content: str, style: str) -> float:
+    """The dry run's peak-memory estimate (MB) for `config` on these images."""
+    content_arr, style_arr = api.prepare_images(config, content, style)
+    plan = schedule.plan(config, content_arr.shape[:2], images.load_image(style).shape[:2])
+    return max(c.peak_bytes for c in estimate.costs(config, plan)) / estimate.MB
+
+
+def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequence[float],
+            log=print) -> SpeedRow:
+    """Every measurement at one size, side by side; `budgets` are fractions of scipy's time."""
+    config = Config(image_size=size, weights="random", seed=0)
+    objective, x0 = full_size_objective(config, content, style)
+    row = SpeedRow(size=size, shape=tuple(x0.shape[1:3]))
+    row.floor = floor_seconds(objective, x0)
+    row.step, row.evaluations_per_step = step_seconds(config, content, style)
+    log(f"  {size}px: floor {row.floor:.3f} s, our step {row.step:.3f} s per evaluation; scipy ...")
+    x, row.scipy_seconds, row.scipy_evaluations = scipy_lbfgsb(objective, x0, evaluations)
+    row.scipy_loss = saved_loss(objective, x)
+    for fraction in budgets:
+        log(f"  {size}px: scipy {row.scipy_loss:.4g} in {row.scipy_seconds:.1f} s; ours with {fraction:g} of that ...")
+        row.budgeted.append(under_budget(config, content, style, fraction * row.scipy_seconds, objective, row.scipy_loss))
+    return row
+
+
+def speed_table(rows: Sequence[SpeedRow]) -> str:
+    """The side-by-side table: step against the floor, and our budgeted loss against scipy's."""
+    lines = []
+    for r in rows:
+        h, w = r.shape
+        lines.append(f"{w}x{h}: floor {r.floor:.3f} s, our step {r.step:.3f} s = {r.step / r.floor:.2f}x the floor "
+                     f"({r.evaluations_per_step:.2f} evaluations per step)")
+        lines.append(f"  scipy L-BFGS-B, {r.scipy_evaluations} evaluations: loss {r.scipy_loss:.4g} in "
+                     f"{r.scipy_seconds:.1f} s")
+        for b in r.budgeted:
+            verdict = "<=" if b.loss <= r.scipy_loss else ">"
+            reached = "never" if b.reached is None else f"after {b.reached:.1f} s = {b.reached / r.scipy_seconds:.2f}x"
+            lines.append(f"  defaults, max_seconds {b.budget:.1f} ({b.budget / r.scipy_seconds:.2f}x scipy's): loss "
+                         f"{b.loss:.4g} {verdict} scipy's, {b.steps} steps; scipy's loss reached {reached}")
+    return "\n".join(lines)
+
+
+__all__ = ["Budgeted", "SpeedRow", "floor_seconds", "full_size_objective", "measure", "predicted_peak",
+           "saved_loss", "scipy_lbfgsb", "speed_table", "step_seconds", "under_budget"]

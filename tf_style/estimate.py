@@ -1,0 +1,145 @@
+"""What a run will cost before it runs: peak memory and the work of a step, scale by scale.
+
+Memory is counted from what the process holds at its largest scale: the runtime and VGG19's
+weights (a constant), the forward activations that the backward pass keeps (every channel of
+every layer up to the deepest one used, per pixel of the image), and the optimiser's state and
+temporaries (L-BFGS: its curvature pairs, twice over while it computes a direction). The
+constants are measured on the development machine (TensorFlow 2.21 on a CPU; see BUILD_NOTES.md
+for the runs they come from and how close the estimate is at 256, 512 and 1024 px).
+
+The work of a step is floating-point operations: the forward pass to the deepest layer and its
+gradient with respect to the image (about as much again), plus the Gram matrices. Dividing by a
+measured rate (`measure_flop_rate`) turns it into seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from tf_style.config import Config
+from tf_style.layers import KERAS_LAYER_NAMES, VGG19_BLOCKS, keras_layer_name
+from tf_style.schedule import Scale
+
+MB = 1024 * 1024
+#: The Python process with TensorFlow, Keras and VGG19's conv weights loaded, before any image
+#: (770 MB with TensorFlow 2.21 on a CPU; a GPU build maps more).
+BASE_BYTES = 770 * MB
+#: Bytes a step keeps per float of forward activation: the activation itself, and what the
+#: backward pass adds (its ReLU masks and the gradient flowing back; fitted: 1.7 x 4 bytes, see
+#: BUILD_NOTES.md).
+BYTES_PER_ACTIVATION = 4 * 1.7
+#: A whole step over a single 3 x 3 convolution's rate: the losses, the Gram matrices, memory-bound
+#: layers and the optimiser (measured: 1.25 on the development machine).
+STEP_OVERHEAD = 1.25
+#: Image-sized float buffers an optimiser holds at its peak, besides the image (L-BFGS: the
+#: history twice, as stored and reordered for the compact direction, and its gradients and trial
+#: points; Adam: its two moments and the gradient).
+OPTIMIZER_BUFFERS = {"lbfgs": lambda history: 4 * history + 8, "adam": lambda history: 6}
+LBFGS_HISTORY = 20
+
+
+def _conv_layers(deepest: str) -> list[tuple[int, int, int]]:
+    """(input channels, output channels, pooling layers before it) of every conv up to `deepest`."""
+    out, channels_in, pools = [], 3, 0
+    for block, n_convs, filters in VGG19_BLOCKS:
+        for c in range(1, n_convs + 1):
+            out.append((channels_in, filters, pools))
+            channels_in = filters
+            if f"block{block}_conv{c}" == deepest:
+                return out
+        pools += 1
+    return out
+
+
+def _deepest(layers: Sequence[str]) -> str:
+    names = [keras_layer_name(n) for n in layers]
+    deepest = max(names, key=KERAS_LAYER_NAMES.index)
+    if deepest.endswith("_pool"):  # a pool's input is the last conv of its block
+        block = int(deepest[len("block")])
+        deepest = f"block{block}_conv{VGG19_BLOCKS[block - 1][1]}"
+    return deepest
+
+
+def activations_per_pixel(layers: Sequence[str]) -> float:
+    """Floats of forward activation per image pixel, every conv output up to the deepest layer."""
+    return sum(c_out / 4**pools for _, c_out, pools in _conv_layers(_deepest(layers)))
+
+
+def flops_per_pixel(layers: Sequence[str]) -> float:
+    """Floating-point operations of one step per image pixel: the forward pass and the gradient."""
+    forward = sum(2 * 9 * c_in * c_out / 4**pools for c_in, c_out, pools in _conv_layers(_deepest(layers)))
+    return 2 * forward
+
+
+@dataclass(frozen=True)
+class ScaleCost:
+    scale: Scale
+    peak_bytes: float
+    flops_per_step: float
+
+    def seconds_per_step(self, flop_rate: float) -> float:
+        """Predicted time of one objective evaluation at `flop_rate` (see `measure_flop_rate`)."""
+        return STEP_OVERHEAD * self.flops_per_step / flop_rate
+
+
+def costs(config: Config, plan: Sequence[Scale], has_style: bool = True) -> list[ScaleCost]:
+    """Peak memory and work per step of each scale of `plan`."""
+    layers = tuple(config.content_layers) + (tuple(config.style_layers) if has_style else ())
+    per_pixel = BYTES_PER_ACTIVATION * activations_per_pixel(layers)
+    per_pixel += 4 * 3 * OPTIMIZER_BUFFERS[config.optimizer](LBFGS_HISTORY)
+    base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
+    return [ScaleCost(s, base + per_pixel * s.pixels, flops_per_pixel(layers) * s.pixels) for s in plan]
+
+
+def measure_flop_rate(seconds: float = 0.5) -> float:
+    """Floating-point operations per second of a 3 x 3 convolution like VGG19's, on this machine."""
+    import tensorflow as tf
+
+    x = tf.random.stateless_uniform([1, 64, 64, 128], seed=[1, 2])
+    w = tf.random.stateless_uniform([3, 3, 128, 128], seed=[3, 4])
+    conv = tf.function(lambda x: tf.nn.conv2d(x, w, 1, "SAME"))
+    conv(x).numpy()  # trace and warm up
+    flops, runs, started = 2 * 9 * 128 * 128 * 64 * 64, 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or runs < 3:
+        conv(x).numpy()
+        runs += 1
+    return flops * runs / (time.perf_counter() - started)
+
+
+def available_bytes() -> int | None:
+    """Memory the system can still give a process (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = None) -> str:
+    """The dry run's table: each scale's size, steps, predicted peak memory and time per step."""
+    lines = [f"{'scale':>5}  {'size':>9}  {'steps':>5}  {'peak memory':>11}  {'s/step':>7}  {'time':>7}"]
+    total = 0.0
+    for k, c in enumerate(cost, 1):
+        per_step = c.seconds_per_step(flop_rate)
+        total += per_step * c.scale.steps
+        h, w = c.scale.shape
+        lines.append(
+            f"{k:>5}  {f'{w}x{h}':>9}  {c.scale.steps:>5}  {c.peak_bytes / MB:>8.0f} MB  {per_step:>7.3g}  "
+            f"{per_step * c.scale.steps:>6.0f}s"
+        )
+    peak = max(c.peak_bytes for c in cost)
+    summary = f"predicted: peak memory {peak / MB:.0f} MB"
+    if available is not None:
+        summary += f" (available now: {available / MB:.0f} MB)"
+    summary += f", about {total:.0f} s of steps (one evaluation each, at {flop_rate / 1e9:.0f} GFLOP/s)"
+    return "\n".join(lines + [summary])
+
+
+__all__ = [
+    "ScaleCost", "activations_per_pixel", "available_bytes", "costs", "flops_per_pixel", "measure_flop_rate", "report",
+]
