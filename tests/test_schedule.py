@@ -182,7 +182,10 @@ def test_the_work_and_memory_of_a_step_by_hand():
     assert lbfgs[0].peak_bytes < lbfgs[1].peak_bytes < lbfgs[2].peak_bytes
     assert adam[2].peak_bytes < lbfgs[2].peak_bytes
     per_pixel = (lbfgs[2].peak_bytes - lbfgs[1].peak_bytes) / (plan[2].pixels - plan[1].pixels)
-    assert per_pixel == pytest.approx(estimate.BYTES_PER_ACTIVATION * 290 + 4 * 3 * (4 * 20 + 8))
+    assert per_pixel == pytest.approx(estimate.BYTES_PER_ACTIVATION * 290 + 4 * 3 * (4 * 10 + 8))
+    from tf_style.lbfgs import LBFGS
+
+    assert estimate.LBFGS_HISTORY == LBFGS().history
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):

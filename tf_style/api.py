@@ -195,6 +195,7 @@ def run(
         inputs={k: v for k, v in (("content", content_arr), ("style", style_arr)) if v is not None},
         input_names={k: v for k, v in names.items() if v},
         scales=plan,
+        open_ended=config.max_seconds is not None,
     )
     budget = schedule.Budget(config.max_seconds, plan) if config.max_seconds is not None else None
     try:

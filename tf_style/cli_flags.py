@@ -91,8 +91,8 @@ ROWS: tuple[Row, ...] = (
         "single resolution).", lower=1, upper=8),
     Row("coarsest_size", "integer", "Smallest longest side of a coarse scale, in pixels.",
         lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
-    Row("max_seconds", "float", "Stop this many seconds after the first step starts and write the result, whatever "
-        "--num_steps says (default: no limit).", lower=0.0),
+    Row("max_seconds", "float", "Run for this many seconds after the first step starts and write the result, "
+        "whatever --num_steps says (default: no limit).", lower=0.0),
     Row("tolerance", "float", "lbfgs: finish a scale once the projected gradient has fallen to this fraction of its "
         "start (0: never).", lower=0.0),
     Row("seed", "integer", "Seeds the white-noise start (and --weights=random)."),

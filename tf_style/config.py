@@ -91,8 +91,10 @@ class Config(_Settings):
       scales: sizes optimised at, coarse to fine, each twice the previous (tf_style.schedule);
         1 is the paper's single-resolution run.
       coarsest_size: the smallest longest side a coarse scale may have.
-      max_seconds: stop this many seconds after the first step starts (tracing included),
-        whatever num_steps says; None: no limit. Shared by the scales in proportion to their work.
+      max_seconds: run for this many seconds after the first step starts (tracing included),
+        whatever num_steps says (the time decides how many steps run; L-BFGS may still finish
+        early when it converges); None: no limit. Shared by the scales in proportion to their
+        planned work.
       tolerance: L-BFGS stops a scale once its projected gradient has fallen to this fraction
         of its value at the scale's start (0: never).
       seed: seeds the initial noise (and random VGG weights).

@@ -37,7 +37,7 @@ STEP_OVERHEAD = 1.25
 #: history twice, as stored and reordered for the compact direction, and its gradients and trial
 #: points; Adam: its two moments and the gradient).
 OPTIMIZER_BUFFERS = {"lbfgs": lambda history: 4 * history + 8, "adam": lambda history: 6}
-LBFGS_HISTORY = 20
+LBFGS_HISTORY = 10  # tf_style.lbfgs.LBFGS's default (a test keeps them equal)
 
 
 def _conv_layers(deepest: str) -> list[tuple[int, int, int]]:

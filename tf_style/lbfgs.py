@@ -4,8 +4,8 @@ Each step (Nocedal & Wright, Alg. 7.4, with the bounds handled as projected L-BF
 
 1. the *free* pixels are those not held at a bound by the gradient (at 0 with g > 0, or at 255
    with g < 0: there the descent direction points out of the box);
-2. the direction is -H g by the two-loop recursion over the last `history` curvature pairs,
-   restricted to the free pixels: their products y.s and y.y are taken over the free pixels
+2. the direction is -H g, H the L-BFGS inverse Hessian of the last `history` curvature pairs
+   (in compact form, `_direction`), restricted to the free pixels: their products y.s and y.y are taken over the free pixels
    only, so a pixel held at a bound (which cannot move) does not bend the metric of the others,
    and pairs that have no positive curvature there are skipped;
 3. a line search along the *projected* path x(t) = clip(x + t d), by bisection and doubling
@@ -74,7 +74,8 @@ class LBFGS:
 
     Args:
       learning_rate: the first trial step of each line search (see the module docstring).
-      history: curvature pairs kept.
+      history: curvature pairs kept (10, as scipy's L-BFGS-B by default: on the style objective 20
+        gained about 1 % of loss after 300 evaluations and cost 3 % more time per step).
       max_evaluations: trials per line search.
       c1, c2: the Wolfe constants, 0 < c1 < c2 < 1.
       bounds: (lower, upper), or None for no bounds (plain L-BFGS).
@@ -89,7 +90,7 @@ class LBFGS:
     def __init__(
         self,
         learning_rate: float = 1.0,
-        history: int = 20,
+        history: int = 10,
         max_evaluations: int = 10,
         c1: float = 1e-4,
         c2: float = 0.9,
@@ -158,31 +159,36 @@ class LBFGS:
 
             H g = gamma g + S^T R^-T ((D + gamma Y Y^T) p - gamma Y g) - gamma Y^T p,   p = R^-1 S g.
 
-        A pair without positive curvature on the free pixels (or not yet filled) is left out:
-        its row of S and Y is zeroed and its diagonal entry of R set to 1, which removes it exactly.
+        A pair without positive curvature on the free pixels (or not yet filled) is left out: its
+        rows and columns of the small matrices are zeroed and its diagonal entry of R set to 1,
+        which removes it exactly. The image-sized buffers are used in their ring-buffer order;
+        only the small matrices are put in chronological order.
         """
-        m = self.history
-        order = (state.head - state.count + tf.range(m)) % m  # oldest first; unfilled slots last
-        n = tf.size(g)
-        S = tf.reshape(tf.gather(state.s, order), [m, n]) * tf.reshape(free, [1, n])
-        Y = tf.reshape(tf.gather(state.y, order), [m, n]) * tf.reshape(free, [1, n])
-        sy = tf.linalg.matmul(S, Y, transpose_b=True)  # [m, m]: s_i . y_j on the free pixels
-        yy = tf.linalg.matmul(Y, Y, transpose_b=True)
+        m, n = self.history, tf.size(g)
+        S, Y = tf.reshape(state.s, [m, n]), tf.reshape(state.y, [m, n])  # by ring-buffer slot
+        mask = tf.reshape(free, [n, 1])
+        Y_free = Y * tf.transpose(mask)  # the one image-sized copy: products over the free pixels
+        order = (state.head - state.count + tf.range(m)) % m  # position (oldest first) -> slot
+        chronological = lambda a: tf.gather(tf.gather(a, order, axis=0), order, axis=1)  # noqa: E731
+        sy = chronological(tf.linalg.matmul(S, Y_free, transpose_b=True))  # [m, m]: s_i . y_j on the free pixels
+        yy = chronological(tf.linalg.matmul(Y, Y_free, transpose_b=True))
         diag = tf.linalg.diag_part(sy)
-        usable = tf.logical_and(tf.range(m) < state.count, diag > 1e-10)
-        keep = tf.cast(usable, tf.float32)
-        S, Y = S * keep[:, None], Y * keep[:, None]
+        keep = tf.cast(tf.logical_and(tf.range(m) < state.count, diag > 1e-10), tf.float32)
         both = keep[:, None] * keep[None, :]
         sy, yy = sy * both, yy * both
         newest = tf.maximum(state.count - 1, 0)
-        gamma = tf.where(usable[newest], diag[newest] / tf.maximum(yy[newest, newest], 1e-30), state.h_diag)
+        gamma = tf.where(keep[newest] > 0, diag[newest] / tf.maximum(yy[newest, newest], 1e-30), state.h_diag)
         r = tf.linalg.band_part(sy, 0, -1) + tf.linalg.diag(1.0 - keep)  # upper triangle; 1 on left-out rows
-        q = tf.reshape(g * free, [n, 1])
-        sg, yg = tf.linalg.matmul(S, q), tf.linalg.matmul(Y, q)  # [m, 1]
-        p = tf.linalg.triangular_solve(r, sg, lower=False)
+        q = tf.reshape(g, [n, 1]) * mask
+        sg = tf.gather(tf.linalg.matmul(S, q), order) * keep[:, None]  # [m, 1], left-out pairs zero
+        yg = tf.gather(tf.linalg.matmul(Y, q), order) * keep[:, None]
+        p = tf.linalg.triangular_solve(r, sg, lower=False)  # zero on left-out pairs, and so is u
         inner = tf.linalg.matmul(tf.linalg.diag(diag * keep) + gamma * yy, p) - gamma * yg
         u = tf.linalg.triangular_solve(r, inner, lower=False, adjoint=True)
-        hg = gamma * q + tf.linalg.matmul(S, u, transpose_a=True) - gamma * tf.linalg.matmul(Y, p, transpose_a=True)
+        slots = tf.math.invert_permutation(order)
+        su = tf.linalg.matmul(S, tf.gather(u, slots), transpose_a=True)
+        yp = tf.linalg.matmul(Y, tf.gather(p, slots), transpose_a=True)
+        hg = gamma * q + (su - gamma * yp) * mask
         return -tf.reshape(hg, tf.shape(g))
 
     def _line_search(

@@ -9,6 +9,7 @@ when the scale's share of a time budget (tf_style.schedule.Budget) is spent.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -33,7 +34,7 @@ class RunState:
     """
 
     synthesis: Synthesis | None
-    num_steps: int  # steps planned over all scales
+    num_steps: int  # steps planned over all scales (with a time budget, the budget decides instead)
     config: Any = None  # the run's tf_style.Config, when known
     inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
     input_names: Mapping[str, str] = field(default_factory=dict)
@@ -45,6 +46,7 @@ class RunState:
     started: float = field(default_factory=time.perf_counter)
     interrupted: bool = False
     stopped: str = ""  # why the last scale ended: "steps", "converged" or "time"
+    open_ended: bool = False  # a time budget decides how many steps run
 
     @property
     def elapsed(self) -> float:
@@ -88,19 +90,21 @@ class ProgressBar(Callback):
     def on_run_start(self, run: RunState) -> None:
         self.bar = None
         if getattr(self.stream, "isatty", lambda: False)() and self.stream is sys.stdout:
-            self.bar = keras.utils.Progbar(run.num_steps, stateful_metrics=["px", *self.SHOWN], unit_name="step")
+            target = None if run.open_ended else run.num_steps
+            self.bar = keras.utils.Progbar(target, stateful_metrics=["px", *self.SHOWN], unit_name="step")
 
     def on_step_end(self, run: RunState) -> None:
-        if not (run.step % self.every == 0 or run.step == run.num_steps or run.step == 1):
+        last = run.step == run.num_steps and not run.open_ended
+        if not (run.step % self.every == 0 or last or run.step == 1):
             return
         size = max(run.synthesis.image.shape[1:3])
         values = [(k, run.terms[k]) for k in self.SHOWN if k in run.terms]
         if self.bar is not None:
-            self.bar.update(run.step, values=[("px", size), *values], finalize=run.step == run.num_steps)
+            self.bar.update(run.step, values=[("px", size), *values], finalize=last)
             return
-        width = len(str(run.num_steps))
+        of = "" if run.open_ended else f"/{run.num_steps}"
         terms = "  ".join(f"{k}: {v:.4g}" for k, v in values)
-        print(f"step {run.step:{width}d}/{run.num_steps}  {size}px  {run.elapsed / run.step:.3g} s/step  {terms}",
+        print(f"step {run.step:{len(str(run.num_steps))}d}{of}  {size}px  {run.elapsed / run.step:.3g} s/step  {terms}",
               file=self.stream, flush=True)
 
 
@@ -116,7 +120,7 @@ class SaveEvery(Callback):
         return f"{stem}_{step:05d}{ext or '.png'}"
 
     def on_step_end(self, run: RunState) -> None:
-        if self.every and run.step % self.every == 0 and run.step < run.num_steps:
+        if self.every and run.step % self.every == 0 and (run.step < run.num_steps or run.open_ended):
             images.save_image(run.image(), self.path_for(run.step))
 
 
@@ -133,6 +137,10 @@ def run_scales(
     stages: Sequence[Stage], callbacks: Sequence[Callback], run: RunState, budget: Budget | None = None
 ) -> RunState:
     """Runs the stages in order, calling the callbacks; returns the final RunState.
+
+    Each stage runs its steps, or until the optimiser converges. With a `budget` the time
+    decides instead: each stage runs until its share of the budget is spent (or it converges),
+    however many steps it planned.
 
     On KeyboardInterrupt (Ctrl-C) or any error the callbacks' `on_run_end` still runs (so logs
     are flushed) with `run.interrupted` set, and the exception propagates.
@@ -156,13 +164,13 @@ def run_scales(
 
 
 def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget: Budget | None, last: bool) -> None:
-    """One scale's steps, until they are done, the optimiser converges or the scale's time is up."""
+    """One scale: its steps (without a budget) or its time (with one), unless the optimiser converges first."""
     synthesis = run.synthesis
     if budget is not None:
         budget.start()  # a no-op after the first scale: the clock runs from the first step on
         deadline = budget.end if last else budget.deadline(run.scale)
     run.stopped, last_step = "steps", 0.0
-    for i in range(steps):
+    for i in range(steps) if budget is None else itertools.count():
         # Stop before a step that would end after the deadline (the first step of a scale,
         # which traces, runs whenever there is time left at all).
         if budget is not None and time.perf_counter() + (last_step if i else 0.0) > deadline:
