@@ -85,7 +85,7 @@ def test_a_separable_quadratic_ends_at_its_clipped_centre():
 def test_a_coupled_quadratic_reaches_scipys_minimum_in_no_more_evaluations(seed):
     value_and_grad, a, centre, shape = quadratic(seed)
     x0 = np.full(shape, 127.5)
-    reference, scipy_trace = scipy_lbfgsb(value_and_grad, x0, 300)
+    reference, scipy_trace = scipy_lbfgsb(value_and_grad, x0, 300, history=LBFGS().history)
     f_min = min(scipy_trace)
     assert ((reference <= LOWER + 1e-6) | (reference >= UPPER - 1e-6)).mean() > 0.1  # the bounds are active
     x, trace, _ = run(LBFGS(), value_and_grad, x0, 300)
@@ -98,13 +98,14 @@ def test_a_coupled_quadratic_reaches_scipys_minimum_in_no_more_evaluations(seed)
 
 
 def test_the_style_objective_no_worse_than_scipy_for_the_same_evaluations(random_vgg, content_image, style_image):
-    """The paper's objective at 48 px from white noise: 60 evaluations each, bounds [0, 255]."""
+    """The paper's objective at 48 px from white noise: 60 evaluations each, bounds [0, 255], the same
+    history (measured: 130.2 against scipy's 141.8 with 10 pairs, 121.0 against 126.3 with 20)."""
     config = Config(image_size=48, weights="random", seed=0, scales=1)
     content, style = api.prepare_images(config, content_image, style_image)
     synthesis = api.build_synthesis(config, content, style)
     value_and_grad = tf.function(synthesis.objective.value_and_grad)
     x0 = synthesis.image.numpy()
-    reference, scipy_trace = scipy_lbfgsb(value_and_grad, x0, 60)
+    reference, scipy_trace = scipy_lbfgsb(value_and_grad, x0, 60, history=LBFGS().history)
     x, trace, _ = run(LBFGS(), value_and_grad, x0, 60)
     assert trace[-1][0] <= 60
     ours = float(value_and_grad(tf.constant(x))[0]["total"][0])
