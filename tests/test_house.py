@@ -160,3 +160,25 @@ def test_modules_and_functions_stay_small(folder):
                 if not any("long because" in line for line in lines[node.lineno - 1: node.end_lineno]):
                     too_long.append(f"{name}: {node.name}() has {code_lines(node)} lines of code")
     assert too_long == []
+
+
+@pytest.mark.parametrize(
+    "tool, present, absent",
+    [
+        # Every Config field a tool can honour is its flag, from the one table (new ones too).
+        ("export_savedmodel.py", ["export_dir", "image_size", "scales", "tolerance", "style_size"],
+         ["init", "normalize_vgg", "output_size", "max_seconds", "logdir"]),
+        ("paper_figures.py", ["figure", "output_dir", "image_size", "scales", "normalize_vgg", "logdir"],
+         ["init", "style_layers", "content_weight", "print_every"]),
+        ("benchmark.py", ["what", "sizes", "budgets"], []),
+    ],
+)
+def test_each_tool_s_help_lists_its_own_flags_and_exits_0(tool, present, absent):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS, tool), "--help"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr
+    listed = set(re.findall(r"^  --(?:\[no\])?(\w+):", proc.stdout, re.M))
+    assert set(present) <= listed and not set(absent) & listed, listed

@@ -48,23 +48,23 @@ from tf_style.errors import InputError  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "benchmark.py"  # as the other tools name themselves in their error lines
-MODULE = __name__
+MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]  # the flags' owner, for --help
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers"], "Which benchmark to run.")
-flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed: image sizes.")
-flags.DEFINE_list("budgets", ["0.5", "0.25"], "--what=speed: our time budgets, as fractions of scipy's time.")
-flags.DEFINE_integer("scipy_evaluations", 300, "--what=speed: evaluations given to scipy's L-BFGS-B.")
-flags.DEFINE_list("memory_sizes", ["256", "512", "1024"], "--what=speed: sizes whose peak memory is measured.")
-flags.DEFINE_string("style", "gravel.jpg", "--what=speed: the style image, in tf_style/data.")
-flags.DEFINE_string("json", None, "--what=speed: write the results there as JSON.")
-flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.")
-flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.")
-flags.DEFINE_integer("steps", 10, "Steps per timed block.")
-flags.DEFINE_integer("rounds", 3, "Timed blocks per variant (the variants alternate).")
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN set-up).")
-flags.DEFINE_integer("image_every", 10, "TensorBoard image interval in the logged blocks (a 500-step run's default is 50).")
-flags.DEFINE_integer("seed", 0, "Seeds the random VGG19 weights and the start image.")
+flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers"], "Which benchmark to run.", module_name=MODULE)
+flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed: image sizes.", module_name=MODULE)
+flags.DEFINE_list("budgets", ["0.5", "0.25"], "--what=speed: our time budgets, as fractions of scipy's time.", module_name=MODULE)
+flags.DEFINE_integer("scipy_evaluations", 300, "--what=speed: evaluations given to scipy's L-BFGS-B.", module_name=MODULE)
+flags.DEFINE_list("memory_sizes", ["256", "512", "1024"], "--what=speed: sizes whose peak memory is measured.", module_name=MODULE)
+flags.DEFINE_string("style", "gravel.jpg", "--what=speed: the style image, in tf_style/data.", module_name=MODULE)
+flags.DEFINE_string("json", None, "--what=speed: write the results there as JSON.", module_name=MODULE)
+flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.", module_name=MODULE)
+flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.", module_name=MODULE)
+flags.DEFINE_integer("steps", 10, "Steps per timed block.", module_name=MODULE)
+flags.DEFINE_integer("rounds", 3, "Timed blocks per variant (the variants alternate).", module_name=MODULE)
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN set-up).", module_name=MODULE)
+flags.DEFINE_integer("image_every", 10, "TensorBoard image interval in the logged blocks (a 500-step run's default is 50).", module_name=MODULE)
+flags.DEFINE_integer("seed", 0, "Seeds the random VGG19 weights and the start image.", module_name=MODULE)
 
 TENSORBOARD_GOAL = 0.03  # of the step time
 

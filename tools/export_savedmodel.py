@@ -28,7 +28,7 @@ from tf_style.errors import Field, InputError  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = cli_flags.prog_name("export_savedmodel.py")
-MODULE = __name__
+MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]  # the flags' owner, for --help
 FLAGS = flags.FLAGS
 FIELDS: tuple[str, ...] = tuple(f for f in Config.field_names() if f not in export.UNSUPPORTED_FIELDS)
 

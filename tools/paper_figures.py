@@ -32,7 +32,7 @@ from tf_style.errors import Field, InputError  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "paper_figures.py"
-MODULE = __name__
+MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]  # the flags' owner, for --help
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")
 FLAGS = flags.FLAGS
 FIELDS: tuple[str, ...] = tuple(
