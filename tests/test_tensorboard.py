@@ -321,3 +321,18 @@ def test_sigint_keeps_the_logged_steps(tmp_path, content_path, style_path):
     # The image at the moment of Ctrl-C (one step on if it came between a step and its terms).
     assert events["image/current"][-1][0] in (max(steps), max(steps) + 1)
     assert os.path.isfile(output)
+
+
+def test_a_coarse_to_fine_run_is_one_tensorboard_run(tmp_path, content_image, style_image):
+    """The steps count on across scales, scale/image_size shows each size, the inputs are the full-size ones."""
+    config = _small_config(image_size=64, scales=2, coarsest_size=32, num_steps=2, style_layers=("conv1_1",))
+    options = RunOptions(logdir=str(tmp_path / "logs"), run_name="c2f", image_every=0)
+    result, run_dir = logged_run(config, options, content_image, style_image)
+    events = read_run(run_dir)
+    steps, sizes = scalars(events, "scale/image_size")
+    assert steps == [1, 2, 3, 4, 5, 6] and sizes.tolist() == [32] * 4 + [64] * 2
+    np.testing.assert_allclose(scalars(events, "loss/total")[1], [h["total"] for h in result.history], rtol=1e-6)
+    assert decode_image(events, "input/content")[1].shape == (43, 64, 3)
+    step, final = decode_image(events, "image/current")
+    assert step == 6 and final.shape == (43, 64, 3)
+    np.testing.assert_array_equal(final, result.image)
