@@ -148,8 +148,13 @@ def test_saved_files_get_the_usual_permissions(tmp_path, umask):
 
 def test_output_path_is_checked_before_any_work(tmp_path):
     assert images.check_output_path(tmp_path / "ok.jpg") == "JPEG"
-    with pytest.raises(InputError, match=r"^output: cannot write .*o\.png: folder .*nope does not exist$"):
-        images.check_output_path(tmp_path / "nope" / "o.png")
+    # Missing folders are made (with their parents), as the output will need them.
+    assert images.check_output_path(tmp_path / "new" / "deeper" / "o.png") == "PNG"
+    assert (tmp_path / "new" / "deeper").is_dir()
+    (tmp_path / "a-file").write_bytes(b"x")
+    with pytest.raises(InputError) as info:
+        images.check_output_path(tmp_path / "a-file" / "sub" / "o.png")
+    assert str(info.value) == f"output: cannot write {tmp_path / 'a-file' / 'sub' / 'o.png'}: {tmp_path / 'a-file'} is a file, not a folder"
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(InputError, match=r"^output: .*dir\.png is a folder; expected an image file name$"):
         images.check_output_path(tmp_path / "dir.png")

@@ -7,6 +7,7 @@ uint8 appears only at the edges (files and the public API's return value).
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Union
 
 import numpy as np
@@ -47,12 +48,17 @@ def load_image(path: str | os.PathLike, what: What = "image") -> np.ndarray:
     if os.path.isdir(path):
         raise InputError(what, f": {path} is a folder; expected an image file")
     try:
-        with Image.open(path) as img:
-            img.seek(0)  # first frame of an animation
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return pil_to_rgb_array(img)
-    except Image.DecompressionBombError as e:
+        with warnings.catch_warnings():
+            # Pillow warns about damaged metadata it skips (the picture either loads or fails), and
+            # about images past its pixel limit, which it would then try to decode: refuse those.
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.seek(0)  # first frame of an animation
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return pil_to_rgb_array(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(what, f": {path} is too large to decode safely ({' '.join(str(e).split())})") from None
     except UnidentifiedImageError:
         raise InputError(
@@ -184,19 +190,49 @@ def save_image(image: np.ndarray, path: str | os.PathLike, what: What = Field("o
 def check_output_path(path: str | os.PathLike, what: What = Field("output")) -> str:
     """Checks, before any work, that an image can be written to `path`; returns its format.
 
-    The extension must be known (or absent: PNG), the folder must exist and be writable, and
-    `path` must not be a folder. Raises InputError naming `what` otherwise.
+    The extension must be known (or absent: PNG) and `path` must not be a folder. A missing
+    folder is created (with its parents); one that cannot be, or is not writable, is an
+    InputError naming `what`.
     """
     path = os.fspath(path)
     fmt = image_format_for(path, what)
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise InputError(what, f": cannot write {path}: folder {folder} does not exist")
     if os.path.isdir(path):
         raise InputError(what, f": {path} is a folder; expected an image file name")
+    existing = folder
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise InputError(what, f": cannot write {path}: {existing} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise InputError(what, f": cannot write {path}: cannot create folder {folder} ({e.strerror})") from None
     if not os.access(folder, os.W_OK):
         raise InputError(what, f": cannot write {path}: folder {folder} is not writable")
     return fmt
+
+
+def check_not_an_input(path: str | os.PathLike, inputs: dict[str, object], what: What = Field("output")) -> None:
+    """Refuses an output `path` that is one of the `inputs` (name -> path; other values ignored):
+    the same file by its real path, links and hard links included. Writing there would destroy it."""
+    target = os.path.realpath(os.fspath(path))
+    for name, given in inputs.items():
+        if not isinstance(given, (str, os.PathLike)) or not os.path.exists(given):
+            continue
+        source = os.path.realpath(os.fspath(given))
+        same = source == target or (os.path.exists(target) and os.path.samefile(source, target))
+        if same:
+            raise InputError(
+                what, f": {os.fspath(path)} is the ", Field(name), f" image ({os.fspath(given)}); writing the result "
+                "there would destroy it, so choose another output file"
+            )
+
+
+def unfinished_path(path: str | os.PathLike) -> str:
+    """Where an interrupted run puts its image when `path` already holds a file: ``out.unfinished.png``."""
+    stem, ext = os.path.splitext(os.fspath(path))
+    return f"{stem}.unfinished{ext or '.png'}"
 
 
 def image_format_for(path: str, what: What = Field("output")) -> str:
