@@ -61,7 +61,7 @@ def test_ctrl_c_saves_the_current_image_before_propagating(tmp_path, content_ima
 
 
 def test_unknown_option_lists_the_valid_ones(content_image, style_image):
-    with pytest.raises(InputError, match=r"unknown option\(s\) imge_size; valid options are coarsest_size, content_layers,"):
+    with pytest.raises(InputError, match=r"unknown option\(s\) imge_size; valid options are checkpoint_dir, checkpoint_every, coarsest_size, content_layers,"):
         tf_style.stylize(content_image, style_image, imge_size=32)
 
 

@@ -146,9 +146,9 @@ def test_help_lists_the_tools_own_flags_and_exits_0(tmp_path, command):
 
 
 def test_output_problems_are_caught_before_any_work(capsys, tmp_path, content_path, style_path):
-    code, err = call_main(capsys, content=content_path, style=style_path, output=str(tmp_path / "missing" / "o.png"))
-    assert code == 2
-    assert err == f"tf-style: error: --output: cannot write {tmp_path / 'missing' / 'o.png'}: folder {tmp_path / 'missing'} does not exist\n"
+    (tmp_path / "f").write_bytes(b"a file where a folder should be")
+    code, err = call_main(capsys, content=content_path, style=style_path, output=str(tmp_path / "f" / "o.png"))
+    assert (code, err) == (2, f"tf-style: error: --output: cannot write {tmp_path / 'f' / 'o.png'}: {tmp_path / 'f'} is a file, not a folder\n")
     (tmp_path / "d.png").mkdir()
     code, err = call_main(capsys, content=content_path, style=style_path, output=str(tmp_path / "d.png"))
     assert (code, err) == (2, f"tf-style: error: --output: {tmp_path / 'd.png'} is a folder; expected an image file name\n")
@@ -173,7 +173,7 @@ def test_too_thin_an_image_is_one_line_not_a_traceback(capsys, tmp_path, style_p
     "exc,message",
     [
         (KeyboardInterrupt(), "interrupted before the optimisation started; nothing was written"),
-        ("saved", "interrupted; the image so far was written to "),
+        ("saved", "stopped after step 7; the image so far was written to "),
     ],
 )
 def test_ctrl_c_says_whether_anything_was_written(capsys, monkeypatch, tmp_path, content_path, style_path, exc, message):
@@ -183,11 +183,11 @@ def test_ctrl_c_says_whether_anything_was_written(capsys, monkeypatch, tmp_path,
     out = str(tmp_path / "o.png")
 
     def interrupted_run(*args, **kwargs):
-        raise Interrupted(saved_to=out) if exc == "saved" else exc
+        raise Interrupted(saved_to=out, step=7) if exc == "saved" else exc
 
     monkeypatch.setattr(api, "run", interrupted_run)
     code, err = call_main(capsys, content=content_path, style=style_path, output=out, weights="random")
     assert code == 130
     assert err.strip().startswith(f"tf-style: {message}")
     if exc == "saved":
-        assert err.strip().endswith(out)
+        assert err.strip().endswith(f"{out} (no checkpoint was written)")

@@ -310,7 +310,7 @@ def test_sigint_keeps_the_logged_steps(tmp_path, content_path, style_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err.decode()
-    assert "interrupted" in err.decode()
+    assert "stopped after step" in err.decode()
     events = read_run(run_dir)
     steps, totals = scalars(events, "loss/total")
     # A Ctrl-C inside a summary write may repeat that one scalar; no step may be missing.
@@ -321,6 +321,30 @@ def test_sigint_keeps_the_logged_steps(tmp_path, content_path, style_path):
     # The image at the moment of Ctrl-C (one step on if it came between a step and its terms).
     assert events["image/current"][-1][0] in (max(steps), max(steps) + 1)
     assert os.path.isfile(output)
+
+
+def test_a_resumed_run_with_a_run_name_continues_its_curve(tmp_path, content_image, style_image):
+    from tf_style.errors import Interrupted
+    from tf_style.loop import Callback
+    from tf_style.stopping import StopSwitch
+
+    switch = StopSwitch()
+
+    class StopAt4(Callback):
+        def on_step_end(self, run):
+            if run.step == 4:
+                switch.request(signal.SIGTERM)
+
+    config = _small_config(num_steps=9)
+    options = RunOptions(logdir=str(tmp_path / "logs"), run_name="long", checkpoint_every=2)
+    output = str(tmp_path / "o.png")
+    with pytest.raises(Interrupted):
+        logged_run(config, options, content_image, style_image, output=output, callbacks=[StopAt4()], stop=switch)
+    _, run_dir = logged_run(config, options.replace(resume=True), content_image, style_image, output=output)
+    assert run_folders(str(tmp_path / "logs")) == [str(tmp_path / "logs" / "long")] == [run_dir]
+    steps, totals = scalars(read_run(run_dir), "loss/total")
+    assert sorted(steps) == list(range(1, 10))  # 1-4 before the stop, 5-9 after the resume, none twice
+    assert np.all(np.isfinite(totals))
 
 
 def test_a_coarse_to_fine_run_is_one_tensorboard_run(tmp_path, content_image, style_image):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -11,14 +12,12 @@ from tf_style.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before the modules below load TensorFlow: the Python API prints no start-up notices
 
-from tf_style import images, normalize, run_dirs, schedule, start  # noqa: E402
+from tf_style import checkpoints, endings, estimate, images, run_dirs, schedule  # noqa: E402
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
-from tf_style.errors import Field, InputError, Interrupted  # noqa: E402
-from tf_style.features import FeatureExtractor  # noqa: E402
-from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, Stage, run_scales  # noqa: E402
-from tf_style.objective import StyleObjective  # noqa: E402
-from tf_style.optimizers import make_optimizer  # noqa: E402
-from tf_style.step import Synthesis  # noqa: E402
+from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
+from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
+from tf_style.stages import build_synthesis, load_start, stages  # noqa: E402  (build_synthesis, load_start: public here too)
+from tf_style.stopping import StopRequested, StopSwitch  # noqa: E402
 
 
 @dataclass
@@ -32,6 +31,8 @@ class Result:
     interrupted: bool = False
     scales: tuple = ()  # the plan that ran (tf_style.schedule.Scale)
     stopped: str = ""  # why the final scale ended: "steps", "converged" or "time"
+    warnings: tuple[RunWarning, ...] = ()  # what the user should know about the run (the loss rose, ...)
+    resumed_at: int = 0  # the step a resumed run continued from (0: it started afresh)
 
     @property
     def final_terms(self) -> dict[str, float]:
@@ -50,95 +51,13 @@ def prepare_images(
     return content_arr, style_arr
 
 
-def load_start(config: Config) -> np.ndarray | None:
-    """The picture config.init names when it is a file (read here, at the edge), else None."""
-    if config.init in INIT_CHOICES:
-        return None
-    return images.load_image(config.init, Field("init"))
-
-
-def build_synthesis(
-    config: Config,
-    content: np.ndarray | None,
-    style: np.ndarray | None,
-    *,
-    start_picture: np.ndarray | None = None,
-    start_image: np.ndarray | None = None,
-    normalization_images: Sequence[np.ndarray] | None = None,
-) -> Synthesis:
-    """Feature targets, objective, optimiser and start image for prepared (resized) inputs.
-
-    Args:
-      config: the run's settings; its `check_inputs` decides which inputs may be None.
-      content, style: float RGB arrays as `prepare_images` returns them, or None.
-      start_picture: the picture a path-valued config.init names (`load_start`).
-      start_image: the image to start from instead of config.init's (a coarser scale's result,
-        resized to this size).
-      normalization_images: with config.normalize_vgg, the images whose mean activations the
-        network is normalised on; None means the run's own content and style images (the paper
-        used ImageNet images, which are not available here).
-    """
-    config.check_inputs(content=content is not None, style=style is not None)
-    content_layers = config.content_layers if content is not None else ()
-    style_layers = config.style_layers if style is not None else ()
-    if content is not None:
-        size, what = content.shape[:2], Field("content")
-    elif config.output_size is not None:
-        size, what = config.output_size, Field("output_size")
-    else:
-        size, what = style.shape[:2], Field("style")
-    config.check_side(size, (*content_layers, *style_layers), what, "the image being optimised")
-    if style_layers:
-        config.check_side(style.shape[:2], style_layers, Field("style"), "the style image")
-    if normalization_images is None:
-        normalization_images = [x for x in (content, style) if x is not None]
-    extractor = FeatureExtractor(normalize.load_vgg(config, normalization_images), content_layers, style_layers)
-    objective = StyleObjective.from_config(
-        config,
-        extractor,
-        extractor.content_targets(content[None]) if content_layers else {},
-        extractor.style_targets(style[None]) if style_layers else {},
-    )
-    if start_image is None:
-        start_image = start.initial_image(config.init, tuple(size), config.seed, content, style, start_picture)
-    optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance)
-    return Synthesis(objective, optimizer, start_image)
-
-
-def stages(
-    config: Config,
-    content: np.ndarray | None,
-    style: np.ndarray | None,
-    plan: Sequence[schedule.Scale],
-    normalization_images: Sequence[np.ndarray],
-) -> list[Stage]:
-    """The loop's stages for a coarse-to-fine `plan`, from the full-size inputs (RGB float, as loaded).
-
-    Scale k optimises at plan[k].shape with the style image at plan[k].style_size, starting from
-    config.init (the first scale) or the previous scale's result resized. One network serves all
-    scales (normalised, if asked, on `normalization_images`).
-    """
-    start_picture = load_start(config)
-
-    def stage(scale: schedule.Scale) -> Stage:
-        def build(previous: np.ndarray | None) -> Synthesis:
-            at_scale = config.replace(
-                image_size=scale.size,
-                style_size=scale.style_size,
-                output_size=None if content is not None else scale.shape,
-            )
-            return build_synthesis(
-                at_scale,
-                None if content is None else images.resize(content, scale.shape),
-                None if style is None else images.resize_longest(style, scale.style_size),
-                start_picture=start_picture,
-                start_image=None if previous is None else images.resize(previous, scale.shape),
-                normalization_images=normalization_images,
-            )
-
-        return Stage(scale.steps, build)
-
-    return [stage(scale) for scale in plan]
+def check_output(output: str, config: Config, content: Any, style: Any) -> bool:
+    """Checks an output path before any work (writable, a known format, not one of the inputs);
+    returns whether a file is there now (an unfinished run must then not replace it)."""
+    images.check_output_path(output)
+    named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init}
+    images.check_not_an_input(output, named)
+    return os.path.exists(output)
 
 
 def run(
@@ -153,35 +72,46 @@ def run(
     normalization_images: Sequence[np.ndarray] | None = None,
     content_name: str | None = None,
     style_name: str | None = None,
+    stop: StopSwitch | None = None,
 ) -> Result:
     """Runs the optimisation described by `config`.
 
     Args:
       config: the run's settings.
       content, style: paths or arrays (uint8, or float in [0, 255]); either may be None.
-      options: print_every and save_every are used here (logging is a callback: pass a
-        `tf_style.tensorboard_logger.TensorBoardLogger` in `callbacks`).
-      output: if given, the final image is written there atomically (format by extension);
-        intermediate images too when options.save_every > 0; on Ctrl-C the current image is
-        written before the KeyboardInterrupt propagates, so no work is lost.
+      options: how the run is watched and saved: print_every, save_every, checkpoints (logging
+        is a callback: pass a `tf_style.tensorboard_logger.TensorBoardLogger` in `callbacks`).
+      output: if given, the final image is written there atomically (format by extension); it
+        may not be one of the inputs. Intermediate images too when options.save_every > 0.
+        Checkpoints go beside it unless options.checkpoint_dir says otherwise.
       callbacks: loop callbacks (a TensorBoardLogger, your own).
       progress: show progress every options.print_every steps.
       normalization_images: with config.normalize_vgg, the images (RGB [0, 255]) the network's
         filters are normalised on; None: the run's content and style images as resized.
       content_name, style_name: names of the inputs for callbacks (TensorBoard's run name and
         HParams); default: the file names of path inputs.
+      stop: a switch (flipped by `tf_style.stopping.stop_on_signals`, or by you) that ends the
+        run after the step in progress, as Ctrl-C does.
+
+    Raises:
+      InputError: bad input, found before any work (a run predicted not to fit in memory too).
+      tf_style.errors.Interrupted: after Ctrl-C or `stop`, once the image so far is written (to
+        `output`, or beside it if a file was there before the run) and, after `stop`, a checkpoint.
+      tf_style.errors.Diverged: the loss became inf or NaN; the last finite image is written likewise.
     """
     options = options if options is not None else RunOptions()
-    if output is not None:
-        images.check_output_path(output)  # fail before minutes of work, not after
+    existed = output is not None and check_output(output, config, content, style)
     config.check_inputs(content=content is not None, style=style is not None)
     loaded = {k: None if x is None else images.as_rgb_array(x, Field(k)) for k, x in (("content", content), ("style", style))}
+    shapes = {k: None if x is None else x.shape[:2] for k, x in loaded.items()}
+    estimate.check_memory(config, shapes["content"], shapes["style"], estimate.available_bytes())
     content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
-    final = content_arr.shape[:2] if content_arr is not None else config.output_size or style_arr.shape[:2]
-    plan = schedule.plan(config, final, None if style_arr is None else loaded["style"].shape[:2])
+    plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
+    final = plan[-1].shape
+    checkpointing = checkpoints.for_run(config, options, output, {"content": content_arr, "style": style_arr})
     if normalization_images is None:
         normalization_images = [x for x in (content_arr, style_arr) if x is not None]
-    cbs: list[Callback] = []
+    cbs: list[Callback] = [checkpointing] if checkpointing is not None else []  # first: it restores a resumed scale
     if progress:
         cbs.append(ProgressBar(options.print_every or config.num_steps or 1))
     if output is not None and options.save_every:
@@ -196,26 +126,34 @@ def run(
         input_names={k: v for k, v in names.items() if v},
         scales=plan,
         open_ended=config.max_seconds is not None,
+        stop=stop,
     )
+    resumed_at = 0
+    if checkpointing is not None and checkpointing.resume_from is not None:
+        checkpointing.resume_from.resume_into(state)
+        resumed_at = state.step
     budget = schedule.Budget(config.max_seconds, plan) if config.max_seconds is not None else None
     try:
         run_scales(stages(config, loaded["content"], loaded["style"], plan, normalization_images), cbs, state, budget)
-    except KeyboardInterrupt:
-        if output is not None and state.synthesis is not None:
-            images.save_image(images.resize(state.image(), tuple(final)), output)  # a coarse scale's too, at full size
-            raise Interrupted(saved_to=output) from None
-        raise
-    synthesis = state.synthesis
+    except (KeyboardInterrupt, StopRequested) as e:
+        raise endings.interrupted(e, state, output, existed, final, checkpointing) from None
+    except Diverged as e:
+        raise endings.diverged(e, state, config, output, existed, final) from None
+    warning = endings.loss_rose(state)
     result = Result(
-        image=images.to_uint8(synthesis.image_array()),
+        image=images.to_uint8(state.image()),
         history=state.history,
         config=config,
         seconds=state.elapsed,
         scales=tuple(plan),
         stopped=state.stopped,
+        warnings=(warning,) if warning is not None else (),
+        resumed_at=resumed_at,
     )
     if output is not None:
         images.save_image(result.image, output)
+    if checkpointing is not None:
+        checkpointing.checkpoints.remove()  # the run is complete: its checkpoints are no use now
     return result
 
 
@@ -275,6 +213,7 @@ def stylize(content: images.ImageLike, style: images.ImageLike, **options: Any) 
 __all__ = [
     "Result",
     "build_synthesis",
+    "check_output",
     "load_start",
     "prepare_images",
     "run",

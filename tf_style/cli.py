@@ -5,12 +5,15 @@
     tf-style --style=painting.jpg --output=texture.png [flags]                    # texture synthesis
 
 Exit status: 0 on success, 2 for bad usage or bad input (one line on stderr, no traceback),
-130 after Ctrl-C (the current image is saved first), 1 for anything else.
+130 after Ctrl-C and 143 after SIGTERM (the current step finishes, then the image and a
+checkpoint are written, and the command that resumes is printed), 1 when the loss becomes
+infinite or NaN (the last finite image is kept) and for anything else.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 # TensorFlow's C++ start-up chatter ("could not find cuda drivers", ...) buries our one-line
@@ -21,7 +24,7 @@ from absl import flags  # noqa: E402
 
 from tf_style import cli_flags, run_dirs  # noqa: E402
 from tf_style.config import Config, RunOptions  # noqa: E402
-from tf_style.errors import Field, InputError, Interrupted  # noqa: E402
+from tf_style.errors import Diverged, Field, InputError, Interrupted  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "tf-style"
@@ -67,44 +70,71 @@ def stylize_from_flags(argv: list[str]) -> None:
         print(dry_run_report(config, content, style))
         return
     images.check_output_path(FLAGS.output)
+    images.check_not_an_input(FLAGS.output, {"content": FLAGS.content, "style": FLAGS.style, "init": config.init})
     import_tensorflow_quietly()
-    from tf_style import api
+    from tf_style import api, stopping
     from tf_style.tensorboard_logger import TensorBoardLogger
 
     logger = TensorBoardLogger.from_options(options)
     try:
-        result = api.run(
-            config,
-            content,
-            style,
-            options=options,
-            output=FLAGS.output,
-            progress=True,
-            callbacks=[logger] if logger is not None else [],
-            content_name=run_dirs.image_name(FLAGS.content),
-            style_name=run_dirs.image_name(FLAGS.style),
-        )
+        with stopping.stop_on_signals(stopping.StopSwitch(), PROG) as stop:
+            result = api.run(
+                config,
+                content,
+                style,
+                options=options,
+                output=FLAGS.output,
+                progress=True,
+                callbacks=[logger] if logger is not None else [],
+                content_name=run_dirs.image_name(FLAGS.content),
+                style_name=run_dirs.image_name(FLAGS.style),
+                stop=stop,
+            )
     except Interrupted as e:
-        print(f"\n{PROG}: interrupted; the image so far was written to {e.saved_to}", file=sys.stderr)
-        sys.exit(130)
+        print(f"\n{PROG}: {interrupted_message(e)}", file=sys.stderr)
+        sys.exit(stopping.EXIT_STATUS.get(e.signum, 130))
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted before the optimisation started; nothing was written", file=sys.stderr)
         sys.exit(130)
+    except Diverged as e:
+        print(f"{PROG}: {e.render(cli_flags.flag_name)}", file=sys.stderr)
+        sys.exit(1)
     finally:
         if logger is not None:
             logger.close()
+    for warning in result.warnings:
+        print(f"{PROG}: warning: {warning.render(cli_flags.flag_name)}", file=sys.stderr)
+    print(summary_line(result, logger.run_dir if logger is not None else None, options.logdir))
+
+
+def summary_line(result, run_dir: str | None, logdir: str | None) -> str:
+    """The line a finished run prints: what was written, how long, the loss, the scales, where the logs are."""
     first, last = result.history[0] if result.history else {}, result.final_terms
     h, w = result.image.shape[:2]
     summary = f"wrote {FLAGS.output} ({w}x{h}) in {result.seconds:.1f} s"
+    if result.resumed_at:
+        summary += f", resumed at step {result.resumed_at}"
     if first and last:
         summary += f"; total loss {first['total']:.4g} -> {last['total']:.4g} over {len(result.history)} steps"
     if len(result.scales) > 1:
         summary += " at " + " -> ".join(f"{s.size}px" for s in result.scales)
     if result.stopped in ("time", "converged"):
         summary += " (stopped: " + ("--max_seconds reached" if result.stopped == "time" else "converged") + ")"
-    if logger is not None:
-        summary += f"; TensorBoard run {logger.run_dir} (tensorboard --logdir {options.logdir})"
-    print(summary)
+    if run_dir is not None:
+        summary += f"; TensorBoard run {run_dir} (tensorboard --logdir {logdir})"
+    return summary
+
+
+def interrupted_message(e: Interrupted) -> str:
+    """What an interrupted run tells the user: where the image went, and how to go on."""
+    text = f"stopped after step {e.step}"
+    text += f"; the image so far was written to {e.saved_to}" if e.saved_to else ""
+    if e.checkpoint:
+        argv = [a for a in sys.argv[1:] if a not in ("--resume", "--resume=true", "--noresume", "--resume=false")]
+        text += f"; a checkpoint to {e.checkpoint}. To continue: {shlex.join([PROG, *argv, '--resume'])}"
+    elif e.saved_to:
+        text += " (no checkpoint was written)"
+    return text
 
 
 def dry_run_report(config: Config, content, style) -> str:

@@ -111,6 +111,11 @@ ROWS: tuple[Row, ...] = (
     Row("run_name", "string", "TensorBoard run folder under --logdir (default: a timestamp plus the input names)."),
     Row("image_every", "integer",
         "TensorBoard snapshot of the image every N steps (default: about 10 per run; 0: only the last).", lower=0),
+    Row("checkpoint_dir", "string",
+        "Checkpoint folder (default: beside --output, OUTPUT.checkpoints; removed when the run completes)."),
+    Row("checkpoint_every", "integer", "Checkpoint every N steps (default: once a minute after the first minute; "
+        "0: never, not even on Ctrl-C).", lower=0),
+    Row("resume", "bool", "Continue from the latest checkpoint of a run with the same settings and inputs."),
 )
 ROW_BY_FIELD: dict[str, Row] = {row.field: row for row in ROWS}
 

@@ -235,6 +235,11 @@ class RunOptions(_Settings):
       logdir: TensorBoard log folder (None: no logging).
       run_name: the run's sub-folder of logdir (None: a timestamp plus the input names).
       image_every: TensorBoard image interval in steps (None: about 10 per run; 0: only the final one).
+      checkpoint_dir: where checkpoints go (None: beside the output, ``OUTPUT.checkpoints``); the
+        folder is removed when the run completes.
+      checkpoint_every: checkpoint every N steps (None: automatic, once a minute after the first
+        minute, so a short run writes none; 0: never, not even when stopped by a signal).
+      resume: continue from the latest checkpoint (the same settings and inputs), not from the start.
     """
 
     print_every: int = 50
@@ -242,6 +247,9 @@ class RunOptions(_Settings):
     logdir: str | None = None
     run_name: str | None = None
     image_every: int | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         checks.integer("print_every", self.print_every, 0)
@@ -252,6 +260,14 @@ class RunOptions(_Settings):
             raise InputError(Field("logdir"), f" must be a folder path; got {self.logdir!r}")
         if self.run_name is not None:
             checks.folder_name("run_name", self.run_name)
+        if self.checkpoint_dir is not None and (
+            not isinstance(self.checkpoint_dir, (str, os.PathLike)) or not str(self.checkpoint_dir)
+        ):
+            raise InputError(Field("checkpoint_dir"), f" must be a folder path; got {self.checkpoint_dir!r}")
+        if self.checkpoint_every is not None:
+            checks.integer("checkpoint_every", self.checkpoint_every, 0)
+        if not isinstance(self.resume, bool):
+            raise InputError(Field("resume"), f" must be True or False; got {self.resume!r}")
 
 
 __all__ = [

@@ -50,9 +50,47 @@ class InputError(ValueError):
         return (type(self), self.parts)
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run, after the image so far was written to `saved_to`."""
+class RunWarning(UserWarning):
+    """Something a finished run should tell its user (parts as in InputError: Fields render as flags)."""
 
-    def __init__(self, saved_to: str):
+    def __init__(self, *parts: str | Field):
+        self.parts: tuple[str | Field, ...] = parts
+        super().__init__("".join(str(p) for p in parts))
+
+    def render(self, name_of: Callable[[str], str]) -> str:
+        return "".join(name_of(p.name) if isinstance(p, Field) else p for p in self.parts)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or a signal, after the image so far was written to `saved_to`.
+
+    `checkpoint` is the checkpoint written at the stop (None: none was, e.g. after a second
+    Ctrl-C that did not wait for the step), `signum` the signal, `step` the steps done.
+    """
+
+    def __init__(self, saved_to: str, checkpoint: str | None = None, signum: int | None = None, step: int = 0):
         super().__init__(saved_to)
         self.saved_to = saved_to
+        self.checkpoint = checkpoint
+        self.signum = signum
+        self.step = step
+
+
+class Diverged(ArithmeticError):
+    """The loss became `value` (inf or NaN) at step `step`: the optimisation broke down.
+
+    The loop raises it; `tf_style.api.run` adds where the last finite image went (`saved_to`)
+    and what to change (`advice`, parts as in InputError) before it propagates.
+    """
+
+    def __init__(self, step: int, value: float, saved_to: str | None = None, advice: tuple[str | Field, ...] = ()):
+        self.step, self.value, self.saved_to, self.advice = step, value, saved_to, advice
+        self.head = f"the loss became {value} at step {step}"
+        if saved_to:
+            self.head += f"; the last finite image was written to {saved_to}"
+        super().__init__(self.render(str))
+
+    def render(self, name_of: Callable[[str], str]) -> str:
+        """The message with the advice's Fields written by `name_of` (as InputError.render)."""
+        advice = "".join(name_of(p.name) if isinstance(p, Field) else p for p in self.advice)
+        return self.head + (f"; {advice}" if advice else "")

@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from tf_style.config import Config
+from tf_style.config import MIN_IMAGE_SIZE, Config
+from tf_style.errors import Field, InputError
 from tf_style.layers import KERAS_LAYER_NAMES, VGG19_BLOCKS, keras_layer_name
-from tf_style.schedule import Scale
+from tf_style.schedule import Scale, plan_for_inputs
 
 MB = 1024 * 1024
 #: The Python process with TensorFlow, Keras and VGG19's conv weights loaded, before any image
@@ -38,6 +39,9 @@ STEP_OVERHEAD = 1.25
 #: points; Adam: its two moments and the gradient).
 OPTIMIZER_BUFFERS = {"lbfgs": lambda history: 4 * history + 8, "adam": lambda history: 6}
 LBFGS_HISTORY = 10  # tf_style.lbfgs.LBFGS's default (a test keeps them equal)
+#: A run is refused when its predicted peak times this exceeds the memory available: the estimate
+#: came out up to 12 % below the measured peak (BUILD_NOTES.md), and the system needs some room too.
+MEMORY_MARGIN = 1.2
 
 
 def _conv_layers(deepest: str) -> list[tuple[int, int, int]]:
@@ -109,15 +113,59 @@ def measure_flop_rate(seconds: float = 0.5) -> float:
 
 
 def available_bytes() -> int | None:
-    """Memory the system can still give a process (MemAvailable), or None where unknown."""
+    """Memory this process can still get: the system's MemAvailable, or less where a cgroup (a
+    container's memory limit) leaves less; None where neither is known."""
+    found = []
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
         pass
-    return None
+    try:  # cgroup v2: the limit ("max" when there is none) minus what the group already uses
+        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g:
+            limit = f.read().strip()
+            if limit != "max":
+                found.append(int(limit) - int(g.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def peak_bytes(config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None) -> float:
+    """Predicted peak memory of a run on inputs of these (height, width) shapes (as loaded)."""
+    scales = plan_for_inputs(config, content_shape, style_shape)
+    return max(c.peak_bytes for c in costs(config, scales, has_style=style_shape is not None))
+
+
+def check_memory(
+    config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None, available: float | None
+) -> None:
+    """Refuses, before anything is allocated, a run whose predicted peak memory exceeds `available`.
+
+    The error gives the estimate and the largest image_size that fits (found by bisection: the
+    peak grows with the size), or asks for a smaller output_size for a texture of a given size.
+    """
+    peak = peak_bytes(config, content_shape, style_shape)
+    if available is None or peak * MEMORY_MARGIN <= available:
+        return
+    need = (f"about {peak / MB:,.0f} MB at its peak (predicted; with a {MEMORY_MARGIN - 1:.0%} margin for the "
+            f"estimate's error, more than the {available / MB:,.0f} MB available)")
+    if content_shape is None and config.output_size is not None:
+        raise InputError(Field("output_size"), f": {config.output_size[1]}x{config.output_size[0]} needs {need}; "
+                         "choose a smaller one")
+
+    def fits(size: int) -> bool:
+        smaller = config.replace(image_size=size, style_size=None if config.style_size is None else min(config.style_size, size))
+        return peak_bytes(smaller, content_shape, style_shape) * MEMORY_MARGIN <= available
+
+    low, high = MIN_IMAGE_SIZE - 1, config.image_size  # fits(low) is taken as true, fits(high) is false
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    advice = f"the largest that fits is {low}" if low >= MIN_IMAGE_SIZE else "no size fits: free some memory first"
+    raise InputError(Field("image_size"), f"={config.image_size} needs {need}; {advice}")
 
 
 def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = None) -> str:
@@ -141,5 +189,6 @@ def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = 
 
 
 __all__ = [
-    "ScaleCost", "activations_per_pixel", "available_bytes", "costs", "flops_per_pixel", "measure_flop_rate", "report",
+    "MEMORY_MARGIN", "ScaleCost", "activations_per_pixel", "available_bytes", "check_memory", "costs", "flops_per_pixel",
+    "measure_flop_rate", "peak_bytes", "report",
 ]

@@ -4,12 +4,15 @@ Progress bars, printing, intermediate saves and TensorBoard all live in callback
 step stays a pure graph computation and the loop is the only place that touches Python
 state. The loop turns the step's tensors into floats once per step, which every callback
 then shares. It stops a scale when its steps are done, when the optimiser has converged, or
-when the scale's share of a time budget (tf_style.schedule.Budget) is spent.
+when the scale's share of a time budget (tf_style.schedule.Budget) is spent. After each step it
+checks that the loss is finite (else `Diverged`, keeping the last finite image) and whether a
+stop was asked for (a `tf_style.stopping.StopSwitch`: then `StopRequested`, the step complete).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sys
 import time
@@ -20,8 +23,10 @@ import numpy as np
 import keras
 
 from tf_style import images
+from tf_style.errors import Diverged
 from tf_style.schedule import Budget
 from tf_style.step import Synthesis
+from tf_style.stopping import StopRequested, StopSwitch
 
 
 @dataclass
@@ -30,7 +35,9 @@ class RunState:
 
     `config`, `inputs` (the prepared content/style arrays by name) and `input_names` (their
     file stems) describe the run for callbacks that record it (TensorBoard); a bare loop over
-    a `Synthesis` may leave them empty. `step` counts steps over all scales.
+    a `Synthesis` may leave them empty. `step` counts steps over all scales, `scale_steps` those
+    of the scale in progress. A run resumed from a checkpoint starts with `scale`, `scale_steps`,
+    `step` and `history` where the checkpoint left them.
     """
 
     synthesis: Synthesis | None
@@ -40,6 +47,7 @@ class RunState:
     input_names: Mapping[str, str] = field(default_factory=dict)
     scales: Sequence[Any] = ()  # the plan (tf_style.schedule.Scale), when there is one
     scale: int = 0  # index of the scale in progress
+    scale_steps: int = 0  # steps completed at that scale
     step: int = 0  # steps completed
     terms: dict[str, float] = field(default_factory=dict)  # the latest step's terms
     history: list[dict[str, float]] = field(default_factory=list)
@@ -47,6 +55,8 @@ class RunState:
     interrupted: bool = False
     stopped: str = ""  # why the last scale ended: "steps", "converged" or "time"
     open_ended: bool = False  # a time budget decides how many steps run
+    stop: StopSwitch | None = None  # read after every step
+    last_finite: np.ndarray | None = None  # the latest image whose pixels and loss were all finite
 
     @property
     def elapsed(self) -> float:
@@ -148,12 +158,17 @@ def run_scales(
     for cb in callbacks:
         cb.on_run_start(run)
     try:
-        for k, stage in enumerate(stages):
+        # A fresh run starts at scale 0; a resumed one where its checkpoint left it (the
+        # checkpoint's callback restores the image and state in on_scale_start).
+        for k in range(run.scale, len(stages)):
             previous = run.image() if run.synthesis is not None else None
-            run.synthesis, run.scale = stage.build(previous), k
+            if k != run.scale:
+                run.scale_steps = 0
+            run.synthesis, run.scale = stages[k].build(previous), k
             for cb in callbacks:
                 cb.on_scale_start(run)
-            _run_scale(run, stage.steps, callbacks, budget, last=k == len(stages) - 1)
+            run.last_finite = run.image()  # the start of the scale (or the checkpoint restored)
+            _run_scale(run, stages[k].steps, callbacks, budget, last=k == len(stages) - 1)
     except BaseException:
         run.interrupted = True
         raise
@@ -170,7 +185,10 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
         budget.start()  # a no-op after the first scale: the clock runs from the first step on
         deadline = budget.end if last else budget.deadline(run.scale)
     run.stopped, last_step = "steps", 0.0
-    for i in range(steps) if budget is None else itertools.count():
+    if run.scale_steps and synthesis.converged():  # resumed at a checkpoint taken as it converged
+        run.stopped = "converged"
+        return
+    for i in range(steps - run.scale_steps) if budget is None else itertools.count():
         # Stop before a step that would end after the deadline (the first step of a scale,
         # which traces, runs whenever there is time left at all).
         if budget is not None and time.perf_counter() + (last_step if i else 0.0) > deadline:
@@ -180,12 +198,19 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
         terms = synthesis.step()
         floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
         last_step = time.perf_counter() - started
+        # A NaN image need not show in the loss (oneDNN's ReLU turns NaN into 0), so both are checked.
+        after = np.array(synthesis.image_array())  # a copy: the next step replaces the variable's value
+        if not (math.isfinite(floats["total"]) and np.isfinite(after).all()):
+            raise Diverged(run.step + 1, floats["total"] if not math.isfinite(floats["total"]) else math.nan)
+        run.last_finite = after
         # Count the step only with its terms in hand: a Ctrl-C in between must not leave a
         # step number without terms for on_run_end to see.
-        run.terms, run.step = floats, run.step + 1
+        run.terms, run.step, run.scale_steps = floats, run.step + 1, run.scale_steps + 1
         run.history.append(floats)
         for cb in callbacks:
             cb.on_step_end(run)
+        if run.stop is not None and run.stop.requested:
+            raise StopRequested(run.stop.signum)
         if synthesis.converged():
             run.stopped = "converged"
             break

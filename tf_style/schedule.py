@@ -70,6 +70,25 @@ def plan(config: Config, shape: Sequence[int], style_shape: Sequence[int] | None
     return tuple(reversed(scales))
 
 
+def final_shape(
+    config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None
+) -> tuple[int, int]:
+    """The (height, width) a run ends at, from its inputs' own shapes as loaded: the content's at
+    image_size; without content, output_size, else the style's at its style size."""
+    if content_shape is not None:
+        return size_for_longest_side(content_shape[0], content_shape[1], config.image_size)
+    if config.output_size is not None:
+        return tuple(config.output_size)
+    return size_for_longest_side(style_shape[0], style_shape[1], config.effective_style_size)
+
+
+def plan_for_inputs(
+    config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None
+) -> tuple[Scale, ...]:
+    """`plan` for inputs of these (height, width) shapes as loaded (None: that input is absent)."""
+    return plan(config, final_shape(config, content_shape, style_shape), style_shape)
+
+
 class Budget:
     """A time budget of `seconds` shared by the scales in proportion to their planned work.
 
@@ -101,4 +120,4 @@ class Budget:
         return self.end - self.clock()
 
 
-__all__ = ["Budget", "Scale", "plan", "scaled_shape"]
+__all__ = ["Budget", "Scale", "final_shape", "plan", "plan_for_inputs", "scaled_shape"]

@@ -121,10 +121,15 @@ class TensorBoardLogger(Callback):
 
     @classmethod
     def from_options(cls, options: RunOptions, step_offset: int = 0) -> "TensorBoardLogger | None":
-        """The logger `options` ask for (logdir, run_name, image_every), or None without a logdir."""
+        """The logger `options` ask for (logdir, run_name, image_every), or None without a logdir.
+
+        A resumed run with a run_name writes on into that run's folder (its steps continue the
+        curve); without one it gets a folder of its own, as any run does.
+        """
         if not options.logdir:
             return None
-        return cls(options.logdir, options.run_name, image_every=options.image_every, step_offset=step_offset)
+        unique = not (options.resume and options.run_name)
+        return cls(options.logdir, options.run_name, image_every=options.image_every, step_offset=step_offset, unique=unique)
 
     @property
     def global_step(self) -> int:

@@ -1,0 +1,171 @@
+"""Checkpoints: a run stopped and resumed ends with the image of a run never stopped.
+
+In process, through `tf_style.run`, with the stop asked for by a callback at a chosen step (as a
+signal handler asks for it): every optimiser, scale changes included. tests/test_signals.py does
+the same with real signals sent to a real `tf-style`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tf_style import api, checkpoints
+from tf_style.config import Config, RunOptions
+from tf_style.errors import InputError, Interrupted
+from tf_style.loop import Callback
+from tf_style.stopping import StopSwitch
+
+
+class StopAt(Callback):
+    """Asks for a stop after step `step`, as SIGTERM's handler would."""
+
+    def __init__(self, switch: StopSwitch, step: int):
+        self.switch, self.step = switch, step
+
+    def on_step_end(self, run) -> None:
+        if run.step == self.step:
+            self.switch.request(signal.SIGTERM)
+
+
+def stop_then_resume(config, content, style, tmp_path, stop_at, options=RunOptions()):
+    output = str(tmp_path / "resumed.png")
+    switch = StopSwitch()
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content, style, options=options, output=output, callbacks=[StopAt(switch, stop_at)], stop=switch)
+    assert info.value.step == stop_at and info.value.signum == signal.SIGTERM
+    assert info.value.checkpoint == os.path.join(output + ".checkpoints", f"ckpt-{stop_at}")
+    resumed = api.run(config, content, style, options=options.replace(resume=True), output=output)
+    return info.value, resumed
+
+
+# L-BFGS at two scales, stopped at the coarse scale, at the last step of the coarse scale, and at
+# the fine one; Adam within a scale. Each must end exactly where the uninterrupted run ends.
+@pytest.mark.parametrize(
+    "settings, stop_at",
+    [
+        (dict(optimizer="lbfgs", scales=2, coarsest_size=32, num_steps=6), 5),
+        (dict(optimizer="lbfgs", scales=2, coarsest_size=32, num_steps=6), 12),
+        (dict(optimizer="lbfgs", scales=2, coarsest_size=32, num_steps=6), 15),
+        (dict(optimizer="adam", scales=1, num_steps=12), 7),
+    ],
+    ids=["lbfgs-coarse", "lbfgs-scale-end", "lbfgs-fine", "adam"],
+)
+def test_a_stopped_and_resumed_run_ends_with_the_uninterrupted_image(tmp_path, content_image, style_image, settings, stop_at):
+    config = Config(weights="random", image_size=64, **settings)
+    whole = api.run(config, content_image, style_image)
+    stopped, resumed = stop_then_resume(config, content_image, style_image, tmp_path, stop_at)
+    assert resumed.resumed_at == stop_at
+    # Same machine, same tensors restored: not one grey level apart (the issue allows one).
+    assert np.abs(resumed.image.astype(int) - whole.image.astype(int)).max() <= 1
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    # The history is the whole run's too: the steps before the stop came back from the checkpoint.
+    assert len(resumed.history) == len(whole.history)
+    np.testing.assert_allclose([h["total"] for h in resumed.history], [h["total"] for h in whole.history], rtol=1e-6)
+    # Complete: the checkpoints are gone, the picture is where it was asked for.
+    assert not os.path.exists(str(tmp_path / "resumed.png.checkpoints"))
+    assert os.listdir(tmp_path) == ["resumed.png"]
+
+
+def test_a_checkpoint_holds_the_image_the_optimiser_state_and_the_settings(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=48, num_steps=20)
+    switch = StopSwitch()
+    output = str(tmp_path / "o.png")
+    with pytest.raises(Interrupted):
+        api.run(config, content_image, style_image, output=output, options=RunOptions(checkpoint_every=4),
+                callbacks=[StopAt(switch, 6)], stop=switch)
+    folder = output + ".checkpoints"
+    # Every 4 steps, plus the one at the stop; the newest two are kept.
+    assert sorted(f for f in os.listdir(folder) if f.endswith(".index")) == ["ckpt-4.index", "ckpt-6.index"]
+    with open(os.path.join(folder, checkpoints.RECORD)) as f:
+        record = json.load(f)
+    assert Config.from_dict(record["config"]) == config
+    assert sorted(record["inputs"]) == ["content", "style"]
+    names = {name for name, _ in __import__("tensorflow").train.list_variables(os.path.join(folder, "ckpt-6"))}
+    for expected in ("image", "state/s", "state/y", "state/g", "steps", "scale", "scale_steps", "history"):
+        assert any(n.startswith(expected + "/") for n in names), (expected, sorted(names))
+
+
+def test_resume_refuses_other_settings_and_other_images_naming_them(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=48, num_steps=20)
+    output = str(tmp_path / "o.png")
+    switch = StopSwitch()
+    with pytest.raises(Interrupted):
+        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 2)], stop=switch)
+    resume = RunOptions(resume=True)
+    with pytest.raises(InputError) as info:
+        api.run(config.replace(style_weight=1.0, seed=3), content_image, style_image, output=output, options=resume)
+    assert info.value.field == "checkpoint_dir"
+    assert "holds the checkpoints of a run with other settings or inputs (differing: seed, style_weight; see" in str(info.value)
+    with pytest.raises(InputError, match=r"\(differing: the style image; see"):
+        api.run(config, content_image, style_image[::-1], output=output, options=resume)
+    # max_seconds only decides when the run stops: a resume may change it.
+    result = api.run(config.replace(max_seconds=1.0), content_image, style_image, output=output, options=resume)
+    assert result.resumed_at == 2 and len(result.history) > 2
+
+
+def test_an_unfinished_runs_checkpoint_is_never_overwritten_by_a_fresh_start(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=48, num_steps=20)
+    output = str(tmp_path / "o.png")
+    switch = StopSwitch()
+    with pytest.raises(Interrupted):
+        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 3)], stop=switch)
+    before = sorted(os.listdir(output + ".checkpoints"))
+    with pytest.raises(InputError) as info:
+        api.run(config, content_image, style_image, output=output)
+    assert str(info.value) == (
+        f"checkpoint_dir: {output}.checkpoints holds the checkpoint of an unfinished run (step 3); add resume to "
+        "continue it, or delete the folder to start afresh"
+    )
+    assert sorted(os.listdir(output + ".checkpoints")) == before
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=48, num_steps=3)
+    with pytest.raises(InputError, match=r"^resume: no checkpoint in .*o\.png\.checkpoints to resume from"):
+        api.run(config, content_image, style_image, output=str(tmp_path / "o.png"), options=RunOptions(resume=True))
+    with pytest.raises(InputError, match=r"^resume needs the checkpoints' folder: give checkpoint_dir or an output$"):
+        api.run(config, content_image, style_image, options=RunOptions(resume=True))
+
+
+def test_checkpoint_dir_is_used_and_removed_when_the_run_completes(tmp_path, content_image, style_image):
+    folder = tmp_path / "ckpts"
+    seen = []
+
+    class Look(Callback):
+        def on_step_end(self, run):
+            seen.append(sorted(os.listdir(folder)) if folder.exists() else [])
+
+    config = Config(weights="random", image_size=48, num_steps=4)
+    api.run(config, content_image, style_image, options=RunOptions(checkpoint_dir=str(folder), checkpoint_every=2),
+            callbacks=[Look()])
+    assert "ckpt-2.index" in seen[2] and checkpoints.RECORD in seen[2]
+    assert not folder.exists()
+
+
+def test_automatic_checkpoints_wait_a_minute_then_come_once_a_minute(content_image, style_image, tmp_path):
+    clock = [0.0]
+    saved = []
+
+    class Recording(checkpoints.Checkpoints):
+        def save(self, run):
+            saved.append(run.step)
+            return "x"
+
+    box = Recording(tmp_path / "c", Config(), {})
+    auto = checkpoints.Checkpointing(box, None, clock=lambda: clock[0])
+    run = type("Run", (), {"step": 0})()
+    auto.on_run_start(run)
+    for step, now in enumerate([10, 59, 61, 100, 121, 122, 200], 1):
+        clock[0], run.step = float(now), step
+        auto.on_step_end(run)
+    assert saved == [3, 5, 7]
+    # checkpoint_every=0: never on its own (only at a stop).
+    never = checkpoints.Checkpointing(box, 0, clock=lambda: 1e9)
+    never.on_run_start(run)
+    never.on_step_end(run)
+    assert saved == [3, 5, 7]

@@ -1,0 +1,102 @@
+"""Outputs never destroy anything: not an input, not an earlier picture, not a folder's absence."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tf_style import api, images
+from tf_style.config import Config, RunOptions
+from tf_style.errors import InputError, Interrupted
+from tf_style.loop import Callback
+from test_cli import call_main
+
+
+@pytest.fixture
+def photo(tmp_path, content_path):
+    """A user's photo, in a folder of their own."""
+    path = tmp_path / "mycat.jpg"
+    shutil.copy(content_path, path)
+    return path
+
+
+@pytest.mark.parametrize("how", ["same path", "relative path", "symbolic link", "hard link"])
+def test_writing_over_the_content_photo_is_refused_and_it_stays_intact(capsys, tmp_path, monkeypatch, photo, style_path, how):
+    before = photo.read_bytes()
+    output = str(photo)
+    if how == "relative path":
+        monkeypatch.chdir(tmp_path)
+        output = os.path.join(".", "sub", "..", "mycat.jpg")
+        (tmp_path / "sub").mkdir()
+    elif how == "symbolic link":
+        os.symlink(photo, tmp_path / "link.jpg")
+        output = str(tmp_path / "link.jpg")
+    elif how == "hard link":
+        os.link(photo, tmp_path / "hard.jpg")
+        output = str(tmp_path / "hard.jpg")
+    code, err = call_main(capsys, content=str(photo), style=style_path, output=output)
+    assert (code, err) == (
+        2,
+        f"tf-style: error: --output: {output} is the --content image ({photo}); writing the result there would "
+        "destroy it, so choose another output file\n",
+    )
+    assert photo.read_bytes() == before
+
+
+def test_writing_over_the_style_or_the_start_image_is_refused(capsys, tmp_path, photo, content_path, style_path):
+    painting = tmp_path / "painting.jpg"
+    shutil.copy(style_path, painting)
+    code, err = call_main(capsys, content=content_path, style=str(painting), output=str(painting))
+    assert code == 2 and err.startswith(f"tf-style: error: --output: {painting} is the --style image")
+    code, err = call_main(capsys, content=content_path, style=style_path, init=str(photo), output=str(photo))
+    assert code == 2 and err.startswith(f"tf-style: error: --output: {photo} is the --init image")
+    # The Python API refuses it too, in its own words.
+    with pytest.raises(InputError, match=r"^output: .*painting\.jpg is the style image"):
+        api.run(Config(weights="random", image_size=32, num_steps=1), content_path, str(painting), output=str(painting))
+
+
+def test_missing_output_folders_are_created(tmp_path, content_image, style_image):
+    out = tmp_path / "new" / "folders" / "o.png"
+    api.run(Config(weights="random", image_size=32, num_steps=2), content_image, style_image, output=str(out))
+    with Image.open(out) as img:
+        assert img.size == (32, 22)
+
+
+class InterruptAt(Callback):
+    def __init__(self, step):
+        self.step, self.image = step, None
+
+    def on_step_end(self, run):
+        if run.step == self.step:
+            self.image = images.to_uint8(run.image())
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_puts_its_image_beside_an_earlier_picture(tmp_path, content_image, style_image):
+    out = tmp_path / "out.png"
+    earlier = images.to_uint8(np.full((22, 32, 3), 100.0))
+    images.save_image(earlier, out)
+    before = out.read_bytes()
+    interrupt = InterruptAt(3)
+    with pytest.raises(Interrupted) as info:
+        api.run(Config(weights="random", image_size=32, num_steps=20), content_image, style_image, output=str(out),
+                callbacks=[interrupt])
+    assert out.read_bytes() == before  # the earlier picture is untouched
+    assert info.value.saved_to == str(tmp_path / "out.unfinished.png")
+    with Image.open(info.value.saved_to) as img:
+        np.testing.assert_array_equal(np.asarray(img.convert("RGB")), interrupt.image)
+    # A bare KeyboardInterrupt may cut a step anywhere: no checkpoint from it.
+    assert info.value.checkpoint is None and not os.path.exists(f"{out}.checkpoints")
+
+
+def test_an_interrupted_run_writes_the_output_when_nothing_was_there(tmp_path, content_image, style_image):
+    out = tmp_path / "out.jpg"
+    with pytest.raises(Interrupted) as info:
+        api.run(Config(weights="random", image_size=32, num_steps=20), content_image, style_image, output=str(out),
+                callbacks=[InterruptAt(2)], options=RunOptions(checkpoint_every=0))
+    assert info.value.saved_to == str(out) and out.exists()
+    assert sorted(os.listdir(tmp_path)) == ["out.jpg"]

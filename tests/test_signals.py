@@ -1,0 +1,116 @@
+"""Real signals sent to a real `tf-style`: SIGINT, SIGTERM, and SIGKILL followed by --resume.
+
+Each interrupted run, resumed with the command it printed (or, after SIGKILL, with --resume),
+must end with the picture of the same run left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_cli import offline_env
+
+# Two scales (32 px for 40 steps, then 64 px for 20) with L-BFGS: a checkpoint has to carry the schedule and the curvature pairs.
+ARGS = ["--weights=random", "--image_size=64", "--scales=2", "--coarsest_size=32", "--num_steps=20",
+        "--print_every=1", "--checkpoint_every=5"]
+
+
+def command(content_path, style_path, output):
+    return [f"--content={content_path}", f"--style={style_path}", f"--output={output}", *ARGS]
+
+
+def start(args, tmp_path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tf_style", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=offline_env(tmp_path), cwd=tmp_path)
+
+
+def wait_for_step(proc: subprocess.Popen, step: int) -> None:
+    """Reads the progress lines (one per step: stdout is a pipe) until step `step` is done."""
+    for line in proc.stdout:
+        if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= step:
+            return
+    raise AssertionError(f"the run ended before step {step}: {proc.wait()} {proc.stderr.read()}")
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB")).astype(int)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, content_path, style_path):
+    """The picture of the run never interrupted."""
+    tmp = tmp_path_factory.mktemp("whole")
+    proc = subprocess.run([sys.executable, "-m", "tf_style", *command(content_path, style_path, tmp / "whole.png")],
+                          capture_output=True, text=True, env=offline_env(tmp), cwd=tmp, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.exists(tmp / "whole.png.checkpoints")  # removed once complete
+    return pixels(tmp / "whole.png")
+
+
+def resume_with(printed: str, tmp_path) -> subprocess.CompletedProcess:
+    """Runs the resume command a stopped run printed (its `tf-style` as `python -m tf_style`)."""
+    words = shlex.split(printed)
+    assert words[0] == "tf-style" and words[-1] == "--resume"
+    return subprocess.run([sys.executable, "-m", "tf_style", *words[1:]], capture_output=True, text=True,
+                          env=offline_env(tmp_path), cwd=tmp_path, timeout=300)
+
+
+@pytest.mark.parametrize("signum, status, stop_at", [(signal.SIGINT, 130, 10), (signal.SIGTERM, 143, 48)],
+                         ids=["SIGINT-coarse", "SIGTERM-fine"])
+def test_a_signal_stops_after_the_step_writes_image_and_checkpoint_and_resume_ends_the_same(
+    tmp_path, content_path, style_path, reference, signum, status, stop_at
+):
+    output = tmp_path / "out.png"
+    if signum == signal.SIGTERM:  # an earlier picture at --output must survive the interruption
+        output.write_bytes(b"an earlier picture")
+    proc = start(command(content_path, style_path, output), tmp_path)
+    wait_for_step(proc, stop_at)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == status, stderr
+    last = stderr.strip().splitlines()[-1]
+    step = int(last.split("stopped after step ")[1].split(";")[0])
+    assert step >= stop_at
+    unfinished = tmp_path / "out.unfinished.png" if signum == signal.SIGTERM else output
+    checkpoint = f"{output}.checkpoints/ckpt-{step}"
+    assert last.startswith(f"tf-style: stopped after step {step}; the image so far was written to {unfinished}; "
+                           f"a checkpoint to {checkpoint}. To continue: tf-style "), last
+    assert os.path.exists(checkpoint + ".index")
+    assert pixels(unfinished).shape == reference.shape
+    if signum == signal.SIGTERM:
+        assert output.read_bytes() == b"an earlier picture"
+    resumed = resume_with(last.split("To continue: ")[1], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed at step {step}" in resumed.stdout
+    assert np.abs(pixels(output) - reference).max() <= 1
+    assert not os.path.exists(f"{output}.checkpoints")
+
+
+def test_after_sigkill_resume_continues_from_the_last_checkpoint_and_ends_the_same(
+    tmp_path, content_path, style_path, reference
+):
+    output = tmp_path / "out.png"
+    args = command(content_path, style_path, output)
+    proc = start(args, tmp_path)
+    wait_for_step(proc, 13)  # checkpoints were written after steps 5 and 10
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not output.exists()  # nothing was written but checkpoints
+    saved = sorted(f for f in os.listdir(f"{output}.checkpoints") if f.endswith(".index"))
+    assert "ckpt-10.index" in saved
+    resumed = subprocess.run([sys.executable, "-m", "tf_style", *args, "--resume"], capture_output=True, text=True,
+                             env=offline_env(tmp_path), cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    last_saved = max(int(f[len("ckpt-"):-len(".index")]) for f in saved)
+    assert f"resumed at step {last_saved}" in resumed.stdout
+    assert np.abs(pixels(output) - reference).max() <= 1

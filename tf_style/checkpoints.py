@@ -1,0 +1,235 @@
+"""Checkpoints of a run: everything needed to continue it exactly where it stopped.
+
+A checkpoint holds the image being optimised, the optimiser's whole state (L-BFGS's curvature
+pairs included), the scale in progress, the steps done and the loss history, written with
+`tf.train.Checkpoint` and `tf.train.CheckpointManager` (atomic: the index that names the latest
+checkpoint is replaced last). Beside it, `run.json` records what the checkpoints belong to: the
+settings (`Config.to_dict()`) and the inputs' SHA-256; a resume with other settings or other
+images is refused, naming what differs. The white noise is drawn from the seed without state, so
+the seed in the settings is all the random state there is.
+
+Resumed on the same machine, a run continues with the very tensors it stopped with, so it ends
+with the image an uninterrupted run ends with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from tf_style.atomic import write_atomically
+from tf_style.config import Config, RunOptions
+from tf_style.errors import Field, InputError
+from tf_style.loop import Callback, RunState
+from tf_style.step import Synthesis
+
+RECORD = "run.json"
+PREFIX = "ckpt"
+#: Settings that may change between a run and its resume: they decide when it stops, not what it computes.
+RESUMABLE_CHANGES = ("max_seconds",)
+#: Automatic checkpoints (checkpoint_every None): the first after this many seconds, then as often.
+AUTO_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Saved:
+    """Where a checkpoint left a run."""
+
+    path: str  # the checkpoint's prefix, for tf.train.Checkpoint.restore
+    scale: int  # index of the scale in progress
+    scale_steps: int  # steps done at that scale
+    steps: int  # steps done over all scales
+    history: list = field(default_factory=list)  # the loss terms of every step done
+
+    def resume_into(self, run: RunState) -> None:
+        """Starts `run` where the checkpoint left off (the loop builds that scale; `Checkpointing` restores it)."""
+        run.scale, run.scale_steps, run.step, run.history = self.scale, self.scale_steps, self.steps, list(self.history)
+
+
+def default_folder(output: str | os.PathLike) -> str:
+    """The checkpoint folder beside an output: ``out.png`` -> ``out.png.checkpoints``."""
+    return os.fspath(output) + ".checkpoints"
+
+
+def fingerprint(arrays: Mapping[str, np.ndarray | None]) -> dict[str, str]:
+    """SHA-256 of each input image's pixels (float32), by name; absent inputs are left out."""
+    out = {}
+    for name, array in arrays.items():
+        if array is not None:
+            digest = hashlib.sha256(repr(array.shape).encode())
+            digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+            out[name] = digest.hexdigest()
+    return out
+
+
+class Checkpoints:
+    """A run's checkpoint folder: `check` it, `attach` each scale's tensors, `save`, `latest`, `remove`.
+
+    Args:
+      folder: created at the first save.
+      config: the run's settings (recorded, and compared on resume).
+      inputs: name -> SHA-256 of the run's input images (`fingerprint`).
+      keep: checkpoints kept (the newest ones).
+    """
+
+    def __init__(self, folder: str | os.PathLike, config: Config, inputs: Mapping[str, str], keep: int = 2):
+        self.folder = os.fspath(folder)
+        self.config = config
+        self.inputs = dict(inputs)
+        self.keep = keep
+        self._checkpoint: tf.train.Checkpoint | None = None
+        self._manager: tf.train.CheckpointManager | None = None
+        self._counters = {k: tf.Variable(0, dtype=tf.int64, trainable=False) for k in ("scale", "scale_steps", "steps")}
+        self._history = tf.Variable("[]", dtype=tf.string, trainable=False)
+
+    def _record(self) -> dict[str, Any]:
+        from tf_style import __version__
+
+        return {"config": self.config.to_dict(), "inputs": self.inputs, "tf_style": __version__}
+
+    def check(self) -> None:
+        """Refuses a folder holding checkpoints of another run (other settings or inputs), naming what differs."""
+        path = os.path.join(self.folder, RECORD)
+        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+            raise InputError(Field("checkpoint_dir"), f": {self.folder} is a file; expected a folder")
+        if not os.path.exists(path):
+            return
+        try:
+            with open(path) as f:
+                previous = json.load(f)
+            before, inputs = previous["config"], previous.get("inputs", {})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise InputError(Field("checkpoint_dir"), f": cannot read {path} ({e}); delete the folder to start afresh") from None
+        now = self._record()["config"]
+        differing = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
+        differing += [f"the {k} image" for k in sorted(set(inputs) | set(self.inputs)) if inputs.get(k) != self.inputs.get(k)]
+        if differing:
+            raise InputError(
+                Field("checkpoint_dir"), f": {self.folder} holds the checkpoints of a run with other settings or inputs "
+                f"(differing: {', '.join(differing)}; see {path}); use those, another ", Field("checkpoint_dir"),
+                ", or delete the folder",
+            )
+
+    def _tracked(self, synthesis: Synthesis) -> tf.train.Checkpoint:
+        state = dict(zip(synthesis.state._fields, synthesis.state))
+        return tf.train.Checkpoint(image=synthesis.image, state=state, history=self._history, **self._counters)
+
+    def attach(self, synthesis: Synthesis) -> None:
+        """Tracks this scale's image and optimiser state (a new scale has new tensors)."""
+        self._checkpoint = self._tracked(synthesis)
+        self._manager = None  # made at the first save, which creates the folder
+
+    def save(self, run: RunState) -> str:
+        """Writes a checkpoint of the attached synthesis at `run`'s step; returns its path."""
+        if self._manager is None:
+            os.makedirs(self.folder, exist_ok=True)
+            text = json.dumps(self._record(), indent=2, sort_keys=True) + "\n"
+            write_atomically(os.path.join(self.folder, RECORD), lambda f: f.write(text.encode("utf-8")))
+            self._manager = tf.train.CheckpointManager(
+                self._checkpoint, self.folder, max_to_keep=self.keep, checkpoint_name=PREFIX
+            )
+        for name, value in (("scale", run.scale), ("scale_steps", run.scale_steps), ("steps", run.step)):
+            self._counters[name].assign(value)
+        self._history.assign(json.dumps(run.history))
+        return self._manager.save(checkpoint_number=run.step)
+
+    def latest(self) -> Saved | None:
+        """The newest checkpoint in the folder (after `check`), or None."""
+        self.check()
+        path = tf.train.latest_checkpoint(self.folder) if os.path.isdir(self.folder) else None
+        if path is None:
+            return None
+        reader = tf.train.load_checkpoint(path)
+        value = lambda name: reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")  # noqa: E731
+        history = json.loads(value("history").decode("utf-8"))
+        return Saved(path, int(value("scale")), int(value("scale_steps")), int(value("steps")), history)
+
+    def restore(self, saved: Saved, synthesis: Synthesis) -> None:
+        """Loads `saved` into `synthesis` (built for the same scale: same shapes)."""
+        self._tracked(synthesis).restore(saved.path).assert_existing_objects_matched()
+
+    def remove(self) -> None:
+        """Deletes the checkpoints and the record (the run is complete); the folder too if then empty."""
+        for name in os.listdir(self.folder) if os.path.isdir(self.folder) else ():
+            if name in (RECORD, "checkpoint") or name.startswith(PREFIX + "-"):
+                os.remove(os.path.join(self.folder, name))
+        if os.path.isdir(self.folder) and not os.listdir(self.folder):
+            shutil.rmtree(self.folder)
+
+
+class Checkpointing(Callback):
+    """The loop's side of checkpoints: attach each scale, restore once on resume, save as due.
+
+    Args:
+      checkpoints: the run's folder.
+      every: save every N steps; None: every AUTO_SECONDS of the run (so runs shorter than that
+        write none); 0: only when asked (`save`: at a stop).
+      resume_from: the checkpoint a resumed run restores at its first scale.
+    """
+
+    def __init__(self, checkpoints: Checkpoints, every: int | None, resume_from: Saved | None = None, clock=time.perf_counter):
+        self.checkpoints, self.every, self.resume_from, self.clock = checkpoints, every, resume_from, clock
+        self.last_saved: str | None = None
+        self._saved_at: float | None = None
+
+    def on_run_start(self, run: RunState) -> None:
+        self._saved_at = self.clock()
+
+    def on_scale_start(self, run: RunState) -> None:
+        self.checkpoints.attach(run.synthesis)
+        if self.resume_from is not None and run.scale == self.resume_from.scale:
+            self.checkpoints.restore(self.resume_from, run.synthesis)
+            self.resume_from = None
+
+    def on_step_end(self, run: RunState) -> None:
+        if self.every is None:
+            due = self.clock() - self._saved_at >= AUTO_SECONDS
+        else:
+            due = self.every > 0 and run.step % self.every == 0
+        if due:
+            self.save(run)
+
+    def save(self, run: RunState) -> str:
+        self.last_saved, self._saved_at = self.checkpoints.save(run), self.clock()
+        return self.last_saved
+
+
+def for_run(
+    config: Config, options: RunOptions, output: str | os.PathLike | None, inputs: Mapping[str, np.ndarray | None]
+) -> Checkpointing | None:
+    """The checkpointing `options` ask for (None when off), checked against the folder before any work.
+
+    With options.resume the run continues from the folder's latest checkpoint (refused when there
+    is none, or when it was made with other settings or inputs). Without it, a folder holding a
+    checkpoint is refused rather than overwritten: it is an unfinished run the user may want back.
+    """
+    folder = options.checkpoint_dir or (default_folder(output) if output is not None else None)
+    if folder is None:
+        if options.resume:
+            raise InputError(Field("resume"), " needs the checkpoints' folder: give ", Field("checkpoint_dir"), " or an output")
+        return None
+    if options.checkpoint_every == 0 and not options.resume:
+        return None
+    checkpoints = Checkpoints(folder, config, fingerprint(inputs))
+    saved = checkpoints.latest() if os.path.isdir(folder) else None
+    if options.resume and saved is None:
+        raise InputError(Field("resume"), f": no checkpoint in {folder} to resume from (the run completed, or it "
+                         "stopped before its first checkpoint); run without ", Field("resume"), " to start afresh")
+    if not options.resume and saved is not None:
+        raise InputError(Field("checkpoint_dir"), f": {folder} holds the checkpoint of an unfinished run (step "
+                         f"{saved.steps}); add ", Field("resume"), " to continue it, or delete the folder to start afresh")
+    return Checkpointing(checkpoints, options.checkpoint_every, saved)
+
+
+__all__ = [
+    "AUTO_SECONDS", "Checkpointing", "Checkpoints", "RECORD", "RESUMABLE_CHANGES", "Saved", "default_folder",
+    "fingerprint", "for_run",
+]

@@ -1,0 +1,98 @@
+"""How a run ends when it does not simply finish: what it writes, and what it tells the user.
+
+The rule is that nothing a user had is lost. An interrupted run writes the image so far to the
+output only if no file was there when the run started; otherwise beside it
+(`tf_style.images.unfinished_path`), and the message names where. A run whose loss becomes
+infinite or NaN writes the last image that was still finite the same way and says what to
+change. A run that ends far above where it started is reported by `loss_rose`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+
+from tf_style import images
+from tf_style.checkpoints import Checkpointing
+from tf_style.config import Config
+from tf_style.errors import Diverged, Field, Interrupted, RunWarning
+from tf_style.loop import RunState
+from tf_style.stopping import StopRequested
+
+
+def write_unfinished(image: np.ndarray, shape: tuple[int, int], output: str, existed: bool) -> str:
+    """Writes an unfinished image at the final size: to `output`, or beside it if a file was there before."""
+    path = images.unfinished_path(output) if existed else os.fspath(output)
+    images.save_image(images.resize(image, tuple(shape)), path)  # a coarse scale's too, at full size
+    return path
+
+
+def interrupted(
+    error: BaseException,
+    run: RunState,
+    output: str | None,
+    existed: bool,
+    shape: tuple[int, int],
+    checkpointing: Checkpointing | None,
+) -> BaseException:
+    """The exception to raise for a run stopped by `error` (StopRequested or KeyboardInterrupt).
+
+    After a StopRequested the step is complete, so a checkpoint is written too (when the run has
+    checkpoints). After a bare KeyboardInterrupt the step may have been cut anywhere, so only the
+    image is kept. Before the first scale was built there is nothing to keep: `error` itself.
+    """
+    if run.synthesis is None or (output is None and checkpointing is None):
+        return error
+    checkpoint = None
+    if isinstance(error, StopRequested) and checkpointing is not None:
+        checkpoint = checkpointing.save(run)
+    saved_to = write_unfinished(run.image(), shape, output, existed) if output is not None else None
+    signum = error.signum if isinstance(error, StopRequested) else signal.SIGINT
+    return Interrupted(saved_to, checkpoint=checkpoint, signum=signum, step=run.step)
+
+
+def diverged(
+    error: Diverged, run: RunState, config: Config, output: str | None, existed: bool, shape: tuple[int, int]
+) -> Diverged:
+    """`error` with where the last finite image went and what to change."""
+    saved_to = None
+    if output is not None and run.last_finite is not None:
+        saved_to = write_unfinished(run.last_finite, shape, output, existed)
+    if config.optimizer == "adam" and run.history:
+        advice = (
+            "lower ", Field("learning_rate"), f" (it is {config.effective_learning_rate:g}), or use ",
+            Field("optimizer"), "=lbfgs, which searches its own step length",
+        )
+    else:  # at the very first evaluation, or under L-BFGS's line search: the numbers are too big
+        advice = (
+            "the loss overflowed float32: lower ", Field("content_weight"), " and ", Field("style_weight"),
+            " together (their ratio decides the picture)",
+        )
+    return Diverged(error.step, error.value, saved_to, advice)
+
+
+#: A run whose final loss is this many times the loss its final scale started at is reported: it
+#: made the picture worse (Adam with too large a step does; L-BFGS's line search never accepts a
+#: rise). Measured against the final scale's start, because the loss of a coarser scale, summed
+#: over fewer positions, is not comparable.
+RISE_FACTOR = 2.0
+
+
+def loss_rose(run: RunState) -> RunWarning | None:
+    """A warning when the final scale ended above RISE_FACTOR times the loss it started at."""
+    steps = min(run.scale_steps, len(run.history))
+    if steps < 2:
+        return None
+    first, last = run.history[-steps]["total"], run.history[-1]["total"]
+    if last <= RISE_FACTOR * first:
+        return None
+    return RunWarning(
+        f"the loss ended at {last:.4g}, far above where it started at this size ({first:.4g} at step "
+        f"{run.step - steps + 1}): the optimisation made the picture worse; lower ", Field("learning_rate"),
+        " or use ", Field("optimizer"), "=lbfgs",
+    )
+
+
+__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "write_unfinished"]

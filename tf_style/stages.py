@@ -1,0 +1,111 @@
+"""A run's stages: for each scale of its plan, the Synthesis (objective, optimiser, start image)
+built from the full-size inputs, the network shared by all of them."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from tf_style import images, normalize, schedule, start
+from tf_style.config import INIT_CHOICES, Config
+from tf_style.errors import Field
+from tf_style.features import FeatureExtractor
+from tf_style.loop import Stage
+from tf_style.objective import StyleObjective
+from tf_style.optimizers import make_optimizer
+from tf_style.step import Synthesis
+
+
+def load_start(config: Config) -> np.ndarray | None:
+    """The picture config.init names when it is a file (read here, at the edge), else None."""
+    if config.init in INIT_CHOICES:
+        return None
+    return images.load_image(config.init, Field("init"))
+
+
+def build_synthesis(
+    config: Config,
+    content: np.ndarray | None,
+    style: np.ndarray | None,
+    *,
+    start_picture: np.ndarray | None = None,
+    start_image: np.ndarray | None = None,
+    normalization_images: Sequence[np.ndarray] | None = None,
+) -> Synthesis:
+    """Feature targets, objective, optimiser and start image for prepared (resized) inputs.
+
+    Args:
+      config: the run's settings; its `check_inputs` decides which inputs may be None.
+      content, style: float RGB arrays as `prepare_images` returns them, or None.
+      start_picture: the picture a path-valued config.init names (`load_start`).
+      start_image: the image to start from instead of config.init's (a coarser scale's result,
+        resized to this size).
+      normalization_images: with config.normalize_vgg, the images whose mean activations the
+        network is normalised on; None means the run's own content and style images (the paper
+        used ImageNet images, which are not available here).
+    """
+    config.check_inputs(content=content is not None, style=style is not None)
+    content_layers = config.content_layers if content is not None else ()
+    style_layers = config.style_layers if style is not None else ()
+    if content is not None:
+        size, what = content.shape[:2], Field("content")
+    elif config.output_size is not None:
+        size, what = config.output_size, Field("output_size")
+    else:
+        size, what = style.shape[:2], Field("style")
+    config.check_side(size, (*content_layers, *style_layers), what, "the image being optimised")
+    if style_layers:
+        config.check_side(style.shape[:2], style_layers, Field("style"), "the style image")
+    if normalization_images is None:
+        normalization_images = [x for x in (content, style) if x is not None]
+    extractor = FeatureExtractor(normalize.load_vgg(config, normalization_images), content_layers, style_layers)
+    objective = StyleObjective.from_config(
+        config,
+        extractor,
+        extractor.content_targets(content[None]) if content_layers else {},
+        extractor.style_targets(style[None]) if style_layers else {},
+    )
+    if start_image is None:
+        start_image = start.initial_image(config.init, tuple(size), config.seed, content, style, start_picture)
+    optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance)
+    return Synthesis(objective, optimizer, start_image)
+
+
+def stages(
+    config: Config,
+    content: np.ndarray | None,
+    style: np.ndarray | None,
+    plan: Sequence[schedule.Scale],
+    normalization_images: Sequence[np.ndarray],
+) -> list[Stage]:
+    """The loop's stages for a coarse-to-fine `plan`, from the full-size inputs (RGB float, as loaded).
+
+    Scale k optimises at plan[k].shape with the style image at plan[k].style_size, starting from
+    config.init (the first scale) or the previous scale's result resized. One network serves all
+    scales (normalised, if asked, on `normalization_images`).
+    """
+    start_picture = load_start(config)
+
+    def stage(scale: schedule.Scale) -> Stage:
+        def build(previous: np.ndarray | None) -> Synthesis:
+            at_scale = config.replace(
+                image_size=scale.size,
+                style_size=scale.style_size,
+                output_size=None if content is not None else scale.shape,
+            )
+            return build_synthesis(
+                at_scale,
+                None if content is None else images.resize(content, scale.shape),
+                None if style is None else images.resize_longest(style, scale.style_size),
+                start_picture=start_picture,
+                start_image=None if previous is None else images.resize(previous, scale.shape),
+                normalization_images=normalization_images,
+            )
+
+        return Stage(scale.steps, build)
+
+    return [stage(scale) for scale in plan]
+
+
+__all__ = ["build_synthesis", "load_start", "stages"]
