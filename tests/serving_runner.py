@@ -13,15 +13,24 @@ signature's tensor names. PLAN is a pickled list of jobs, run in order:
 * {"id", "kind": "client", "content", "style", "num_steps"}: tools/serving_client_example.py's
   loop, its REST requests answered by the REST mapping.
 * {"id", "kind": "signatures"}: each signature's input and output keys, tensor names, dtypes.
+* {"id", "kind": "measured", "signature", "feeds"}: one request, with its wall time and how
+  much the process's peak resident memory rose while it ran ("seconds", "peak_rise_kb").
+* {"id", "kind": "soak", "requests": [{"signature", "feeds"}], "threads", "seconds", "seed",
+  "sample_every"}: each request answered alone first (the baseline), then `threads` threads, each
+  picking requests in its own seeded random order, answer them on the one session for `seconds`
+  while another thread samples the process's resident memory (VmRSS) every `sample_every` s.
+  Answers are recorded as digests of their outputs (`digest`), errors as (class, message).
 
 RESULT maps each id to {"outputs": ...} or {"error": (exception class name, message)}.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import pickle
+import random
 import sys
 import threading
 import time
@@ -66,6 +75,89 @@ def run_concurrent(sess: Any, meta_graph: Any, jobs: list[dict[str, Any]], threa
     for t in pool:
         t.join()
     return results  # type: ignore[return-value]
+
+
+def status_kb(field: str) -> int:
+    """A /proc/self/status memory field in kB: VmRSS (resident now), VmHWM (peak since the last reset)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def run_measured(sess: Any, meta_graph: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """One request, its time, and how far the process's peak resident memory rose above the
+    resident memory before it: writing 5 to /proc/self/clear_refs resets the peak (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before, started = status_kb("VmRSS"), time.perf_counter()
+    result = guarded(lambda: run_session(sess, meta_graph, job["signature"], job["feeds"]))
+    result.update(seconds=time.perf_counter() - started, peak_rise_kb=status_kb("VmHWM") - before)
+    return result
+
+
+def digest(outputs: dict[str, Any]) -> str:
+    """A SHA-256 of a request's outputs, bit for bit: names, dtypes, shapes and every value
+    (string tensors element by element, with their lengths, since their buffers hold pointers)."""
+    h = hashlib.sha256()
+    for key in sorted(outputs):
+        value = outputs[key]
+        h.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
+        if value.dtype == object:
+            for item in value.ravel():
+                h.update(len(item).to_bytes(8, "little") + item)
+        else:
+            h.update(value.tobytes())
+    return h.hexdigest()
+
+
+def outcome(result: dict[str, Any]) -> tuple[str, Any]:
+    """("ok", digest of the outputs) or ("error", (class, message))."""
+    return ("ok", digest(result["outputs"])) if "outputs" in result else ("error", result["error"])
+
+
+def run_soak(sess: Any, meta_graph: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """The baseline (each request alone), then the threads' answers and the memory samples."""
+    requests = job["requests"]
+
+    def call(i: int) -> dict[str, Any]:
+        return guarded(lambda: run_session(sess, meta_graph, requests[i]["signature"], requests[i]["feeds"]))
+
+    alone = [call(i) for i in range(len(requests))]
+    answers: list[tuple[int, int, str, Any]] = []  # (thread, request, "ok"/"error", digest/error)
+    samples: list[tuple[float, int]] = []  # (seconds since the start, VmRSS kB)
+    stop, barrier = threading.Event(), threading.Barrier(job["threads"] + 1)
+
+    def worker(k: int) -> None:
+        rng = random.Random(job["seed"] * 1000 + k)
+        barrier.wait()
+        while time.perf_counter() < deadline:
+            i = rng.randrange(len(requests))
+            answers.append((k, i, *outcome(call(i))))  # list.append is atomic under the GIL
+
+    def sample() -> None:
+        while True:
+            samples.append((time.perf_counter() - started, status_kb("VmRSS")))
+            if stop.wait(job["sample_every"]):
+                return
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(job["threads"])]
+    for t in pool:
+        t.start()
+    started = time.perf_counter()
+    deadline = started + job["seconds"]  # read by the workers only once the barrier lets them go
+    barrier.wait()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    for t in pool:
+        t.join()
+    stop.set()
+    sampler.join()
+    return {
+        "alone": [outcome(r) for r in alone],
+        "alone_outputs": [r.get("outputs") for r in alone],
+        "answers": answers,
+        "rss": samples,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def load_client_example() -> Any:
@@ -113,6 +205,10 @@ def main(export_dir: str, plan_path: str, result_path: str) -> None:
                 )
             elif kind == "signatures":
                 results[job["id"]] = {"outputs": describe(meta_graph)}
+            elif kind == "measured":
+                results[job["id"]] = run_measured(sess, meta_graph, job)
+            elif kind == "soak":
+                results[job["id"]] = {"outputs": run_soak(sess, meta_graph, job)}
             else:
                 raise ValueError(f"unknown job kind {kind!r}")
             print(f"{job['id']}: {time.perf_counter() - started:.2f} s", file=sys.stderr)

@@ -42,6 +42,8 @@ EXPORT_FLAGS = [
     f"--seed={SEED}",
     f"--tv_weight={TV}",
 ]
+# The export's default limits, as the tool writes them (tests/test_serving_abuse.py sets its own).
+LIMITS = {"max_image_bytes": 32 * 2**20, "max_image_pixels": 50_000_000}
 TERMS = ("total", "content", "style", "tv", "content/conv4_2") + tuple(
     f"style/conv{i}_1" for i in range(1, 6)
 )
@@ -272,6 +274,8 @@ def test_tool_writes_version_1_with_its_config(export):
     assert saved["config"] == library_config().to_dict() and saved["config"]["tv_weight"] == TV
     assert Config.from_dict(saved["config"]).effective_learning_rate == 10.0
     assert saved["signatures"] == ["serving_default", "targets", "step", "init_state"]
+    assert saved["limits"] == LIMITS == {"max_image_bytes": export_lib.DEFAULT_MAX_IMAGE_BYTES,
+                                         "max_image_pixels": export_lib.DEFAULT_MAX_IMAGE_PIXELS}
     assert export["stdout"].splitlines()[0] == f"exported {export['path']}"
     printed = json.loads(export["stdout"].split("\n", 1)[1])
     assert printed == saved
@@ -285,6 +289,12 @@ def test_tool_writes_version_1_with_its_config(export):
         ("--init=content", "export_savedmodel.py: error: Unknown command line flag 'init'"),
         ("--style_layers=conv9_1", "export_savedmodel.py: error: --style_layers: unknown VGG19 layer 'conv9_1'"),
         ("--pooling=min", "export_savedmodel.py: error: flag --pooling=min: value should be one of <avg|max>"),
+        ("--max_image_bytes=1000", "export_savedmodel.py: error: --max_image_bytes must be an integer from 1024 "
+         "(1 KiB: hardly an image is smaller) to 2147483647 (2 GiB, the most TensorFlow's string ops count); got 1000"),
+        ("--max_image_pixels=262143", "export_savedmodel.py: error: --max_image_pixels must be an integer from 262144 "
+         "(--image_size squared: a smaller limit refuses a square picture at the size the model paints) to 2^62; "
+         "got 262143"),
+        ("--max_image_pixels=1e9", "export_savedmodel.py: error: flag --max_image_pixels=1e9: invalid literal for int()"),
     ],
 )
 def test_tool_bad_flag_is_one_line_and_exit_2(tmp_path, flag, message):
@@ -511,7 +521,7 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
     from tf_style.optimizers import LBFGSState
 
     config = library_config().replace(optimizer="lbfgs")
-    module = serving.StyleTransferModule(config)
+    module = serving.StyleTransferModule(config, **LIMITS)
     out = tf.function(module.serve)(tf.constant([inputs["content"]]), tf.constant([inputs["style"]]))
     content, style = api.prepare_images(config, inputs["content_path"], inputs["style_path"])
     run = api.build_synthesis(config, content, style)
@@ -538,7 +548,7 @@ def test_the_export_runs_the_librarys_coarse_to_fine_schedule(inputs):
                     optimizer="lbfgs")
     plan = schedule.plan(config, (43, 64))
     assert [(s.shape, s.steps) for s in plan] == [((22, 32), 4), ((43, 64), 2)]  # so both scales run
-    module = serving.StyleTransferModule(config)
+    module = serving.StyleTransferModule(config, **LIMITS)
     photo = open(CONTENT_PATH, "rb").read()
     out = tf.function(module.serve)(tf.constant([photo]), tf.constant([inputs["style"]]))
     result = api.run(config, CONTENT_PATH, inputs["style_path"])
@@ -558,7 +568,7 @@ def test_the_export_takes_the_style_at_style_size(inputs):
     from tf_style import api, serving
 
     config = library_config().replace(style_size=24)
-    module = serving.StyleTransferModule(config)
+    module = serving.StyleTransferModule(config, **LIMITS)
     out = tf.function(module.targets)(tf.constant([inputs["jpeg"]]))  # the 451 x 300 photo
     assert out["image"].shape == (1, 21, 32, 3)  # content features at image_size
     _, style = api.prepare_images(config, None, CONTENT_PATH)

@@ -3,7 +3,8 @@
 TensorFlow Serving polls a base folder for integer version folders and serves the highest, so an
 export is written into a temporary folder inside the base and renamed into place: the server
 never sees half a model. The configuration the model bakes in is saved beside it
-(`CONFIG_ASSET`), as `Config.to_dict()`, so `Config.from_dict` gives it back.
+(`CONFIG_ASSET`), as `Config.to_dict()`, so `Config.from_dict` gives it back, with the limits on
+each encoded image that the export chose (`DEFAULT_MAX_IMAGE_BYTES`, `DEFAULT_MAX_IMAGE_PIXELS`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,46 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
 }
 
 
-def export_config(config: Config) -> dict[str, Any]:
-    """What is saved as the export's config asset: the Config (`to_dict`) and what it was made with."""
+#: The served model's default limits on each encoded image, refused before it is decoded
+#: (tf_style.serving). 50 megapixels takes the largest photos phones and most cameras write
+#: (48-50 MP, e.g. 8160 x 6120 = 49.9 MP) and is below Pillow's decompression-bomb threshold,
+#: which the library refuses (89,478,485); one image that size costs ~0.75 GB to decode and
+#: resize in the graph (measured: 8160 x 6120 JPEG to 512 px, +757 MB peak), and a request
+#: decodes two, on a server answering several at once. 32 MiB holds such a photo as a JPEG (10-25
+#: MB from a phone); REST's base64 makes it ~43 MB of JSON.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+DEFAULT_MAX_IMAGE_BYTES = 32 * 2**20
+#: Below 1 KiB hardly any real image fits (a JPEG's own tables take ~600 bytes); TensorFlow
+#: counts a string's bytes in int32, and no gRPC or REST message is larger.
+MIN_IMAGE_BYTES, MAX_IMAGE_BYTES = 1024, 2**31 - 1
+#: The pixel limit must fit the graph's int64 arithmetic.
+MAX_IMAGE_PIXELS = 2**62
+
+
+def check_limits(config: Config, max_image_bytes: int, max_image_pixels: int) -> None:
+    """Refuses limits that are not integers in range, saying which range and why."""
+    def integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not integer(max_image_bytes) or not MIN_IMAGE_BYTES <= max_image_bytes <= MAX_IMAGE_BYTES:
+        raise InputError(
+            Field("max_image_bytes"), f" must be an integer from {MIN_IMAGE_BYTES} (1 KiB: hardly an image is "
+            f"smaller) to {MAX_IMAGE_BYTES} (2 GiB, the most TensorFlow's string ops count); got {max_image_bytes!r}"
+        )
+    # Below image_size squared, a square picture at the very size the model paints would be refused.
+    floor = config.image_size**2
+    if not integer(max_image_pixels) or not floor <= max_image_pixels <= MAX_IMAGE_PIXELS:
+        raise InputError(
+            Field("max_image_pixels"), f" must be an integer from {floor} (", Field("image_size"), " squared: a "
+            f"smaller limit refuses a square picture at the size the model paints) to 2^62; got {max_image_pixels!r}"
+        )
+
+
+def export_config(
+    config: Config, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> dict[str, Any]:
+    """What is saved as the export's config asset: the Config (`to_dict`), the limits on each
+    image baked into the graph, and what it was made with."""
     import tensorflow as tf
 
     from tf_style import __version__
@@ -45,6 +84,7 @@ def export_config(config: Config) -> dict[str, Any]:
 
     return {
         "config": config.to_dict(),
+        "limits": {"max_image_bytes": max_image_bytes, "max_image_pixels": max_image_pixels},
         "signatures": list(SIGNATURES),
         "tensorflow": tf.__version__,
         "tf_style": __version__,
@@ -65,13 +105,22 @@ def next_version(base: str) -> int:
     return max(versions, default=0) + 1
 
 
-def export_savedmodel(config: Config, export_dir: str, version: int | None = None, vgg: Any | None = None) -> str:
+def export_savedmodel(
+    config: Config,
+    export_dir: str,
+    version: int | None = None,
+    vgg: Any | None = None,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> str:
     """Writes the SavedModel for `config` as ``export_dir/<version>/`` and returns that path.
 
-    `version` defaults to the next integer. Nothing is written when the settings or the
-    version are refused.
+    `version` defaults to the next integer. The model refuses an encoded image of more than
+    `max_image_bytes` bytes, or whose header claims more than `max_image_pixels` pixels, before
+    decoding it. Nothing is written when the settings, the limits or the version are refused.
     """
     check_exportable(config)
+    check_limits(config, max_image_bytes, max_image_pixels)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise InputError(Field("export_dir"), f": {export_dir} is a file; expected a folder (the model's base path)")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
@@ -85,13 +134,13 @@ def export_savedmodel(config: Config, export_dir: str, version: int | None = Non
 
     from tf_style.serving import StyleTransferModule
 
-    module = StyleTransferModule(config, vgg=vgg)
+    module = StyleTransferModule(config, vgg=vgg, max_image_bytes=max_image_bytes, max_image_pixels=max_image_pixels)
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=export_dir)
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         with open(os.path.join(tmp, CONFIG_ASSET), "w") as f:
-            json.dump(export_config(config), f, indent=2, sort_keys=True)
+            json.dump(export_config(config, max_image_bytes, max_image_pixels), f, indent=2, sort_keys=True)
             f.write("\n")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the server may run as another user
         try:
@@ -116,4 +165,8 @@ def read_config(version_dir: str) -> Config:
         raise InputError(f"{path}: not a tf_style export's config ({type(e).__name__}: {e})") from None
 
 
-__all__ = ["CONFIG_ASSET", "UNSUPPORTED_FIELDS", "check_exportable", "export_config", "export_savedmodel", "next_version", "read_config"]
+__all__ = [
+    "CONFIG_ASSET", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS",
+    "MIN_IMAGE_BYTES", "UNSUPPORTED_FIELDS", "check_exportable", "check_limits", "export_config", "export_savedmodel",
+    "next_version", "read_config",
+]

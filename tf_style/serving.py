@@ -25,6 +25,11 @@ pure_step, white_noise; images through tf_style.graph_images), so the export and
 give the same picture for the same pixels and seed. No ``tf.py_function`` (the server has no
 Python) and no ``jit_compile`` (the server's XLA is off by default). Writing it to disk is
 tf_style.export's job.
+
+Every encoded image meets the export's limits before a decoder runs: more than
+``max_image_bytes`` bytes, or a header that cannot be read or claims more than
+``max_image_pixels`` pixels (tf_style.graph_images.read_header), is INVALID_ARGUMENT naming the
+input, so no request can make the server allocate what its header promises.
 """
 
 from __future__ import annotations
@@ -68,15 +73,18 @@ class StyleTransferModule(tf.Module):
       config: the baked-in settings (image_size, layers, weights, optimiser, steps, seed, ...);
         its ``init`` must be "noise", the paper's start.
       vgg: the backbone; by default `tf_style.normalize.load_vgg(config)`, the library's own.
+      max_image_bytes, max_image_pixels: the limits on each encoded image, baked into the graph
+        (tf_style.export chooses and checks them).
     """
 
-    def __init__(self, config: Config, vgg: Any | None = None):
+    def __init__(self, config: Config, vgg: Any | None = None, *, max_image_bytes: int, max_image_pixels: int):
         super().__init__(name="tf_style")
         if config.init != "noise":
             raise InputError(Field("init"), f": the export starts from white noise (the paper); got {config.init!r}")
         if vgg is None:
             vgg = normalize.load_vgg(config)
         self.config = config
+        self.max_image_bytes, self.max_image_pixels = int(max_image_bytes), int(max_image_pixels)
         extractor = FeatureExtractor(vgg, config.content_layers, config.style_layers)
         self._extractor = extractor
         # A Keras 3 model under a plain tf.Module saves fine but the TF1 loader (TensorFlow
@@ -94,9 +102,32 @@ class StyleTransferModule(tf.Module):
         """The loss terms, in `StyleObjective.term_names` order."""
         return term_names(self.config.content_layers, self.config.style_layers)
 
+    def decode(self, data: tf.Tensor, what: str | tf.Tensor) -> tf.Tensor:
+        """`graph_images.decode_image` behind the export's limits: the byte count first, then
+        (after the format check) the header's pixels; only then may a decoder start."""
+        size = tf.cast(tf.strings.length(data), tf.int64)
+        message = tf.strings.join([
+            what, " is ", tf.strings.as_string(size),
+            f" bytes, more than the {self.max_image_bytes} this model takes (max_image_bytes, set at export)",
+        ])
+        with tf.control_dependencies([tf.debugging.Assert(size <= self.max_image_bytes, [message], summarize=1)]):
+            return graph_images.decode_image(data, what, lambda header: self._pixel_checks(header, what))
+
+    def _pixel_checks(self, header: graph_images.Header, what: str | tf.Tensor) -> list[tf.Operation]:
+        """A readable size first (an unreadable header could hide any size), then the pixel limit."""
+        unreadable = tf.strings.join([what, ": cannot read the size of the image from its header (damaged or truncated?)"])
+        readable = tf.debugging.Assert(header.pixels > 0, [unreadable], summarize=1)
+        message = tf.strings.join([
+            what, ": the image claims ", tf.strings.as_string(header.width), "x", tf.strings.as_string(header.height),
+            " pixels (", tf.strings.as_string(header.pixels), f" to decode), more than the {self.max_image_pixels} this "
+            "model takes (max_image_pixels, set at export)",
+        ])
+        with tf.control_dependencies([readable]):
+            return [tf.debugging.Assert(header.pixels <= self.max_image_pixels, [message], summarize=1)]
+
     def load(self, data: tf.Tensor, what: str | tf.Tensor, longest: int) -> tf.Tensor:
         """Encoded bytes -> float pixels [H, W, 3] resized to a longest side of `longest`."""
-        image = graph_images.resize_longest(graph_images.decode_image(data, what), longest)
+        image = graph_images.resize_longest(self.decode(data, what), longest)
         return graph_run.checked(image, what, longest, self._min_side)
 
     def objective(
@@ -135,8 +166,8 @@ class StyleTransferModule(tf.Module):
             i, content_data, style_data = args
             index = tf.strings.as_string(i)
             what = (tf.strings.join(["content_bytes[", index, "]"]), tf.strings.join(["style_bytes[", index, "]"]))
-            content = graph_images.decode_image(content_data, what[0])
-            style = graph_images.decode_image(style_data, what[1])
+            content = self.decode(content_data, what[0])
+            style = self.decode(style_data, what[1])
             image, terms = self.stylize_one(content, style, what)
             return graph_images.encode_png(image[0]), {loss_key(k): terms[k][0] for k in term_names}
 

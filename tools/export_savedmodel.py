@@ -6,6 +6,8 @@ writes /models/tf_style/<next integer>/ (atomically: a temporary folder renamed 
 the signatures serving_default, targets, step and init_state (see BUILD_NOTES.md), saves the
 baked-in configuration as assets/tf_style_config.json, and prints the path and that configuration.
 Every tf_style.Config field the export can honour is a flag, with tf-style's defaults.
+--max_image_bytes and --max_image_pixels bound each encoded image a request may send: a larger
+one, or one whose header claims more pixels, is refused (INVALID_ARGUMENT) before it is decoded.
 
 Exit status: 0 on success, 2 for a bad flag value (one line on stderr), 1 for anything else.
 """
@@ -39,6 +41,19 @@ flags.DEFINE_integer(
     "version", None, "Version folder to write (default: one more than the highest existing).", lower_bound=0,
     module_name=MODULE,
 )
+flags.DEFINE_integer(
+    "max_image_bytes", export.DEFAULT_MAX_IMAGE_BYTES,
+    f"Largest encoded image a request may send, in bytes ({export.MIN_IMAGE_BYTES} to {export.MAX_IMAGE_BYTES}); "
+    "a larger one is refused before it is decoded. The default, 32 MiB, holds a 50 MP phone JPEG.",
+    module_name=MODULE,
+)
+flags.DEFINE_integer(
+    "max_image_pixels", export.DEFAULT_MAX_IMAGE_PIXELS,
+    "Most pixels an image's header may claim (width x height; a GIF's frames added up), at least image_size "
+    "squared; more is refused before decoding. The default, 50 MP, takes the largest phone photos; one such "
+    "image costs ~0.75 GB to decode and resize.",
+    module_name=MODULE,
+)
 cli_flags.define_flags(FIELDS, MODULE)
 
 
@@ -52,10 +67,12 @@ def export_from_flags(argv: list[str]) -> None:
     if os.path.exists(FLAGS.export_dir) and not os.path.isdir(FLAGS.export_dir):
         raise InputError(Field("export_dir"), f": {FLAGS.export_dir} is a file; expected a folder")
     config = cli_flags.settings_from_flags(Config, FIELDS)
+    limits = {"max_image_bytes": FLAGS.max_image_bytes, "max_image_pixels": FLAGS.max_image_pixels}
+    export.check_limits(config, **limits)
     import_tensorflow_quietly()  # TensorFlow loads only once the flags are known to be good
-    path = export.export_savedmodel(config, FLAGS.export_dir, FLAGS.version)
+    path = export.export_savedmodel(config, FLAGS.export_dir, FLAGS.version, **limits)
     print(f"exported {path}")
-    print(json.dumps(export.export_config(config), indent=2, sort_keys=True))
+    print(json.dumps(export.export_config(config, **limits), indent=2, sort_keys=True))
 
 
 def main(argv: list[str]) -> None:
