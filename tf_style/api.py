@@ -12,7 +12,7 @@ from tf_style.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before the modules below load TensorFlow: the Python API prints no start-up notices
 
-from tf_style import checkpoints, endings, estimate, images, run_dirs, schedule  # noqa: E402
+from tf_style import checkpoints, endings, estimate, images, provenance, run_dirs, schedule  # noqa: E402
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
@@ -151,7 +151,7 @@ def run(
         resumed_at=resumed_at,
     )
     if output is not None:
-        images.save_image(result.image, output)
+        images.save_image(result.image, output, metadata=provenance.record(config, state.input_names))
     if checkpointing is not None:
         checkpointing.checkpoints.remove()  # the run is complete: its checkpoints are no use now
     return result

@@ -38,6 +38,10 @@ flags.DEFINE_string("style", None, "The artwork: its style is transferred (Eq. 5
 flags.DEFINE_string(
     "output", None, "Where to write the result; the format follows the extension (PNG if none).", module_name=MODULE
 )
+flags.DEFINE_string(
+    "config_from", None, "Take every setting from a picture tf-style wrote (its PNG or JPEG carries them); the flags "
+    "given here change them.", module_name=MODULE,
+)
 flags.DEFINE_bool(
     "dry_run", False, "Print each scale's size, steps, predicted peak memory and time per step; run nothing.",
     module_name=MODULE,
@@ -56,13 +60,14 @@ def stylize_from_flags(argv: list[str]) -> None:
         raise InputError(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags (see --help)")
     if not FLAGS.output and not FLAGS.dry_run:
         raise InputError(Field("output"), " is required (where to write the result, e.g. ", Field("output"), "=out.png)")
-    config = cli_flags.settings_from_flags(Config, FIELDS)
+    from tf_style import images, provenance
+
+    earlier = provenance.config_from(FLAGS.config_from) if FLAGS.config_from else None
+    config = cli_flags.settings_from_flags(Config, FIELDS, base=earlier)
     options = cli_flags.settings_from_flags(RunOptions, FIELDS)
     # Without --style this is the paper's content reconstruction (content loss only), without
     # --content its texture synthesis (style loss only): the same run with one term left out.
     config.check_inputs(content=bool(FLAGS.content), style=bool(FLAGS.style))
-    from tf_style import images
-
     # Read the inputs before TensorFlow loads, so a wrong path fails in a blink.
     content = images.load_image(FLAGS.content, Field("content")) if FLAGS.content else None
     style = images.load_image(FLAGS.style, Field("style")) if FLAGS.style else None
@@ -70,7 +75,8 @@ def stylize_from_flags(argv: list[str]) -> None:
         print(dry_run_report(config, content, style))
         return
     images.check_output_path(FLAGS.output)
-    images.check_not_an_input(FLAGS.output, {"content": FLAGS.content, "style": FLAGS.style, "init": config.init})
+    named = {"content": FLAGS.content, "style": FLAGS.style, "init": config.init, "config_from": FLAGS.config_from}
+    images.check_not_an_input(FLAGS.output, named)
     import_tensorflow_quietly()
     from tf_style import api, stopping
     from tf_style.tensorboard_logger import TensorBoardLogger

@@ -154,14 +154,15 @@ def define_flags(fields: Iterable[str], module_name: str, values: flags.FlagValu
             flags.DEFINE(parser, field, default, row.help, values, serializer, module_name=module_name)
 
 
-def settings_from_flags(cls: type[_S], fields: Iterable[str], values: flags.FlagValues = FLAGS) -> _S:
+def settings_from_flags(cls: type[_S], fields: Iterable[str], values: flags.FlagValues = FLAGS, base: _S | None = None) -> _S:
     """A `cls` (Config or RunOptions) with the flags' values for `fields`, defaults elsewhere.
 
-    Validated by the class itself: a bad value raises InputError naming the field.
+    With `base` (settings read from an earlier picture), only the flags given on the command
+    line change it. Validated by the class itself: a bad value raises InputError naming the field.
     """
     options = {}
     for field in fields:
-        if field not in cls.field_names():
+        if field not in cls.field_names() or (base is not None and values[field].using_default_value):
             continue
         row, value = ROW_BY_FIELD[field], getattr(values, field)
         if row.parse is not None:
@@ -169,7 +170,7 @@ def settings_from_flags(cls: type[_S], fields: Iterable[str], values: flags.Flag
         elif isinstance(value, list):
             value = tuple(value)
         options[field] = value
-    return cls(**options)
+    return base.replace(**options) if base is not None else cls(**options)
 
 
 def flag_name(field: str) -> str:

@@ -14,7 +14,7 @@ import signal
 
 import numpy as np
 
-from tf_style import images
+from tf_style import images, provenance
 from tf_style.checkpoints import Checkpointing
 from tf_style.config import Config
 from tf_style.errors import Diverged, Field, Interrupted, RunWarning
@@ -22,10 +22,12 @@ from tf_style.loop import RunState
 from tf_style.stopping import StopRequested
 
 
-def write_unfinished(image: np.ndarray, shape: tuple[int, int], output: str, existed: bool) -> str:
-    """Writes an unfinished image at the final size: to `output`, or beside it if a file was there before."""
+def write_unfinished(image: np.ndarray, shape: tuple[int, int], output: str, existed: bool, run: RunState) -> str:
+    """Writes an unfinished image at the final size: to `output`, or beside it if a file was there
+    before; its provenance says at which step it stopped."""
     path = images.unfinished_path(output) if existed else os.fspath(output)
-    images.save_image(images.resize(image, tuple(shape)), path)  # a coarse scale's too, at full size
+    metadata = provenance.record(run.config, run.input_names, step=run.step) if run.config is not None else None
+    images.save_image(images.resize(image, tuple(shape)), path, metadata=metadata)  # a coarse scale's too, at full size
     return path
 
 
@@ -48,7 +50,7 @@ def interrupted(
     checkpoint = None
     if isinstance(error, StopRequested) and checkpointing is not None:
         checkpoint = checkpointing.save(run)
-    saved_to = write_unfinished(run.image(), shape, output, existed) if output is not None else None
+    saved_to = write_unfinished(run.image(), shape, output, existed, run) if output is not None else None
     signum = error.signum if isinstance(error, StopRequested) else signal.SIGINT
     return Interrupted(saved_to, checkpoint=checkpoint, signum=signum, step=run.step)
 
@@ -59,7 +61,7 @@ def diverged(
     """`error` with where the last finite image went and what to change."""
     saved_to = None
     if output is not None and run.last_finite is not None:
-        saved_to = write_unfinished(run.last_finite, shape, output, existed)
+        saved_to = write_unfinished(run.last_finite, shape, output, existed, run)
     if config.optimizer == "adam" and run.history:
         advice = (
             "lower ", Field("learning_rate"), f" (it is {config.effective_learning_rate:g}), or use ",

@@ -11,7 +11,7 @@ import warnings
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from tf_style.atomic import write_atomically
 from tf_style.errors import Field, InputError
@@ -20,6 +20,8 @@ ImageLike = Union[str, os.PathLike, np.ndarray]
 #: What an error names: a field (`Field("content")`, shown as --content on the command line) or plain text.
 What = Union[Field, str]
 
+#: The PNG text chunk (and the JPEG comment's prefix) that carries an output's settings (tf_style.provenance).
+METADATA_KEY = "tf_style"
 #: Output formats by file extension; anything without an extension is written as PNG.
 SAVE_FORMATS: dict[str, str] = {
     ".png": "PNG",
@@ -170,17 +172,25 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike, what: What = Field("output")) -> str:
+def save_image(
+    image: np.ndarray, path: str | os.PathLike, what: What = Field("output"), metadata: str | None = None
+) -> str:
     """Writes an RGB image atomically; the format follows the extension (PNG when there is none).
 
     The bytes go to a temporary file in the same folder, which is then renamed over `path`, so
     a reader never sees a half-written file and an interrupted write leaves the old one intact.
-    Returns the path written.
+    `metadata` (text: tf_style.provenance's JSON) goes into a PNG's ``tf_style`` text chunk or a
+    JPEG's comment; other formats have no such place and go without. Returns the path written.
     """
     path = os.fspath(path)
     fmt = check_output_path(path, what)
     pil = Image.fromarray(to_uint8(image), mode="RGB")
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    options: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if metadata is not None and fmt == "PNG":
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        options["pnginfo"].add_itxt(METADATA_KEY, metadata)
+    elif metadata is not None and fmt == "JPEG":
+        options["comment"] = (METADATA_KEY + ":" + metadata).encode("utf-8")
     try:
         return write_atomically(path, lambda f: pil.save(f, format=fmt, **options))
     except PermissionError as e:  # e.g. the folder became read-only during a long run

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import keras
 
-from tf_style import images
+from tf_style import images, provenance
 from tf_style.errors import Diverged
 from tf_style.schedule import Budget
 from tf_style.step import Synthesis
@@ -131,7 +131,8 @@ class SaveEvery(Callback):
 
     def on_step_end(self, run: RunState) -> None:
         if self.every and run.step % self.every == 0 and (run.step < run.num_steps or run.open_ended):
-            images.save_image(run.image(), self.path_for(run.step))
+            metadata = provenance.record(run.config, run.input_names, step=run.step) if run.config is not None else None
+            images.save_image(run.image(), self.path_for(run.step), metadata=metadata)
 
 
 @dataclass(frozen=True)
