@@ -12,7 +12,7 @@ from tf_style.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before the modules below load TensorFlow: the Python API prints no start-up notices
 
-from tf_style import checkpoints, endings, estimate, images, provenance, run_dirs, schedule  # noqa: E402
+from tf_style import checkpoints, colour, endings, estimate, images, provenance, run_dirs, schedule  # noqa: E402
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
@@ -103,6 +103,8 @@ def run(
     existed = output is not None and check_output(output, config, content, style)
     config.check_inputs(content=content is not None, style=style is not None)
     loaded = {k: None if x is None else images.as_rgb_array(x, Field(k)) for k, x in (("content", content), ("style", style))}
+    # With preserve_colors the run optimises against recoloured inputs; `show` makes its picture.
+    loaded["content"], loaded["style"], show = colour.prepare(config.preserve_colors, loaded["content"], loaded["style"])
     shapes = {k: None if x is None else x.shape[:2] for k, x in loaded.items()}
     estimate.check_memory(config, shapes["content"], shapes["style"], estimate.available_bytes())
     content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
@@ -127,6 +129,7 @@ def run(
         scales=plan,
         open_ended=config.max_seconds is not None,
         stop=stop,
+        show=show,
     )
     resumed_at = 0
     if checkpointing is not None and checkpointing.resume_from is not None:
@@ -141,7 +144,7 @@ def run(
         raise endings.diverged(e, state, config, output, existed, final) from None
     warning = endings.loss_rose(state)
     result = Result(
-        image=images.to_uint8(state.image()),
+        image=images.to_uint8(state.picture()),
         history=state.history,
         config=config,
         seconds=state.elapsed,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, NoReturn, Sequence, TypeVar
 
 from absl import app, flags
 
-from tf_style.config import INIT_CHOICES, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions
+from tf_style.config import COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions
 from tf_style.errors import Field, InputError
 from tf_style.layers import POOLING_CHOICES
 
@@ -103,6 +103,9 @@ ROWS: tuple[Row, ...] = (
     Row("output_size", "string",
         "Texture synthesis only (no --content): output size as WIDTHxHEIGHT (e.g. 300x200: 300 wide, "
         "200 high) or one number for a square; default: the style image's size.", parse=parse_output_size),
+    Row("preserve_colors", "enum", "Keep the photo's colours: luminance (transfer on luminance, the photo's chroma put "
+        "back) or histogram (the style image recoloured to the photo's palette first); none: the style's colours.",
+        choices=COLOR_CHOICES),
     # RunOptions: how a run is watched and saved.
     Row("print_every", "integer", "Progress line every N steps (0: only at the end).", lower=0),
     Row("save_every", "integer",

@@ -22,6 +22,9 @@ PAPER_STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1
 PAPER_CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
 OPTIMIZER_CHOICES: tuple[str, ...] = ("lbfgs", "adam")
 INIT_CHOICES: tuple[str, ...] = ("noise", "content", "style")
+#: Colour control (tf_style.colour): keep the photo's colours by transferring luminance only, or
+#: by giving the style image the photo's colour statistics first.
+COLOR_CHOICES: tuple[str, ...] = ("none", "luminance", "histogram")
 MIN_IMAGE_SIZE = checks.MIN_IMAGE_SIZE
 MAX_IMAGE_SIZE = checks.MAX_IMAGE_SIZE
 
@@ -103,6 +106,9 @@ class Config(_Settings):
         content and style images, as the paper's network was (see tf_style.normalize).
       output_size: (height, width) of the output when there is no content image (texture
         synthesis); None: the style image's size. Giving it together with a content image is an error.
+      preserve_colors: "none"; "luminance" (the transfer on luminance alone, the photo's chroma
+        put back) or "histogram" (the style image recoloured to the photo's colour mean and
+        covariance first), after Gatys et al. 2016, "Preserving Colour in Neural Artistic Style Transfer".
     """
 
     image_size: int = 512
@@ -126,6 +132,7 @@ class Config(_Settings):
     weights: str = "imagenet"
     normalize_vgg: bool = False
     output_size: tuple[int, int] | None = None
+    preserve_colors: str = "none"
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
@@ -151,6 +158,7 @@ class Config(_Settings):
             fix("style_layer_weights", checks.layer_weights(self.style_layer_weights, len(self.style_layers)))
         checks.choice("pooling", self.pooling, POOLING_CHOICES)
         checks.choice("optimizer", self.optimizer, OPTIMIZER_CHOICES)
+        checks.choice("preserve_colors", self.preserve_colors, COLOR_CHOICES)
         if self.learning_rate is not None:
             fix("learning_rate", checks.number("learning_rate", self.learning_rate, minimum=0.0, strict=True))
         checks.init(self.init, INIT_CHOICES)
@@ -200,6 +208,9 @@ class Config(_Settings):
                 Field("output_size"), " is for texture synthesis (no ", Field("content"),
                 "); the output has the content image's size",
             )
+        if self.preserve_colors != "none" and not (content and style):
+            raise InputError(Field("preserve_colors"), f"={self.preserve_colors} keeps the colours of the ", Field("content"),
+                             " image in a style transfer: it needs both ", Field("content"), " and ", Field("style"))
         for needed, given in (("content", content), ("style", style)):
             if self.init == needed and not given:
                 raise InputError(Field("init"), f"={needed} needs a {needed} image (", Field(needed), ")")
@@ -277,6 +288,7 @@ __all__ = [
     "PAPER_STYLE_LAYERS",
     "OPTIMIZER_CHOICES",
     "INIT_CHOICES",
+    "COLOR_CHOICES",
     "DEFAULT_LEARNING_RATES",
     "MIN_IMAGE_SIZE",
     "MAX_IMAGE_SIZE",

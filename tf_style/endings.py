@@ -27,7 +27,8 @@ def write_unfinished(image: np.ndarray, shape: tuple[int, int], output: str, exi
     before; its provenance says at which step it stopped."""
     path = images.unfinished_path(output) if existed else os.fspath(output)
     metadata = provenance.record(run.config, run.input_names, step=run.step) if run.config is not None else None
-    images.save_image(images.resize(image, tuple(shape)), path, metadata=metadata)  # a coarse scale's too, at full size
+    picture = run.picture(images.resize(image, tuple(shape)))  # a coarse scale's too, at full size
+    images.save_image(picture, path, metadata=metadata)
     return path
 
 

@@ -56,6 +56,7 @@ class RunState:
     stopped: str = ""  # why the last scale ended: "steps", "converged" or "time"
     open_ended: bool = False  # a time budget decides how many steps run
     stop: StopSwitch | None = None  # read after every step
+    show: Callable[[np.ndarray], np.ndarray] | None = None  # the optimised image -> the picture (colour control)
     last_finite: np.ndarray | None = None  # the latest image whose pixels and loss were all finite
 
     @property
@@ -64,6 +65,12 @@ class RunState:
 
     def image(self) -> np.ndarray:
         return self.synthesis.image_array()
+
+    def picture(self, image: np.ndarray | None = None) -> np.ndarray:
+        """`image` (default: the current one) as the user sees it: with preserve_colors=luminance the
+        run optimises luminance alone, and `show` puts the photo's colours back."""
+        image = self.image() if image is None else image
+        return self.show(image) if self.show is not None else image
 
 
 class Callback:
@@ -132,7 +139,7 @@ class SaveEvery(Callback):
     def on_step_end(self, run: RunState) -> None:
         if self.every and run.step % self.every == 0 and (run.step < run.num_steps or run.open_ended):
             metadata = provenance.record(run.config, run.input_names, step=run.step) if run.config is not None else None
-            images.save_image(run.image(), self.path_for(run.step), metadata=metadata)
+            images.save_image(run.picture(), self.path_for(run.step), metadata=metadata)
 
 
 @dataclass(frozen=True)

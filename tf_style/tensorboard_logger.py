@@ -260,7 +260,7 @@ class TensorBoardLogger(Callback):
             self._pending = (step, (tags, values), True)
 
     def _write_image(self, run: RunState, step: int) -> None:
-        tf.summary.image(IMAGE_TAG, images.to_uint8(run.image())[None], max_outputs=1)
+        tf.summary.image(IMAGE_TAG, images.to_uint8(run.picture())[None], max_outputs=1)
         self._last_image_step = step
 
     def _describe(self, run: RunState) -> None:
