@@ -212,3 +212,32 @@ def test_the_readme_s_modules_are_attributes_after_import_tf_style_and_tensorflo
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "(17, 20, 3)\n"
     assert proc.stderr == ""
+
+
+def test_style_scale_sizes_the_style_image_relative_to_the_output(content_image, style_image):
+    """style_scale=0.5 at image_size 64: the style image's longest side is 32 at the final scale, and
+    half the scale's size at a coarser one; its Gram targets are taken at that size."""
+    config = Config(weights="random", image_size=64, style_scale=0.5, num_steps=0)
+    assert config.effective_style_size == 32
+    content, style = api.prepare_images(config, content_image, style_image)
+    assert content.shape == (43, 64, 3) and style.shape == (28, 32, 3)  # the style image is 56 x 64
+    synthesis = api.build_synthesis(config, content, style)
+    assert int(synthesis.objective.style_targets["conv1_1"].positions) == 28 * 32
+    from tf_style import schedule
+
+    shallow = config.replace(scales=2, coarsest_size=32, style_layers=("conv1_1", "conv2_1"), content_layers=("conv2_2",))
+    plan = schedule.plan(shallow, (43, 64), (56, 64))
+    assert [(s.size, s.style_size) for s in plan] == [(32, 16), (64, 32)]
+    # Finer strokes change the picture.
+    small = api.run(config.replace(num_steps=3, scales=1), content_image, style_image).image
+    same = api.run(config.replace(num_steps=3, scales=1, style_scale=1.0), content_image, style_image).image
+    assert np.abs(small.astype(int) - same.astype(int)).mean() > 1
+
+
+def test_style_scale_and_style_size_are_one_or_the_other():
+    with pytest.raises(InputError, match=r"^style_scale and style_size both set the style image's size; give one$"):
+        Config(style_scale=0.5, style_size=100)
+    with pytest.raises(InputError) as info:
+        Config(image_size=512, style_scale=20.0)
+    assert str(info.value) == "style_scale must be between 16 and 8192 pixels (image_size x style_scale = 512 x 20); got 10240"
+    assert Config(image_size=100, style_scale=1.5).resolved().style_size == 150

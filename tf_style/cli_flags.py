@@ -73,6 +73,8 @@ ROWS: tuple[Row, ...] = (
     Row("image_size", "integer", "Longest side of the output in pixels.", lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
     Row("style_size", "integer", "Longest side of the style image in pixels (default: --image_size).",
         lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
+    Row("style_scale", "float", "The style image's longest side relative to the output's (0.5: finer brush strokes, "
+        "2: larger); instead of --style_size.", lower=0.0),
     Row("content_layers", "list", "Content layers (paper: conv4_2; Keras names work too)."),
     Row("style_layers", "list", "Style layers (paper: conv1_1..conv5_1)."),
     Row("style_layer_weights", "list", "w_l per style layer, in --style_layers order (default 1/number of layers).",

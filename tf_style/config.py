@@ -1,22 +1,23 @@
-"""The frozen, typed settings of a run: `Config` decides the picture, `RunOptions` how a run is
-watched and saved. Both are validated when built, round-trip through JSON (`to_dict`,
-`from_dict`), and import no TensorFlow, so command-line checks stay instant.
+"""The frozen, typed settings of a run: `Config` decides the picture, `RunOptions` (defined in
+tf_style.run_options, imported from here too) how a run is watched and saved. Both are validated
+when built, round-trip through JSON (`to_dict`, `from_dict`), and import no TensorFlow, so
+command-line checks stay instant.
 
-A new option is one field here (with its check in `__post_init__`) and one row in
+A new option is one field here or in RunOptions (with its check in `__post_init__`) and one row in
 `tf_style.cli_flags`; the command-line tools, TensorBoard's HParams and the export's config
 asset all follow from the field list.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Sequence
 
 from tf_style import checks
 from tf_style.errors import Field, InputError
 from tf_style.layers import POOLING_CHOICES, deepest_layer, min_side
+from tf_style.run_options import RunOptions  # noqa: F401 - re-exported: settings are imported from here
+from tf_style.settings import Settings as _Settings
 
 PAPER_STYLE_LAYERS: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 PAPER_CONTENT_LAYERS: tuple[str, ...] = ("conv4_2",)
@@ -37,41 +38,6 @@ def paper_layer_weights(layers: Sequence[str]) -> dict[str, float]:
     return {name: 1.0 / len(layers) for name in layers}
 
 
-_T = TypeVar("_T")
-
-
-class _Settings:
-    """What Config and RunOptions share: copies, field lists and the JSON round trip."""
-
-    def replace(self: _T, **changes: Any) -> _T:
-        """A copy with some fields changed, validated again."""
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field as a plain JSON value (tuples become lists); `from_dict` reverses it."""
-        return {name: _jsonable(getattr(self, name)) for name in self.field_names()}
-
-    @classmethod
-    def from_dict(cls: type[_T], values: dict[str, Any]) -> _T:
-        """The settings a `to_dict` (or a JSON file of it) describes; absent fields keep their defaults."""
-        if not isinstance(values, dict):
-            raise InputError(f"{cls.__name__}.from_dict expects a dict of fields; got {type(values).__name__}")
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise InputError(
-                f"unknown {cls.__name__} field(s) {', '.join(unknown)}; valid fields are {', '.join(cls.field_names())}"
-            )
-        return cls(**values)
-
-
-def _jsonable(value: Any) -> Any:
-    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
-
-
 @dataclass(frozen=True)
 class Config(_Settings):
     """Everything that decides the picture. Defaults are the paper's algorithm (Gatys et al. 2015).
@@ -79,6 +45,8 @@ class Config(_Settings):
     Attributes:
       image_size: longest side of the output in pixels (the content image is resized to it).
       style_size: longest side of the style image; None means the same as image_size.
+      style_scale: the style image's longest side relative to the output's (0.5: half as large, so
+        its brush strokes come out finer); None: as style_size says. Not together with style_size.
       content_layers: layers matched for content (Eq. 1); paper: conv4_2.
       style_layers: layers matched for style (Eq. 4/5); paper: conv1_1..conv5_1.
       style_layer_weights: w_l per style layer; None means 1/len(style_layers) (the paper).
@@ -113,6 +81,7 @@ class Config(_Settings):
 
     image_size: int = 512
     style_size: int | None = None
+    style_scale: float | None = None
     content_layers: tuple[str, ...] = PAPER_CONTENT_LAYERS
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None
@@ -141,6 +110,13 @@ class Config(_Settings):
         checks.integer("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
         if self.style_size is not None:
             checks.integer("style_size", self.style_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
+        if self.style_scale is not None:
+            fix("style_scale", checks.number("style_scale", self.style_scale, minimum=0.0, strict=True))
+            if self.style_size is not None:
+                raise InputError(Field("style_scale"), " and ", Field("style_size"), " both set the style image's size; "
+                                 "give one")
+            checks.integer("style_scale", self.effective_style_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE,
+                           unit=f" pixels (image_size x style_scale = {self.image_size} x {self.style_scale:g})")
         checks.integer("num_steps", self.num_steps, 0)
         checks.integer("scales", self.scales, 1, 8)
         checks.integer("coarsest_size", self.coarsest_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
@@ -175,7 +151,10 @@ class Config(_Settings):
 
     @property
     def effective_style_size(self) -> int:
-        return self.style_size if self.style_size is not None else self.image_size
+        """The style image's longest side: style_size, else image_size x style_scale, else image_size."""
+        if self.style_size is not None:
+            return self.style_size
+        return round(self.image_size * self.style_scale) if self.style_scale is not None else self.image_size
 
     @property
     def layer_weights(self) -> dict[str, float]:
@@ -189,6 +168,7 @@ class Config(_Settings):
         return self.replace(
             learning_rate=self.effective_learning_rate,
             style_size=self.effective_style_size,
+            style_scale=None,  # written out as style_size
             style_layer_weights=tuple(self.layer_weights.values()) if self.style_layers else None,
         )
 
@@ -234,51 +214,6 @@ class Config(_Settings):
                 f"least {need} px (raise ", Field("image_size"), " or ", Field("style_size"),
                 ", or use shallower layers)",
             )
-
-
-@dataclass(frozen=True)
-class RunOptions(_Settings):
-    """How a run is watched and saved; none of it changes the picture.
-
-    Attributes:
-      print_every: progress line every N steps (0: only at the end).
-      save_every: also write the current image every N steps beside the output (0: never).
-      logdir: TensorBoard log folder (None: no logging).
-      run_name: the run's sub-folder of logdir (None: a timestamp plus the input names).
-      image_every: TensorBoard image interval in steps (None: about 10 per run; 0: only the final one).
-      checkpoint_dir: where checkpoints go (None: beside the output, ``OUTPUT.checkpoints``); the
-        folder is removed when the run completes.
-      checkpoint_every: checkpoint every N steps (None: automatic, once a minute after the first
-        minute, so a short run writes none; 0: never, not even when stopped by a signal).
-      resume: continue from the latest checkpoint (the same settings and inputs), not from the start.
-    """
-
-    print_every: int = 50
-    save_every: int = 0
-    logdir: str | None = None
-    run_name: str | None = None
-    image_every: int | None = None
-    checkpoint_dir: str | None = None
-    checkpoint_every: int | None = None
-    resume: bool = False
-
-    def __post_init__(self) -> None:
-        checks.integer("print_every", self.print_every, 0)
-        checks.integer("save_every", self.save_every, 0)
-        if self.image_every is not None:
-            checks.integer("image_every", self.image_every, 0)
-        if self.logdir is not None and (not isinstance(self.logdir, (str, os.PathLike)) or not str(self.logdir)):
-            raise InputError(Field("logdir"), f" must be a folder path; got {self.logdir!r}")
-        if self.run_name is not None:
-            checks.folder_name("run_name", self.run_name)
-        if self.checkpoint_dir is not None and (
-            not isinstance(self.checkpoint_dir, (str, os.PathLike)) or not str(self.checkpoint_dir)
-        ):
-            raise InputError(Field("checkpoint_dir"), f" must be a folder path; got {self.checkpoint_dir!r}")
-        if self.checkpoint_every is not None:
-            checks.integer("checkpoint_every", self.checkpoint_every, 0)
-        if not isinstance(self.resume, bool):
-            raise InputError(Field("resume"), f" must be True or False; got {self.resume!r}")
 
 
 __all__ = [

@@ -157,7 +157,10 @@ def check_memory(
                          "choose a smaller one")
 
     def fits(size: int) -> bool:
-        smaller = config.replace(image_size=size, style_size=None if config.style_size is None else min(config.style_size, size))
+        try:
+            smaller = config.replace(image_size=size, style_size=None if config.style_size is None else min(config.style_size, size))
+        except InputError:  # so small that style_scale makes the style image too small: it fits
+            return True
         return peak_bytes(smaller, content_shape, style_shape) * MEMORY_MARGIN <= available
 
     low, high = MIN_IMAGE_SIZE - 1, config.image_size  # fits(low) is taken as true, fits(high) is false

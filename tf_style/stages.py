@@ -92,6 +92,7 @@ def stages(
             at_scale = config.replace(
                 image_size=scale.size,
                 style_size=scale.style_size,
+                style_scale=None,  # the scale's style_size has it
                 output_size=None if content is not None else scale.shape,
             )
             return build_synthesis(
