@@ -169,3 +169,62 @@ def test_automatic_checkpoints_wait_a_minute_then_come_once_a_minute(content_ima
     never.on_run_start(run)
     never.on_step_end(run)
     assert saved == [3, 5, 7]
+
+
+def test_a_checkpoint_dir_holding_other_files_is_refused_and_cleaning_removes_only_ours(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=48, num_steps=4)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "checkpoint").write_text("the user's own file")
+    with pytest.raises(InputError) as info:
+        api.run(config, content_image, style_image, options=RunOptions(checkpoint_dir=str(mine), checkpoint_every=1))
+    assert str(info.value) == (f"checkpoint_dir: {mine} holds other files and no tf_style checkpoints (run.json); "
+                               "choose a new or empty folder")
+    assert (mine / "checkpoint").read_text() == "the user's own file"
+    # A file where the folder should be, or the folder being the output: refused before any work.
+    (tmp_path / "o.png.checkpoints").write_text("x")
+    with pytest.raises(InputError, match=r"^checkpoint_dir: .*o\.png\.checkpoints is a file; expected a folder$"):
+        api.run(config, content_image, style_image, output=str(tmp_path / "o.png"))
+    with pytest.raises(InputError, match=r"^checkpoint_dir: .*p\.png is the output; choose another folder$"):
+        api.run(config, content_image, style_image, output=str(tmp_path / "p.png"),
+                options=RunOptions(checkpoint_dir=str(tmp_path / "p.png")))
+
+    # Our folder: a save cut short left ckpt-1_temp/, someone dropped a note in; completing the run
+    # removes what tf_style wrote and leaves the note (and so the folder).
+    folder = tmp_path / "ours"
+
+    class Litter(Callback):
+        def on_step_end(self, run):
+            if run.step == 2:
+                (folder / "ckpt-1_temp").mkdir()
+                (folder / "ckpt-1_temp" / "part").write_text("x")
+                (folder / "notes.txt").write_text("keep me")
+
+    api.run(config, content_image, style_image, options=RunOptions(checkpoint_dir=str(folder), checkpoint_every=1),
+            callbacks=[Litter()])
+    assert sorted(os.listdir(folder)) == ["notes.txt"]
+
+
+def test_a_stop_without_an_output_still_hands_back_the_picture(content_image, style_image):
+    switch = StopSwitch()
+    with pytest.raises(Interrupted) as info:
+        api.run(Config(weights="random", image_size=48, num_steps=9), content_image, style_image,
+                callbacks=[StopAt(switch, 3)], stop=switch)
+    assert (info.value.saved_to, info.value.checkpoint, info.value.step) == (None, None, 3)
+    assert info.value.image.dtype == np.uint8 and info.value.image.shape == (32, 48, 3) and info.value.image.std() > 5
+
+
+def test_ctrl_c_in_the_python_api_names_the_latest_periodic_checkpoint(tmp_path, content_image, style_image):
+    class CtrlC(Callback):
+        def on_step_end(self, run):
+            if run.step == 5:
+                raise KeyboardInterrupt
+
+    output = str(tmp_path / "o.png")
+    with pytest.raises(Interrupted) as info:
+        api.run(Config(weights="random", image_size=48, num_steps=9), content_image, style_image, output=output,
+                options=RunOptions(checkpoint_every=2), callbacks=[CtrlC()])
+    assert info.value.checkpoint == os.path.join(output + ".checkpoints", "ckpt-4")  # step 5 may be cut: not saved
+    resumed = api.run(Config(weights="random", image_size=48, num_steps=9), content_image, style_image, output=output,
+                      options=RunOptions(resume=True))
+    assert resumed.resumed_at == 4

@@ -177,3 +177,32 @@ def test_save_failure_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
 def test_unknown_output_extension(tmp_path):
     with pytest.raises(InputError, match=r"^output: cannot write .*x\.xyz: unknown extension '\.xyz'; use one of \.png"):
         images.save_image(gradient_rgb(), tmp_path / "x.xyz")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (valid CRCs, one empty IDAT)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_refused_and_a_big_camera_photo_is_not(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_claiming(60000, 60000))
+    with pytest.raises(InputError) as info:
+        images.load_image(bomb, Field("content"))
+    assert str(info.value).startswith(f"content: {bomb} is too large to decode safely (Image size (3600000000 pixels)")
+    assert str(info.value).endswith("; resize it first (a run uses at most 8192 pixels a side)")
+    # Between Pillow's limit and twice it (89-179 MP at the default limit: real medium-format
+    # photos) Pillow only warns: such a photo loads. Shown with the limit lowered to 1000 pixels.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(tmp_path / "big.png")  # 1600 pixels: over the limit, under twice it
+    assert images.load_image(tmp_path / "big.png").shape == (40, 40, 3)
+    Image.new("RGB", (50, 50)).save(tmp_path / "bigger.png")  # 2500 pixels: over twice the limit
+    with pytest.raises(InputError, match="too large to decode safely"):
+        images.load_image(tmp_path / "bigger.png")

@@ -21,10 +21,11 @@ def test_the_largest_size_that_fits_by_hand():
     # A content reconstruction (conv4_2) with Adam at one scale, on a square photo. By hand, per
     # pixel: activations 64 + 64 (block 1) + 2 x 128 / 4 + 4 x 256 / 16 + 2 x 512 / 64 = 272
     # floats at 6.8 bytes each, plus Adam's 6 image-sized float buffers of 3 channels (72 bytes);
-    # and 770 MB for the process. Refused when 1.2 x the peak is over what is available.
+    # 770 MB for the process, and the 1000 x 1000 photo as loaded (float RGB: 12 bytes a pixel).
+    # Refused when 1.2 x the peak is over what is available.
     available = 4096 * MB
-    peak = lambda side: 770 * MB + (6.8 * 272 + 72) * side * side  # noqa: E731
-    largest = math.floor(math.sqrt((available / 1.2 - 770 * MB) / (6.8 * 272 + 72)))
+    peak = lambda side: 770 * MB + 12 * 1000 * 1000 + (6.8 * 272 + 72) * side * side  # noqa: E731
+    largest = math.floor(math.sqrt((available / 1.2 - 770 * MB - 12e6) / (6.8 * 272 + 72)))
     assert peak(largest) * 1.2 <= available < peak(largest + 1) * 1.2  # the hand sum, checked
     config = Config(image_size=4000, scales=1, optimizer="adam")
     with pytest.raises(InputError) as info:
@@ -45,15 +46,37 @@ def test_when_nothing_fits_and_for_a_texture_of_a_given_size():
         estimate.check_memory(Config(output_size=(6000, 8000)), None, (512, 512), 4096 * MB)
 
 
+def test_a_large_style_size_counts_and_decides_a_textures_advice():
+    # A 64-px run with a 1024-px style image: the style's forward pass for its Gram targets (290
+    # floats of 4 bytes per pixel up to conv5_1, 1024 x 896 pixels) outweighs the steps.
+    config = Config(image_size=64, style_size=1024, scales=1)
+    style_forward = 4 * 290 * 1024 * 896
+    assert estimate.peak_bytes(config, (43, 64), (56, 64)) == pytest.approx(
+        770 * MB + 12 * (43 * 64 + 56 * 64) + style_forward)
+    # A texture sized by style_size: the advice is about style_size, and its answer fits.
+    texture = Config(style_size=4000, scales=1)
+    with pytest.raises(InputError) as info:
+        estimate.check_memory(texture, None, (3000, 4000), 8192 * MB)
+    assert info.value.field == "style_size" and str(info.value).startswith("style_size=4000 needs about ")
+    largest = int(str(info.value).split("the largest that fits is ")[1])
+    estimate.check_memory(texture.replace(style_size=largest), None, (3000, 4000), 8192 * MB)
+    with pytest.raises(InputError):
+        estimate.check_memory(texture.replace(style_size=largest + 1), None, (3000, 4000), 8192 * MB)
+
+
 def test_image_size_6000_is_refused_at_once_with_the_size_that_fits(tmp_path, content_path, style_path):
+    # --max_memory_mb=20000 stands for this 24 GB machine, so the test holds on a bigger one too.
     proc = subprocess.run(
         [sys.executable, "-m", "tf_style", f"--content={content_path}", f"--style={style_path}",
-         f"--output={tmp_path / 'big.png'}", "--image_size=6000", "--weights=random"],
+         f"--output={tmp_path / 'big.png'}", "--image_size=6000", "--weights=random", "--max_memory_mb=20000"],
         capture_output=True, text=True, env=offline_env(tmp_path), cwd=tmp_path, timeout=300,
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("tf-style: error: --image_size=6000 needs about ")
+    assert "more than the 20,000 MB available" in proc.stderr
     largest = int(proc.stderr.split("the largest that fits is ")[1])
     assert 16 <= largest < 6000
+    fits = lambda size: estimate.peak_bytes(Config(image_size=size), (300, 451), (446, 512)) * 1.2 <= 20000 * MB  # noqa: E731
+    assert fits(largest) and not fits(largest + 1)
     assert not os.path.exists(tmp_path / "big.png") and not os.path.exists(tmp_path / "big.png.checkpoints")

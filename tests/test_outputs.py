@@ -100,3 +100,23 @@ def test_an_interrupted_run_writes_the_output_when_nothing_was_there(tmp_path, c
                 callbacks=[InterruptAt(2)], options=RunOptions(checkpoint_every=0))
     assert info.value.saved_to == str(out) and out.exists()
     assert sorted(os.listdir(tmp_path)) == ["out.jpg"]
+
+
+def test_the_files_written_beside_the_output_may_not_be_inputs_either(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=32, num_steps=4)
+    # --save_every's o_00002.png ... would replace a content photo of that name.
+    photo = tmp_path / "o_00002.png"
+    images.save_image(content_image, photo)
+    before = photo.read_bytes()
+    with pytest.raises(InputError) as info:
+        api.run(config, str(photo), style_image, output=str(tmp_path / "o.png"), options=RunOptions(save_every=2))
+    assert str(info.value) == (f"save_every: the images written every 2 steps beside {tmp_path / 'o.png'} would include "
+                               f"the content image ({photo}); choose another output file")
+    assert photo.read_bytes() == before
+    # An interrupted run writes cat.unfinished.png when cat.png exists: it may not be the start image.
+    images.save_image(content_image, tmp_path / "cat.png")
+    start = tmp_path / "cat.unfinished.png"
+    images.save_image(content_image, start)
+    with pytest.raises(InputError, match=r"^output: an interrupted run writes its image to .*cat\.unfinished\.png, which "
+                                         r"is the init image \(.*cat\.unfinished\.png\); choose another output file$"):
+        api.run(config.replace(init=str(start)), content_image, style_image, output=str(tmp_path / "cat.png"))

@@ -11,6 +11,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -75,15 +76,21 @@ def test_a_signal_stops_after_the_step_writes_image_and_checkpoint_and_resume_en
     proc = start(command(content_path, style_path, output), tmp_path)
     wait_for_step(proc, stop_at)
     proc.send_signal(signum)
+    if signum == signal.SIGINT:  # an impatient second Ctrl-C changes nothing: the image and checkpoint still come
+        time.sleep(0.3)
+        proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == status, stderr
+    if signum == signal.SIGINT:
+        assert "tf-style: SIGINT: stopping after the current step\n" in stderr
+        assert "tf-style: SIGINT: already stopping" in stderr or stderr.count("SIGINT") == 1  # merged if both came mid-step
     last = stderr.strip().splitlines()[-1]
     step = int(last.split("stopped after step ")[1].split(";")[0])
     assert step >= stop_at
     unfinished = tmp_path / "out.unfinished.png" if signum == signal.SIGTERM else output
     checkpoint = f"{output}.checkpoints/ckpt-{step}"
     assert last.startswith(f"tf-style: stopped after step {step}; the image so far was written to {unfinished}; "
-                           f"a checkpoint to {checkpoint}. To continue: tf-style "), last
+                           f"checkpoint: {checkpoint}. To continue: tf-style "), last
     assert os.path.exists(checkpoint + ".index")
     assert pixels(unfinished).shape == reference.shape
     if signum == signal.SIGTERM:

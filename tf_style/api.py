@@ -51,13 +51,35 @@ def prepare_images(
     return content_arr, style_arr
 
 
-def check_output(output: str, config: Config, content: Any, style: Any) -> bool:
-    """Checks an output path before any work (writable, a known format, not one of the inputs);
-    returns whether a file is there now (an unfinished run must then not replace it)."""
+def check_output(output: str, config: Config, content: Any, style: Any, save_every: int = 0) -> bool:
+    """Checks an output path before any work (writable, a known format; neither it nor the files
+    written beside it are inputs); returns whether a file is there now (an unfinished run must
+    then not replace it)."""
     images.check_output_path(output)
     named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init}
-    images.check_not_an_input(output, named)
+    images.check_outputs_spare_inputs(output, named, save_every)
     return os.path.exists(output)
+
+
+def run_callbacks(
+    config: Config, options: RunOptions, output: str | None, progress: bool, checkpointing: Any, callbacks: Sequence[Callback]
+) -> list[Callback]:
+    """The loop's callbacks: checkpoints first (they restore a resumed scale), progress, saves, the caller's."""
+    cbs: list[Callback] = [checkpointing] if checkpointing is not None else []
+    if progress:
+        cbs.append(ProgressBar(options.print_every or config.num_steps or 1))
+    if output is not None and options.save_every:
+        cbs.append(SaveEvery(output, options.save_every))
+    return cbs + list(callbacks)
+
+
+def memory_for(options: RunOptions) -> float | None:
+    """The memory a run may use: options.max_memory_mb, else what this process holds plus what the
+    system can still give (None where unknown)."""
+    if options.max_memory_mb is not None:
+        return options.max_memory_mb * estimate.MB
+    available = estimate.available_bytes()
+    return None if available is None else available + estimate.process_bytes()
 
 
 def run(
@@ -100,25 +122,20 @@ def run(
       tf_style.errors.Diverged: the loss became inf or NaN; the last finite image is written likewise.
     """
     options = options if options is not None else RunOptions()
-    existed = output is not None and check_output(output, config, content, style)
+    existed = output is not None and check_output(output, config, content, style, options.save_every)
     config.check_inputs(content=content is not None, style=style is not None)
     loaded = {k: None if x is None else images.as_rgb_array(x, Field(k)) for k, x in (("content", content), ("style", style))}
     # With preserve_colors the run optimises against recoloured inputs; `show` makes its picture.
     loaded["content"], loaded["style"], show = colour.prepare(config.preserve_colors, loaded["content"], loaded["style"])
     shapes = {k: None if x is None else x.shape[:2] for k, x in loaded.items()}
-    estimate.check_memory(config, shapes["content"], shapes["style"], estimate.available_bytes())
+    estimate.check_memory(config, shapes["content"], shapes["style"], memory_for(options))
     content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
     plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
     final = plan[-1].shape
     checkpointing = checkpoints.for_run(config, options, output, {"content": content_arr, "style": style_arr})
     if normalization_images is None:
         normalization_images = [x for x in (content_arr, style_arr) if x is not None]
-    cbs: list[Callback] = [checkpointing] if checkpointing is not None else []  # first: it restores a resumed scale
-    if progress:
-        cbs.append(ProgressBar(options.print_every or config.num_steps or 1))
-    if output is not None and options.save_every:
-        cbs.append(SaveEvery(output, options.save_every))
-    cbs.extend(callbacks)
+    cbs = run_callbacks(config, options, output, progress, checkpointing, callbacks)
     names = {"content": content_name or run_dirs.image_name(content), "style": style_name or run_dirs.image_name(style)}
     state = RunState(
         synthesis=None,
@@ -141,6 +158,8 @@ def run(
     except (KeyboardInterrupt, StopRequested) as e:
         raise endings.interrupted(e, state, output, existed, final, checkpointing) from None
     except Diverged as e:
+        if checkpointing is not None:  # a resume would diverge again; the advice is to change settings
+            checkpointing.checkpoints.remove()
         raise endings.diverged(e, state, config, output, existed, final) from None
     warning = endings.loss_rose(state)
     result = Result(

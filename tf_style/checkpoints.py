@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ RECORD = "run.json"
 PREFIX = "ckpt"
 #: Settings that may change between a run and its resume: they decide when it stops, not what it computes.
 RESUMABLE_CHANGES = ("max_seconds",)
+#: The files (and a cut-short save's temporary folders) tf.train.CheckpointManager writes.
+OURS = re.compile(re.escape(PREFIX) + r"-\d+(\.index|\.data-\d+-of-\d+|_temp)")
 #: Automatic checkpoints (checkpoint_every None): the first after this many seconds, then as often.
 AUTO_SECONDS = 60.0
 
@@ -101,6 +104,9 @@ class Checkpoints:
         if os.path.exists(self.folder) and not os.path.isdir(self.folder):
             raise InputError(Field("checkpoint_dir"), f": {self.folder} is a file; expected a folder")
         if not os.path.exists(path):
+            if os.path.isdir(self.folder) and os.listdir(self.folder):  # someone's own folder: never write or clean there
+                raise InputError(Field("checkpoint_dir"), f": {self.folder} holds other files and no tf_style checkpoints "
+                                 f"({RECORD}); choose a new or empty folder")
             return
         try:
             with open(path) as f:
@@ -157,12 +163,22 @@ class Checkpoints:
         self._tracked(synthesis).restore(saved.path).assert_existing_objects_matched()
 
     def remove(self) -> None:
-        """Deletes the checkpoints and the record (the run is complete); the folder too if then empty."""
-        for name in os.listdir(self.folder) if os.path.isdir(self.folder) else ():
-            if name in (RECORD, "checkpoint") or name.startswith(PREFIX + "-"):
-                os.remove(os.path.join(self.folder, name))
-        if os.path.isdir(self.folder) and not os.listdir(self.folder):
-            shutil.rmtree(self.folder)
+        """Deletes what this run wrote (the run is complete or cannot go on): its checkpoints, the
+        temporary folders of a save cut short, the index, and the record last (so a removal cut
+        short still refuses a resume with other settings); the folder too if then empty."""
+        if not os.path.isdir(self.folder):
+            return
+        for name in sorted(os.listdir(self.folder)):
+            path = os.path.join(self.folder, name)
+            if OURS.fullmatch(name) and os.path.isdir(path):
+                shutil.rmtree(path)
+            elif OURS.fullmatch(name) or name == "checkpoint":
+                os.remove(path)
+        record = os.path.join(self.folder, RECORD)
+        if os.path.exists(record):
+            os.remove(record)
+        if not os.listdir(self.folder):
+            os.rmdir(self.folder)
 
 
 class Checkpointing(Callback):
@@ -218,7 +234,10 @@ def for_run(
         return None
     if options.checkpoint_every == 0 and not options.resume:
         return None
+    if output is not None and os.path.realpath(folder) == os.path.realpath(output):
+        raise InputError(Field("checkpoint_dir"), f": {folder} is the output; choose another folder")
     checkpoints = Checkpoints(folder, config, fingerprint(inputs))
+    checkpoints.check()  # a file in the way, someone's own folder, another run's checkpoints: now, not after the work
     saved = checkpoints.latest() if os.path.isdir(folder) else None
     if options.resume and saved is None:
         raise InputError(Field("resume"), f": no checkpoint in {folder} to resume from (the run completed, or it "

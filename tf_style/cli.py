@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 
 # TensorFlow's C++ start-up chatter ("could not find cuda drivers", ...) buries our one-line
@@ -72,11 +73,11 @@ def stylize_from_flags(argv: list[str]) -> None:
     content = images.load_image(FLAGS.content, Field("content")) if FLAGS.content else None
     style = images.load_image(FLAGS.style, Field("style")) if FLAGS.style else None
     if FLAGS.dry_run:
-        print(dry_run_report(config, content, style))
+        print(dry_run_report(config, content, style, options))
         return
     images.check_output_path(FLAGS.output)
     named = {"content": FLAGS.content, "style": FLAGS.style, "init": config.init, "config_from": FLAGS.config_from}
-    images.check_not_an_input(FLAGS.output, named)
+    images.check_outputs_spare_inputs(FLAGS.output, named, options.save_every)
     import_tensorflow_quietly()
     from tf_style import api, stopping
     from tf_style.tensorboard_logger import TensorBoardLogger
@@ -97,6 +98,8 @@ def stylize_from_flags(argv: list[str]) -> None:
                 stop=stop,
             )
     except Interrupted as e:
+        for signum in stopping.EXIT_STATUS:  # the user asked to stop: more signals must not cut the exit short
+            signal.signal(signum, signal.SIG_IGN)
         print(f"\n{PROG}: {interrupted_message(e)}", file=sys.stderr)
         sys.exit(stopping.EXIT_STATUS.get(e.signum, 130))
     except KeyboardInterrupt:
@@ -133,17 +136,17 @@ def summary_line(result, run_dir: str | None, logdir: str | None) -> str:
 
 def interrupted_message(e: Interrupted) -> str:
     """What an interrupted run tells the user: where the image went, and how to go on."""
-    text = f"stopped after step {e.step}"
-    text += f"; the image so far was written to {e.saved_to}" if e.saved_to else ""
+    text = f"stopped after step {e.step}" if e.step else "stopped before the first step"
+    text += f"; the image so far was written to {e.saved_to}" if e.saved_to else ("; nothing was written" if not e.step else "")
     if e.checkpoint:
         argv = [a for a in sys.argv[1:] if a not in ("--resume", "--resume=true", "--noresume", "--resume=false")]
-        text += f"; a checkpoint to {e.checkpoint}. To continue: {shlex.join([PROG, *argv, '--resume'])}"
-    elif e.saved_to:
+        text += f"; checkpoint: {e.checkpoint}. To continue: {shlex.join([PROG, *argv, '--resume'])}"
+    elif e.step:
         text += " (no checkpoint was written)"
     return text
 
 
-def dry_run_report(config: Config, content, style) -> str:
+def dry_run_report(config: Config, content, style, options: RunOptions = RunOptions()) -> str:
     """The plan and its predicted cost for these (loaded, full-size) inputs."""
     from tf_style import api, estimate, schedule
 
@@ -151,8 +154,9 @@ def dry_run_report(config: Config, content, style) -> str:
     final = content_arr.shape[:2] if content_arr is not None else config.output_size or style_arr.shape[:2]
     plan = schedule.plan(config, final, None if style is None else style.shape[:2])
     import_tensorflow_quietly()
-    costs = estimate.costs(config, plan, has_style=style is not None)
-    return estimate.report(costs, estimate.measure_flop_rate(), estimate.available_bytes())
+    shapes = [None if x is None else x.shape[:2] for x in (content, style)]
+    costs = estimate.costs(config, plan, style is not None, *shapes)
+    return estimate.report(costs, estimate.measure_flop_rate(), api.memory_for(options))
 
 
 def run() -> None:

@@ -120,6 +120,8 @@ ROWS: tuple[Row, ...] = (
         "Checkpoint folder (default: beside --output, OUTPUT.checkpoints; removed when the run completes)."),
     Row("checkpoint_every", "integer", "Checkpoint every N steps (default: once a minute after the first minute; "
         "0: never, not even on Ctrl-C).", lower=0),
+    Row("max_memory_mb", "integer", "Memory a run may plan for, in MB (default: what the machine has available now); "
+        "a run predicted to need more is refused at once, with the largest size that fits.", lower=1),
     Row("resume", "bool", "Continue from the latest checkpoint of a run with the same settings and inputs."),
 )
 ROW_BY_FIELD: dict[str, Row] = {row.field: row for row in ROWS}

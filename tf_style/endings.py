@@ -39,21 +39,22 @@ def interrupted(
     existed: bool,
     shape: tuple[int, int],
     checkpointing: Checkpointing | None,
-) -> BaseException:
-    """The exception to raise for a run stopped by `error` (StopRequested or KeyboardInterrupt).
+) -> Interrupted:
+    """The Interrupted to raise for a run stopped by `error` (StopRequested or KeyboardInterrupt).
 
-    After a StopRequested the step is complete, so a checkpoint is written too (when the run has
-    checkpoints). After a bare KeyboardInterrupt the step may have been cut anywhere, so only the
-    image is kept. Before the first scale was built there is nothing to keep: `error` itself.
+    A StopRequested comes between steps, so a checkpoint is written too (when the run has
+    checkpoints). A bare KeyboardInterrupt may have cut a step anywhere, so only the image is
+    kept, and the latest periodic checkpoint is named. Before the first step of a fresh run
+    there is nothing to keep.
     """
-    if run.synthesis is None or (output is None and checkpointing is None):
-        return error
-    checkpoint = None
-    if isinstance(error, StopRequested) and checkpointing is not None:
-        checkpoint = checkpointing.save(run)
-    saved_to = write_unfinished(run.image(), shape, output, existed, run) if output is not None else None
     signum = error.signum if isinstance(error, StopRequested) else signal.SIGINT
-    return Interrupted(saved_to, checkpoint=checkpoint, signum=signum, step=run.step)
+    latest = checkpointing.last_saved if checkpointing is not None else None
+    if run.synthesis is None or run.step == 0:
+        return Interrupted(None, checkpoint=latest, signum=signum, step=run.step)
+    checkpoint = checkpointing.save(run) if isinstance(error, StopRequested) and checkpointing is not None else latest
+    saved_to = write_unfinished(run.image(), shape, output, existed, run) if output is not None else None
+    picture = run.picture(images.resize(run.image(), tuple(shape)))
+    return Interrupted(saved_to, checkpoint=checkpoint, signum=signum, step=run.step, image=images.to_uint8(picture))
 
 
 def diverged(

@@ -62,18 +62,23 @@ class RunWarning(UserWarning):
 
 
 class Interrupted(KeyboardInterrupt):
-    """A run stopped by Ctrl-C or a signal, after the image so far was written to `saved_to`.
+    """A run stopped by Ctrl-C or a signal, after the image so far was written to `saved_to`
+    (None: the run had no output, or no step was done).
 
-    `checkpoint` is the checkpoint written at the stop (None: none was, e.g. after a second
-    Ctrl-C that did not wait for the step), `signum` the signal, `step` the steps done.
+    `checkpoint` is the checkpoint to resume from (written at the stop, or the latest periodic
+    one after a bare KeyboardInterrupt; None: there is none), `signum` the signal, `step` the
+    steps done, `image` the picture so far.
     """
 
-    def __init__(self, saved_to: str, checkpoint: str | None = None, signum: int | None = None, step: int = 0):
+    def __init__(
+        self, saved_to: str | None, checkpoint: str | None = None, signum: int | None = None, step: int = 0, image=None
+    ):
         super().__init__(saved_to)
         self.saved_to = saved_to
         self.checkpoint = checkpoint
         self.signum = signum
         self.step = step
+        self.image = image  # the picture so far (uint8 [H, W, 3]), None before the first step
 
 
 class Diverged(ArithmeticError):

@@ -21,6 +21,7 @@ from typing import Sequence
 from tf_style.config import MIN_IMAGE_SIZE, Config
 from tf_style.errors import Field, InputError
 from tf_style.layers import KERAS_LAYER_NAMES, VGG19_BLOCKS, keras_layer_name
+from tf_style.images import size_for_longest_side
 from tf_style.schedule import Scale, plan_for_inputs
 
 MB = 1024 * 1024
@@ -88,13 +89,34 @@ class ScaleCost:
         return STEP_OVERHEAD * self.flops_per_step / flop_rate
 
 
-def costs(config: Config, plan: Sequence[Scale], has_style: bool = True) -> list[ScaleCost]:
-    """Peak memory and work per step of each scale of `plan`."""
+def costs(
+    config: Config,
+    plan: Sequence[Scale],
+    has_style: bool = True,
+    content_shape: Sequence[int] | None = None,
+    style_shape: Sequence[int] | None = None,
+) -> list[ScaleCost]:
+    """Peak memory and work per step of each scale of `plan`.
+
+    A scale's peak is the larger of its steps (activations kept for the gradient, the optimiser's
+    buffers) and the forward pass that takes the style image's Gram targets (at that scale's style
+    size: a large style_size can decide the peak), on top of the process and the input images as
+    loaded (`content_shape`, `style_shape`: (height, width) as loaded, when known).
+    """
     layers = tuple(config.content_layers) + (tuple(config.style_layers) if has_style else ())
     per_pixel = BYTES_PER_ACTIVATION * activations_per_pixel(layers)
     per_pixel += 4 * 3 * OPTIMIZER_BUFFERS[config.optimizer](LBFGS_HISTORY)
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
-    return [ScaleCost(s, base + per_pixel * s.pixels, flops_per_pixel(layers) * s.pixels) for s in plan]
+    base += 4 * 3 * sum(h * w for h, w in (content_shape or (0, 0), style_shape or (0, 0)))  # float RGB, held all run
+    out = []
+    for s in plan:
+        style_pixels = 0
+        if has_style:
+            h, w = size_for_longest_side(*style_shape, s.style_size) if style_shape is not None else (s.style_size,) * 2
+            style_pixels = h * w
+        targets = 4 * activations_per_pixel(config.style_layers) * style_pixels if style_pixels else 0.0
+        out.append(ScaleCost(s, base + max(per_pixel * s.pixels, targets), flops_per_pixel(layers) * s.pixels))
+    return out
 
 
 def measure_flop_rate(seconds: float = 0.5) -> float:
@@ -136,16 +158,31 @@ def available_bytes() -> int | None:
 def peak_bytes(config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None) -> float:
     """Predicted peak memory of a run on inputs of these (height, width) shapes (as loaded)."""
     scales = plan_for_inputs(config, content_shape, style_shape)
-    return max(c.peak_bytes for c in costs(config, scales, has_style=style_shape is not None))
+    return max(c.peak_bytes for c in costs(config, scales, style_shape is not None, content_shape, style_shape))
+
+
+def process_bytes() -> int:
+    """This process's resident memory now (VmRSS), 0 where unknown: part of BASE_BYTES once
+    TensorFlow is imported, and not in `available_bytes`."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def check_memory(
     config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None, available: float | None
 ) -> None:
-    """Refuses, before anything is allocated, a run whose predicted peak memory exceeds `available`.
+    """Refuses, before anything is allocated, a run whose predicted peak memory exceeds `available`
+    (what the whole process may use: what it holds now plus what the system can still give).
 
-    The error gives the estimate and the largest image_size that fits (found by bisection: the
-    peak grows with the size), or asks for a smaller output_size for a texture of a given size.
+    The error gives the estimate and the largest size that fits (found by bisection: the peak
+    grows with the size) of the field that decides it: image_size, or for a texture style_size
+    when given; a texture of a given output_size asks for a smaller one.
     """
     peak = peak_bytes(config, content_shape, style_shape)
     if available is None or peak * MEMORY_MARGIN <= available:
@@ -155,20 +192,24 @@ def check_memory(
     if content_shape is None and config.output_size is not None:
         raise InputError(Field("output_size"), f": {config.output_size[1]}x{config.output_size[0]} needs {need}; "
                          "choose a smaller one")
+    field = "style_size" if content_shape is None and config.style_size is not None else "image_size"
 
     def fits(size: int) -> bool:
         try:
-            smaller = config.replace(image_size=size, style_size=None if config.style_size is None else min(config.style_size, size))
+            if field == "style_size":
+                smaller = config.replace(style_size=size)
+            else:
+                smaller = config.replace(image_size=size, style_size=None if config.style_size is None else min(config.style_size, size))
         except InputError:  # so small that style_scale makes the style image too small: it fits
             return True
         return peak_bytes(smaller, content_shape, style_shape) * MEMORY_MARGIN <= available
 
-    low, high = MIN_IMAGE_SIZE - 1, config.image_size  # fits(low) is taken as true, fits(high) is false
+    low, high = MIN_IMAGE_SIZE - 1, getattr(config, field)  # fits(low) is taken as true, fits(high) is false
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     advice = f"the largest that fits is {low}" if low >= MIN_IMAGE_SIZE else "no size fits: free some memory first"
-    raise InputError(Field("image_size"), f"={config.image_size} needs {need}; {advice}")
+    raise InputError(Field(field), f"={getattr(config, field)} needs {need}; {advice}")
 
 
 def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = None) -> str:
@@ -193,5 +234,5 @@ def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = 
 
 __all__ = [
     "MEMORY_MARGIN", "ScaleCost", "activations_per_pixel", "available_bytes", "check_memory", "costs", "flops_per_pixel",
-    "measure_flop_rate", "peak_bytes", "report",
+    "measure_flop_rate", "peak_bytes", "process_bytes", "report",
 ]

@@ -7,6 +7,7 @@ uint8 appears only at the edges (files and the public API's return value).
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Union
 
@@ -52,16 +53,19 @@ def load_image(path: str | os.PathLike, what: What = "image") -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # Pillow warns about damaged metadata it skips (the picture either loads or fails), and
-            # about images past its pixel limit, which it would then try to decode: refuse those.
+            # about photos between 89 and 179 megapixels, which real cameras make (it refuses
+            # larger ones with DecompressionBombError): neither needs the user's attention.
             warnings.simplefilter("ignore")
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.seek(0)  # first frame of an animation
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return pil_to_rgb_array(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(what, f": {path} is too large to decode safely ({' '.join(str(e).split())})") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(
+            what, f": {path} is too large to decode safely ({' '.join(str(e).split())}); resize it first (a run "
+            "uses at most 8192 pixels a side)"
+        ) from None
     except UnidentifiedImageError:
         raise InputError(
             what, f": {path} is not an image Pillow can read (expected JPEG, PNG, WebP, BMP, TIFF or GIF)"
@@ -237,6 +241,27 @@ def check_not_an_input(path: str | os.PathLike, inputs: dict[str, object], what:
                 what, f": {os.fspath(path)} is the ", Field(name), f" image ({os.fspath(given)}); writing the result "
                 "there would destroy it, so choose another output file"
             )
+
+
+def check_outputs_spare_inputs(
+    output: str | os.PathLike, inputs: dict[str, object], save_every: int = 0, what: What = Field("output")
+) -> None:
+    """Refuses an output whose files would destroy an input: the output itself, the unfinished
+    image an interrupted run puts beside it, and (with save_every) the images written as it goes."""
+    check_not_an_input(output, inputs, what)
+    unfinished = unfinished_path(output)
+    stem, ext = os.path.splitext(os.path.realpath(os.fspath(output)))
+    series = re.compile(re.escape(os.path.basename(stem)) + r"_\d{5,}" + re.escape(ext or ".png"))
+    for name, given in inputs.items():
+        if not isinstance(given, (str, os.PathLike)) or not os.path.isfile(given):
+            continue
+        source = os.path.realpath(os.fspath(given))
+        if os.path.exists(unfinished) and os.path.samefile(source, unfinished):
+            raise InputError(what, f": an interrupted run writes its image to {unfinished}, which is the ", Field(name),
+                             f" image ({os.fspath(given)}); choose another output file")
+        if save_every and os.path.dirname(source) == os.path.dirname(stem) and series.fullmatch(os.path.basename(source)):
+            raise InputError(Field("save_every"), f": the images written every {save_every} steps beside {os.fspath(output)} "
+                             "would include the ", Field(name), f" image ({os.fspath(given)}); choose another output file")
 
 
 def unfinished_path(path: str | os.PathLike) -> str:

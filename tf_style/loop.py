@@ -5,8 +5,8 @@ step stays a pure graph computation and the loop is the only place that touches 
 state. The loop turns the step's tensors into floats once per step, which every callback
 then shares. It stops a scale when its steps are done, when the optimiser has converged, or
 when the scale's share of a time budget (tf_style.schedule.Budget) is spent. After each step it
-checks that the loss is finite (else `Diverged`, keeping the last finite image) and whether a
-stop was asked for (a `tf_style.stopping.StopSwitch`: then `StopRequested`, the step complete).
+checks that the loss is finite (else `Diverged`, keeping the last finite image); before each step,
+whether a stop was asked for (a `tf_style.stopping.StopSwitch`: then `StopRequested`).
 """
 
 from __future__ import annotations
@@ -202,6 +202,8 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
         if budget is not None and time.perf_counter() + (last_step if i else 0.0) > deadline:
             run.stopped = "time"
             break
+        if run.stop is not None and run.stop.requested:  # between steps: the state matches the step count
+            raise StopRequested(run.stop.signum)
         started = time.perf_counter()
         terms = synthesis.step()
         floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
@@ -217,8 +219,6 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
         run.history.append(floats)
         for cb in callbacks:
             cb.on_step_end(run)
-        if run.stop is not None and run.stop.requested:
-            raise StopRequested(run.stop.signum)
         if synthesis.converged():
             run.stopped = "converged"
             break

@@ -25,6 +25,8 @@ class RunOptions(Settings):
       checkpoint_every: checkpoint every N steps (None: automatic, once a minute after the first
         minute, so a short run writes none; 0: never, not even when stopped by a signal).
       resume: continue from the latest checkpoint (the same settings and inputs), not from the start.
+      max_memory_mb: the memory a run may plan for, in MB (None: what the machine has available now);
+        a run predicted to need more is refused before it starts.
     """
 
     print_every: int = 50
@@ -35,6 +37,7 @@ class RunOptions(Settings):
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None
     resume: bool = False
+    max_memory_mb: int | None = None
 
     def __post_init__(self) -> None:
         checks.integer("print_every", self.print_every, 0)
@@ -51,6 +54,8 @@ class RunOptions(Settings):
             raise InputError(Field("checkpoint_dir"), f" must be a folder path; got {self.checkpoint_dir!r}")
         if self.checkpoint_every is not None:
             checks.integer("checkpoint_every", self.checkpoint_every, 0)
+        if self.max_memory_mb is not None:
+            checks.integer("max_memory_mb", self.max_memory_mb, 1)
         if not isinstance(self.resume, bool):
             raise InputError(Field("resume"), f" must be True or False; got {self.resume!r}")
 

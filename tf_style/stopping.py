@@ -1,10 +1,12 @@
-"""Stopping a run cleanly: a switch the loop reads after every step, and signals that flip it.
+"""Stopping a run cleanly: a switch the loop reads before every step, and signals that flip it.
 
 A signal handler that raised at once (Python's default for SIGINT) would stop the run in the
 middle of a step, between the optimiser's update and the step count, so the state could not be
-checkpointed exactly. Instead SIGINT and SIGTERM flip a `StopSwitch`; the loop finishes the step
-in progress, then raises `StopRequested`, and the caller writes the image and a checkpoint. A
-second Ctrl-C raises KeyboardInterrupt at once, for a user who will not wait for the step.
+checkpointed exactly; it could also cut short the writing of the image and the checkpoint. So
+SIGINT and SIGTERM only flip a `StopSwitch`; the loop finishes the step in progress, then raises
+`StopRequested`, and the caller writes the image and a checkpoint. Further signals are noted and
+change nothing (Python runs handlers only between TensorFlow's calls anyway, so no handler could
+cut a step short); `kill -9` still ends the process, and the last checkpoint remains.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class StopSwitch:
 
 @contextlib.contextmanager
 def stop_on_signals(switch: StopSwitch, prog: str, stream=None) -> Iterator[StopSwitch]:
-    """Within the block, SIGINT and SIGTERM flip `switch` (a second SIGINT raises KeyboardInterrupt).
+    """Within the block, SIGINT and SIGTERM flip `switch` (once: later ones are only acknowledged).
 
     The previous handlers come back afterwards. Outside the main thread, where Python cannot
     install handlers, this does nothing.
@@ -58,12 +60,13 @@ def stop_on_signals(switch: StopSwitch, prog: str, stream=None) -> Iterator[Stop
     stream = stream if stream is not None else sys.stderr
 
     def handler(signum: int, frame) -> None:
-        if switch.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        switch.request(signum)
         name = signal.Signals(signum).name
-        again = " (Ctrl-C again to stop at once, without a checkpoint)" if signum == signal.SIGINT else ""
-        print(f"\n{prog}: {name}: stopping after the current step{again}", file=stream, flush=True)
+        if switch.requested:
+            print(f"\n{prog}: {name}: already stopping (after the current step, then the image and a checkpoint)",
+                  file=stream, flush=True)
+            return
+        switch.request(signum)
+        print(f"\n{prog}: {name}: stopping after the current step", file=stream, flush=True)
 
     previous = {s: signal.signal(s, handler) for s in EXIT_STATUS}
     try:
