@@ -69,6 +69,8 @@ def stylize_from_flags(argv: list[str]) -> None:
     # Without --style this is the paper's content reconstruction (content loss only), without
     # --content its texture synthesis (style loss only): the same run with one term left out.
     config.check_inputs(content=bool(FLAGS.content), style=bool(FLAGS.style))
+    if FLAGS.content and not FLAGS.dry_run and (os.path.isdir(FLAGS.content) or any(c in FLAGS.content for c in "*?[")):
+        return stylize_folder(config, options)
     # Read the inputs before TensorFlow loads, so a wrong path fails in a blink.
     content = images.load_image(FLAGS.content, Field("content")) if FLAGS.content else None
     style = images.load_image(FLAGS.style, Field("style")) if FLAGS.style else None
@@ -98,10 +100,7 @@ def stylize_from_flags(argv: list[str]) -> None:
                 stop=stop,
             )
     except Interrupted as e:
-        for signum in stopping.EXIT_STATUS:  # the user asked to stop: more signals must not cut the exit short
-            signal.signal(signum, signal.SIG_IGN)
-        print(f"\n{PROG}: {interrupted_message(e)}", file=sys.stderr)
-        sys.exit(stopping.EXIT_STATUS.get(e.signum, 130))
+        exit_interrupted(e)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted before the optimisation started; nothing was written", file=sys.stderr)
         sys.exit(130)
@@ -114,6 +113,59 @@ def stylize_from_flags(argv: list[str]) -> None:
     for warning in result.warnings:
         print(f"{PROG}: warning: {warning.render(cli_flags.flag_name)}", file=sys.stderr)
     print(summary_line(result, logger.run_dir if logger is not None else None, options.logdir))
+
+
+def exit_interrupted(e: Interrupted) -> None:
+    """Says where the image and checkpoint went and how to go on; exits 130 (SIGINT) or 143 (SIGTERM)."""
+    from tf_style import stopping
+
+    for signum in stopping.EXIT_STATUS:  # the user asked to stop: more signals must not cut the exit short
+        signal.signal(signum, signal.SIG_IGN)
+    print(f"\n{PROG}: {interrupted_message(e)}", file=sys.stderr)
+    sys.exit(stopping.EXIT_STATUS.get(e.signum, 130))
+
+
+def stylize_folder(config: Config, options: RunOptions) -> None:
+    """--content a folder or glob, --output a folder: one picture per photo (tf_style.batch); exit 1 if any failed."""
+    from tf_style import batch, images
+
+    contents = batch.photos(FLAGS.content)
+    outputs = batch.outputs_for(contents, FLAGS.output)
+    style = images.load_image(FLAGS.style, Field("style")) if FLAGS.style else None
+    for content, output in zip(contents, outputs):  # before any work, as for one photo
+        images.check_output_path(output)
+        named = {"content": content, "style": FLAGS.style, "init": config.init, "config_from": FLAGS.config_from}
+        images.check_outputs_spare_inputs(output, named, options.save_every)
+    import_tensorflow_quietly()
+    from tf_style import stopping
+    from tf_style.tensorboard_logger import TensorBoardLogger
+
+    loggers: list = []
+
+    def callbacks_for(output: str) -> list:
+        for logger in loggers:  # one TensorBoard run per photo; the previous one is done
+            logger.close()
+        name = f"{options.run_name}_{run_dirs.image_name(output)}" if options.run_name else None
+        loggers[:] = [x for x in [TensorBoardLogger.from_options(options.replace(run_name=name))] if x is not None]
+        return list(loggers)
+
+    try:
+        with stopping.stop_on_signals(stopping.StopSwitch(), PROG) as stop:
+            outcomes = batch.run_folder(config, options, contents, outputs, style, stop=stop, callbacks_for=callbacks_for,
+                                        render=lambda e: e.render(cli_flags.flag_name))
+    except Interrupted as e:
+        exit_interrupted(e)
+    finally:
+        for logger in loggers:
+            logger.close()
+    counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "skipped", "failed")}
+    print(f"{len(outcomes)} photos: {counts['done']} done, {counts['skipped']} skipped (finished before), "
+          f"{counts['failed']} failed; pictures in {FLAGS.output}")
+    for o in outcomes:
+        if o.status == "failed":
+            print(f"{PROG}: {o.content}: {o.message}", file=sys.stderr)
+    if counts["failed"]:
+        sys.exit(1)
 
 
 def summary_line(result, run_dir: str | None, logdir: str | None) -> str:

@@ -1,0 +1,97 @@
+"""Folders: one picture per photo; reruns continue; one bad photo does not stop the others."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+import pytest
+from absl.testing import flagsaver
+
+from tf_style import batch, cli, provenance
+from tf_style.config import Config, RunOptions
+from tf_style.errors import InputError, Interrupted
+from tf_style.loop import Callback
+from tf_style.stopping import StopSwitch
+
+SMALL = dict(weights="random", image_size=32, num_steps=3, scales=1, print_every=0)
+
+
+@pytest.fixture
+def photos(tmp_path, content_path, style_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(content_path, folder / "a.jpg")
+    shutil.copy(style_path, folder / "b.jpg")
+    (folder / "c.png").write_text("not an image")
+    (folder / "notes.txt").write_text("not a photo either: not even tried")
+    return folder
+
+
+def cli_run(capsys, **flag_values):
+    code = 0
+    with flagsaver.flagsaver(**flag_values):
+        try:
+            cli.main(["tf-style"])
+        except SystemExit as e:
+            code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_a_folder_gives_a_picture_per_photo_and_a_rerun_redoes_nothing(capsys, tmp_path, photos, style_path):
+    out = tmp_path / "out"
+    code, stdout, stderr = cli_run(capsys, content=str(photos), style=style_path, output=str(out), **SMALL)
+    assert code == 1  # c.png failed...
+    assert stderr == (f"tf-style: {photos / 'c.png'}: --content: {photos / 'c.png'} is not an image Pillow can read "
+                      "(expected JPEG, PNG, WebP, BMP, TIFF or GIF)\n")
+    # ... and the others went on.
+    assert sorted(os.listdir(out)) == ["a.png", "b.png"]
+    assert stdout.rstrip().endswith(f"3 photos: 2 done, 0 skipped (finished before), 1 failed; pictures in {out}")
+    assert provenance.read(out / "a.png")["inputs"]["content"] == "a"
+    stamps = {n: os.stat(out / n).st_mtime_ns for n in ("a.png", "b.png")}
+    # The rerun: the finished pictures are skipped (not one is written again), the bad photo fails again.
+    code, stdout, _ = cli_run(capsys, content=str(photos), style=style_path, output=str(out), **SMALL)
+    assert code == 1 and "3 photos: 0 done, 2 skipped (finished before), 1 failed" in stdout
+    assert {n: os.stat(out / n).st_mtime_ns for n in ("a.png", "b.png")} == stamps
+    # Other settings: the finished pictures are kept, and each photo says why it failed.
+    code, stdout, stderr = cli_run(capsys, content=str(photos / "*.jpg"), style=style_path, output=str(out),
+                                   **dict(SMALL, num_steps=4))
+    assert code == 1 and "2 photos: 0 done, 0 skipped (finished before), 2 failed" in stdout
+    assert f"--output: {out / 'a.png'} is a finished picture made with other settings; it is kept" in stderr
+    assert {n: os.stat(out / n).st_mtime_ns for n in ("a.png", "b.png")} == stamps
+
+
+def test_an_interrupted_batch_resumes_the_photo_it_stopped_at(tmp_path, photos, style_image):
+    contents = batch.photos(str(photos / "*.jpg"))
+    outputs = batch.outputs_for(contents, str(tmp_path / "out"))
+    config, options = Config(**{k: v for k, v in SMALL.items() if k != "print_every"}, ), RunOptions(checkpoint_every=1)
+    switch = StopSwitch()
+
+    class StopAt2(Callback):
+        def on_step_end(self, run):
+            if run.step == 2:
+                switch.request(signal.SIGTERM)
+
+    stops = lambda output: [StopAt2()] if output.endswith("b.png") else []  # noqa: E731
+    with pytest.raises(Interrupted) as info:
+        batch.run_folder(config, options, contents, outputs, style_image, stop=switch, callbacks_for=stops, report=lambda s: None)
+    assert info.value.step == 2 and batch.status(config, outputs[1]) == "resume"
+    seen = []
+    outcomes = batch.run_folder(config, options, contents, outputs, style_image, report=seen.append)
+    assert [o.status for o in outcomes] == ["skipped", "done"]
+    assert seen[1].endswith("b.png: resuming")
+    assert provenance.read(outputs[1])["finished"] is True
+    assert not os.path.exists(outputs[1] + ".checkpoints")
+
+
+def test_folder_mistakes_are_one_line(tmp_path, photos):
+    with pytest.raises(InputError, match=r"^content: no images in .*empty"):
+        (tmp_path / "empty").mkdir()
+        batch.photos(str(tmp_path / "empty"))
+    with pytest.raises(InputError, match=r"^output: with several photos, .*out\.png must be a folder"):
+        batch.outputs_for(batch.photos(str(photos)), str(tmp_path / "out.png"))
+    shutil.copy(photos / "a.jpg", photos / "a.png")
+    with pytest.raises(InputError, match=r"^content: several photos would make .*a\.png \(same name, other extension\)"):
+        batch.outputs_for(batch.photos(str(photos)), str(tmp_path / "out"))
