@@ -16,7 +16,7 @@ from tf_style import checkpoints, colour, endings, estimate, images, provenance,
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
-from tf_style.stages import build_synthesis, load_start, stages  # noqa: E402  (build_synthesis, load_start: public here too)
+from tf_style.stages import as_list, build_synthesis, load_start, stages  # noqa: E402  (build_synthesis, load_start: public here too)
 from tf_style.stopping import StopRequested, StopSwitch  # noqa: E402
 
 
@@ -40,15 +40,27 @@ class Result:
 
 
 def prepare_images(
-    config: Config, content: images.ImageLike | None, style: images.ImageLike | None
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Loads and resizes the inputs: content to image_size, style to style_size (default image_size)."""
-    content_arr = style_arr = None
+    config: Config, content: images.ImageLike | None, style: images.ImageLike | Sequence[images.ImageLike] | None
+) -> tuple[np.ndarray | None, np.ndarray | list[np.ndarray] | None]:
+    """Loads and resizes the inputs: content to image_size, style to style_size (default image_size);
+    several style images give a list."""
+    content_arr = None
     if content is not None:
         content_arr = images.resize_longest(images.as_rgb_array(content, Field("content")), config.image_size)
-    if style is not None:
-        style_arr = images.resize_longest(images.as_rgb_array(style, Field("style")), config.effective_style_size)
-    return content_arr, style_arr
+    styles = [images.resize_longest(images.as_rgb_array(s, Field("style")), config.effective_style_size) for s in as_list(style)]
+    return content_arr, (styles if isinstance(style, (list, tuple)) else styles[0]) if styles else None
+
+
+def load_inputs(
+    config: Config, content: images.ImageLike | None, style: images.ImageLike | Sequence[images.ImageLike] | None
+) -> tuple[np.ndarray | None, np.ndarray | list[np.ndarray] | None, Any]:
+    """The inputs as float RGB arrays at their own size (several style images: a list), recoloured
+    when config.preserve_colors asks, and how the run's result becomes the picture (None: as is)."""
+    config.check_inputs(content=content is not None, style=style is not None, styles=len(as_list(style)))
+    loaded_content = None if content is None else images.as_rgb_array(content, Field("content"))
+    loaded = [images.as_rgb_array(s, Field("style")) for s in as_list(style)]
+    loaded_style = (loaded if isinstance(style, (list, tuple)) else loaded[0]) if loaded else None
+    return colour.prepare(config.preserve_colors, loaded_content, loaded_style)
 
 
 def check_output(output: str, config: Config, content: Any, style: Any, save_every: int = 0) -> bool:
@@ -123,30 +135,30 @@ def run(
     """
     options = options if options is not None else RunOptions()
     existed = output is not None and check_output(output, config, content, style, options.save_every)
-    config.check_inputs(content=content is not None, style=style is not None)
-    loaded = {k: None if x is None else images.as_rgb_array(x, Field(k)) for k, x in (("content", content), ("style", style))}
-    # With preserve_colors the run optimises against recoloured inputs; `show` makes its picture.
-    loaded["content"], loaded["style"], show = colour.prepare(config.preserve_colors, loaded["content"], loaded["style"])
-    shapes = {k: None if x is None else x.shape[:2] for k, x in loaded.items()}
+    loaded = dict(zip(("content", "style", "show"), load_inputs(config, content, style)))
+    shapes = {"content": None if content is None else loaded["content"].shape[:2],
+              "style": [s.shape[:2] for s in as_list(loaded["style"])] or None}
     estimate.check_memory(config, shapes["content"], shapes["style"], memory_for(options))
     content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
     plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
     final = plan[-1].shape
-    checkpointing = checkpoints.for_run(config, options, output, {"content": content_arr, "style": style_arr})
+    named = {"content": content_arr, **{"style" + (f"_{k}" if k > 1 else ""): s for k, s in enumerate(as_list(style_arr), 1)}}
+    checkpointing = checkpoints.for_run(config, options, output, named)
     if normalization_images is None:
-        normalization_images = [x for x in (content_arr, style_arr) if x is not None]
+        normalization_images = [x for x in named.values() if x is not None]
     cbs = run_callbacks(config, options, output, progress, checkpointing, callbacks)
-    names = {"content": content_name or run_dirs.image_name(content), "style": style_name or run_dirs.image_name(style)}
+    style_names = "+".join(n for n in map(run_dirs.image_name, as_list(style)) if n) or None
+    names = {"content": content_name or run_dirs.image_name(content), "style": style_name or style_names}
     state = RunState(
         synthesis=None,
         num_steps=sum(scale.steps for scale in plan),
         config=config,
-        inputs={k: v for k, v in (("content", content_arr), ("style", style_arr)) if v is not None},
+        inputs={k: v for k, v in named.items() if v is not None},
         input_names={k: v for k, v in names.items() if v},
         scales=plan,
         open_ended=config.max_seconds is not None,
         stop=stop,
-        show=show,
+        show=loaded["show"],
     )
     resumed_at = 0
     if checkpointing is not None and checkpointing.resume_from is not None:

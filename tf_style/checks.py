@@ -77,6 +77,17 @@ def layer_weights(value: Any, n_layers: int) -> tuple[float, ...]:
     return weights
 
 
+def blend_weights(value: Any) -> tuple[float, ...]:
+    """style_blend_weights: finite numbers >= 0, not all 0; returned normalised to sum to 1."""
+    try:
+        weights = tuple(float(w) for w in value)
+    except (TypeError, ValueError):
+        raise InputError(Field("style_blend_weights"), f" must be numbers, one per style image; got {value!r}") from None
+    if not weights or any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise InputError(Field("style_blend_weights"), f" must be finite, >= 0 and not all 0; got {weights}")
+    return tuple(w / sum(weights) for w in weights)
+
+
 def init(value: Any, choices: Sequence[str]) -> None:
     """init: one of the named starts, or an existing image file."""
     if not isinstance(value, str) or not value:

@@ -35,7 +35,10 @@ FLAGS = flags.FLAGS
 FIELDS: tuple[str, ...] = Config.field_names() + RunOptions.field_names()
 
 flags.DEFINE_string("content", None, "The photograph: its content is kept (Eq. 1).", module_name=MODULE)
-flags.DEFINE_string("style", None, "The artwork: its style is transferred (Eq. 5).", module_name=MODULE)
+flags.DEFINE_string(
+    "style", None, "The artwork: its style is transferred (Eq. 5). Several, comma-separated, are blended "
+    "(--style_blend_weights).", module_name=MODULE,
+)
 flags.DEFINE_string(
     "output", None, "Where to write the result; the format follows the extension (PNG if none).", module_name=MODULE
 )
@@ -68,17 +71,18 @@ def stylize_from_flags(argv: list[str]) -> None:
     options = cli_flags.settings_from_flags(RunOptions, FIELDS)
     # Without --style this is the paper's content reconstruction (content loss only), without
     # --content its texture synthesis (style loss only): the same run with one term left out.
-    config.check_inputs(content=bool(FLAGS.content), style=bool(FLAGS.style))
+    style_paths = [p for p in (FLAGS.style or "").split(",") if p]  # several style images: comma-separated
+    config.check_inputs(content=bool(FLAGS.content), style=bool(style_paths), styles=len(style_paths))
     if FLAGS.content and not FLAGS.dry_run and (os.path.isdir(FLAGS.content) or any(c in FLAGS.content for c in "*?[")):
-        return stylize_folder(config, options)
+        return stylize_folder(config, options, style_paths)
     # Read the inputs before TensorFlow loads, so a wrong path fails in a blink.
     content = images.load_image(FLAGS.content, Field("content")) if FLAGS.content else None
-    style = images.load_image(FLAGS.style, Field("style")) if FLAGS.style else None
+    style = load_styles(style_paths)
     if FLAGS.dry_run:
         print(dry_run_report(config, content, style, options))
         return
     images.check_output_path(FLAGS.output)
-    named = {"content": FLAGS.content, "style": FLAGS.style, "init": config.init, "config_from": FLAGS.config_from}
+    named = {"content": FLAGS.content, "style": style_paths, "init": config.init, "config_from": FLAGS.config_from}
     images.check_outputs_spare_inputs(FLAGS.output, named, options.save_every)
     import_tensorflow_quietly()
     from tf_style import api, stopping
@@ -96,7 +100,7 @@ def stylize_from_flags(argv: list[str]) -> None:
                 progress=True,
                 callbacks=[logger] if logger is not None else [],
                 content_name=run_dirs.image_name(FLAGS.content),
-                style_name=run_dirs.image_name(FLAGS.style),
+                style_name="+".join(run_dirs.image_name(p) or "" for p in style_paths) or None,
                 stop=stop,
             )
     except Interrupted as e:
@@ -115,6 +119,14 @@ def stylize_from_flags(argv: list[str]) -> None:
     print(summary_line(result, logger.run_dir if logger is not None else None, options.logdir))
 
 
+def load_styles(paths: list[str]):
+    """The --style images (None, one array, or a list of arrays for several), read before TensorFlow loads."""
+    from tf_style import images
+
+    loaded = [images.load_image(p, Field("style")) for p in paths]
+    return None if not loaded else loaded[0] if len(loaded) == 1 else loaded
+
+
 def exit_interrupted(e: Interrupted) -> None:
     """Says where the image and checkpoint went and how to go on; exits 130 (SIGINT) or 143 (SIGTERM)."""
     from tf_style import stopping
@@ -125,16 +137,16 @@ def exit_interrupted(e: Interrupted) -> None:
     sys.exit(stopping.EXIT_STATUS.get(e.signum, 130))
 
 
-def stylize_folder(config: Config, options: RunOptions) -> None:
+def stylize_folder(config: Config, options: RunOptions, style_paths: list[str]) -> None:
     """--content a folder or glob, --output a folder: one picture per photo (tf_style.batch); exit 1 if any failed."""
     from tf_style import batch, images
 
     contents = batch.photos(FLAGS.content)
     outputs = batch.outputs_for(contents, FLAGS.output)
-    style = images.load_image(FLAGS.style, Field("style")) if FLAGS.style else None
+    style = load_styles(style_paths)
     for content, output in zip(contents, outputs):  # before any work, as for one photo
         images.check_output_path(output)
-        named = {"content": content, "style": FLAGS.style, "init": config.init, "config_from": FLAGS.config_from}
+        named = {"content": content, "style": style_paths, "init": config.init, "config_from": FLAGS.config_from}
         images.check_outputs_spare_inputs(output, named, options.save_every)
     import_tensorflow_quietly()
     from tf_style import stopping
@@ -202,11 +214,9 @@ def dry_run_report(config: Config, content, style, options: RunOptions = RunOpti
     """The plan and its predicted cost for these (loaded, full-size) inputs."""
     from tf_style import api, estimate, schedule
 
-    content_arr, style_arr = api.prepare_images(config, content, style)
-    final = content_arr.shape[:2] if content_arr is not None else config.output_size or style_arr.shape[:2]
-    plan = schedule.plan(config, final, None if style is None else style.shape[:2])
+    shapes = [None if content is None else content.shape[:2], [s.shape[:2] for s in api.as_list(style)] or None]
+    plan = schedule.plan_for_inputs(config, *shapes)
     import_tensorflow_quietly()
-    shapes = [None if x is None else x.shape[:2] for x in (content, style)]
     costs = estimate.costs(config, plan, style is not None, *shapes)
     return estimate.report(costs, estimate.measure_flop_rate(), api.memory_for(options))
 

@@ -57,6 +57,13 @@ def parse_output_size(text: str | None) -> tuple[int, int] | None:
     return height, width
 
 
+def _blend_numbers(values: list[str] | None) -> tuple[float, ...] | None:
+    try:
+        return _numbers(values)
+    except InputError:
+        raise InputError(Field("style_blend_weights"), f": expected comma-separated numbers; got {','.join(values)}") from None
+
+
 def _numbers(values: list[str] | None) -> tuple[float, ...] | None:
     if values is None:
         return None
@@ -73,6 +80,8 @@ ROWS: tuple[Row, ...] = (
     Row("image_size", "integer", "Longest side of the output in pixels.", lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
     Row("style_size", "integer", "Longest side of the style image in pixels (default: --image_size).",
         lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
+    Row("style_blend_weights", "list", "With several --style images: how much of each, comma-separated (normalised to "
+        "sum to 1; default: equal).", parse=_blend_numbers),
     Row("style_scale", "float", "The style image's longest side relative to the output's (0.5: finer brush strokes, "
         "2: larger); instead of --style_size.", lower=0.0),
     Row("content_layers", "list", "Content layers (paper: conv4_2; Keras names work too)."),

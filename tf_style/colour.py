@@ -77,15 +77,22 @@ def match_colours(style: np.ndarray, content: np.ndarray) -> np.ndarray:
 
 
 def prepare(
-    mode: str, content: np.ndarray | None, style: np.ndarray | None
-) -> tuple[np.ndarray | None, np.ndarray | None, Callable[[np.ndarray], np.ndarray] | None]:
+    mode: str, content: np.ndarray | None, style: np.ndarray | list[np.ndarray] | None
+) -> tuple[np.ndarray | None, np.ndarray | list[np.ndarray] | None, Callable[[np.ndarray], np.ndarray] | None]:
     """For preserve_colors=`mode`: the (content, style) a run optimises against, and how its
     result becomes the picture (None: as it is)."""
+    if mode == "none":
+        return content, style, None
+    several = isinstance(style, (list, tuple))
+    styles = list(style) if several else [style]
     if mode == "luminance":
-        return (*luminance_inputs(content, style), lambda image: with_content_chroma(image, content))
-    if mode == "histogram":
-        return content, match_colours(style, content), None
-    return content, style, None
+        photo = content  # the chroma comes from the photo itself, not from its luminance image below
+        pairs = [luminance_inputs(photo, s) for s in styles]
+        styles, show = [p[1] for p in pairs], lambda image: with_content_chroma(image, photo)
+        content = pairs[0][0]
+    else:
+        styles, show = [match_colours(s, content) for s in styles], None
+    return content, styles if several else styles[0], show
 
 
 __all__ = [

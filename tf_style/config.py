@@ -45,6 +45,8 @@ class Config(_Settings):
     Attributes:
       image_size: longest side of the output in pixels (the content image is resized to it).
       style_size: longest side of the style image; None means the same as image_size.
+      style_blend_weights: with several style images, how much of each (normalised to sum to 1;
+        None: equal shares). The target Gram matrices are their weighted sum.
       style_scale: the style image's longest side relative to the output's (0.5: half as large, so
         its brush strokes come out finer); None: as style_size says. Not together with style_size.
       content_layers: layers matched for content (Eq. 1); paper: conv4_2.
@@ -82,6 +84,7 @@ class Config(_Settings):
     image_size: int = 512
     style_size: int | None = None
     style_scale: float | None = None
+    style_blend_weights: tuple[float, ...] | None = None
     content_layers: tuple[str, ...] = PAPER_CONTENT_LAYERS
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None
@@ -117,6 +120,8 @@ class Config(_Settings):
                                  "give one")
             checks.integer("style_scale", self.effective_style_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE,
                            unit=f" pixels (image_size x style_scale = {self.image_size} x {self.style_scale:g})")
+        if self.style_blend_weights is not None:
+            fix("style_blend_weights", checks.blend_weights(self.style_blend_weights))
         checks.integer("num_steps", self.num_steps, 0)
         checks.integer("scales", self.scales, 1, 8)
         checks.integer("coarsest_size", self.coarsest_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
@@ -172,8 +177,8 @@ class Config(_Settings):
             style_layer_weights=tuple(self.layer_weights.values()) if self.style_layers else None,
         )
 
-    def check_inputs(self, *, content: bool, style: bool) -> None:
-        """Checks that the given inputs (a content image? a style image?) suit these settings.
+    def check_inputs(self, *, content: bool, style: bool, styles: int = 1) -> None:
+        """Checks that the given inputs (a content image? style images, how many?) suit these settings.
 
         Without a style image the run is the paper's content reconstruction, without a content
         image its texture synthesis; the start image and the output size must fit that.
@@ -188,6 +193,9 @@ class Config(_Settings):
                 Field("output_size"), " is for texture synthesis (no ", Field("content"),
                 "); the output has the content image's size",
             )
+        if style and self.style_blend_weights is not None and len(self.style_blend_weights) != styles:
+            raise InputError(Field("style_blend_weights"), f" has {len(self.style_blend_weights)} weights for {styles} "
+                             "style image(s); give one per image")
         if self.preserve_colors != "none" and not (content and style):
             raise InputError(Field("preserve_colors"), f"={self.preserve_colors} keeps the colours of the ", Field("content"),
                              " image in a style transfer: it needs both ", Field("content"), " and ", Field("style"))

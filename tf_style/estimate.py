@@ -22,7 +22,7 @@ from tf_style.config import MIN_IMAGE_SIZE, Config
 from tf_style.errors import Field, InputError
 from tf_style.layers import KERAS_LAYER_NAMES, VGG19_BLOCKS, keras_layer_name
 from tf_style.images import size_for_longest_side
-from tf_style.schedule import Scale, plan_for_inputs
+from tf_style.schedule import Scale, plan_for_inputs, style_shapes
 
 MB = 1024 * 1024
 #: The Python process with TensorFlow, Keras and VGG19's conv weights loaded, before any image
@@ -107,13 +107,14 @@ def costs(
     per_pixel = BYTES_PER_ACTIVATION * activations_per_pixel(layers)
     per_pixel += 4 * 3 * OPTIMIZER_BUFFERS[config.optimizer](LBFGS_HISTORY)
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
-    base += 4 * 3 * sum(h * w for h, w in (content_shape or (0, 0), style_shape or (0, 0)))  # float RGB, held all run
+    styles = style_shapes(style_shape)
+    base += 4 * 3 * sum(h * w for h, w in [content_shape or (0, 0), *styles])  # float RGB, held all run
     out = []
     for s in plan:
-        style_pixels = 0
+        style_pixels = 0  # the largest style image's, at this scale: one forward pass at a time
         if has_style:
-            h, w = size_for_longest_side(*style_shape, s.style_size) if style_shape is not None else (s.style_size,) * 2
-            style_pixels = h * w
+            sizes = [size_for_longest_side(h, w, s.style_size) for h, w in styles] or [(s.style_size,) * 2]
+            style_pixels = max(h * w for h, w in sizes)
         targets = 4 * activations_per_pixel(config.style_layers) * style_pixels if style_pixels else 0.0
         out.append(ScaleCost(s, base + max(per_pixel * s.pixels, targets), flops_per_pixel(layers) * s.pixels))
     return out

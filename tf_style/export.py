@@ -34,6 +34,7 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
     "normalize_vgg": "the network would be normalised on each request's images; export an unnormalised one",
     "output_size": "every request has a content image, whose size the output takes",
     "max_seconds": "an answer must not depend on how busy the server is; TensorFlow Serving has its own deadlines",
+    "style_blend_weights": "a request carries one style image: several styles are not in the export yet",
     "preserve_colors": "colour control runs on the host (tf_style.colour), not in the graph yet; recolour before sending",
 }
 

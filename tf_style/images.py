@@ -227,11 +227,17 @@ def check_output_path(path: str | os.PathLike, what: What = Field("output")) -> 
     return fmt
 
 
+def _input_paths(inputs: dict[str, object]) -> list[tuple[str, object]]:
+    """(name, value) for every input, a list of paths (several style images) giving one pair each."""
+    return [(name, v) for name, given in inputs.items() for v in (given if isinstance(given, (list, tuple)) else [given])]
+
+
 def check_not_an_input(path: str | os.PathLike, inputs: dict[str, object], what: What = Field("output")) -> None:
-    """Refuses an output `path` that is one of the `inputs` (name -> path; other values ignored):
-    the same file by its real path, links and hard links included. Writing there would destroy it."""
+    """Refuses an output `path` that is one of the `inputs` (name -> path or list of paths; other
+    values ignored): the same file by its real path, links and hard links included. Writing there
+    would destroy it."""
     target = os.path.realpath(os.fspath(path))
-    for name, given in inputs.items():
+    for name, given in _input_paths(inputs):
         if not isinstance(given, (str, os.PathLike)) or not os.path.exists(given):
             continue
         source = os.path.realpath(os.fspath(given))
@@ -252,7 +258,7 @@ def check_outputs_spare_inputs(
     unfinished = unfinished_path(output)
     stem, ext = os.path.splitext(os.path.realpath(os.fspath(output)))
     series = re.compile(re.escape(os.path.basename(stem)) + r"_\d{5,}" + re.escape(ext or ".png"))
-    for name, given in inputs.items():
+    for name, given in _input_paths(inputs):
         if not isinstance(given, (str, os.PathLike)) or not os.path.isfile(given):
             continue
         source = os.path.realpath(os.fspath(given))

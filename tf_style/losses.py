@@ -12,7 +12,7 @@ maths leaf: the objective (tf_style.objective) calls these functions and adds no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import tensorflow as tf
 
@@ -62,6 +62,19 @@ def rescale_gram(target: StyleTarget, positions: tf.Tensor | int) -> tf.Tensor:
     """
     ratio = tf.cast(positions, tf.float32) / tf.cast(target.positions, tf.float32)
     return target.gram * ratio
+
+
+def blend_style_targets(targets: Sequence[StyleTarget], weights: Sequence[float]) -> StyleTarget:
+    """Several artworks' targets at one layer as one: the weighted sum of their Gram matrices per
+    position, expressed at the first one's M_l (sum_k w_k A_k M_1 / M_k). With weights (1, 0, ...)
+    it is the first target exactly; `rescale_gram` then scales it to the image like any target.
+    """
+    first = targets[0]
+    gram = tf.add_n([
+        float(w) * t.gram * (tf.cast(first.positions, tf.float32) / tf.cast(t.positions, tf.float32))
+        for t, w in zip(targets, weights)
+    ])
+    return StyleTarget(gram=gram, positions=first.positions)
 
 
 def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -186,6 +199,7 @@ def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
 
 __all__ = [
     "StyleTarget",
+    "blend_style_targets",
     "content_loss",
     "gram_matrix",
     "positions",

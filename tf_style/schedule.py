@@ -70,6 +70,15 @@ def plan(config: Config, shape: Sequence[int], style_shape: Sequence[int] | None
     return tuple(reversed(scales))
 
 
+def style_shapes(style_shape: Sequence[int] | Sequence[Sequence[int]] | None) -> list[tuple[int, int]]:
+    """One style image's (height, width), or several images' list of them, as a list (empty for None)."""
+    if style_shape is None:
+        return []
+    if len(style_shape) == 2 and all(isinstance(v, (int,)) or hasattr(v, "__index__") for v in style_shape):
+        return [(int(style_shape[0]), int(style_shape[1]))]
+    return [(int(h), int(w)) for h, w in style_shape]
+
+
 def final_shape(
     config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None
 ) -> tuple[int, int]:
@@ -79,14 +88,18 @@ def final_shape(
         return size_for_longest_side(content_shape[0], content_shape[1], config.image_size)
     if config.output_size is not None:
         return tuple(config.output_size)
-    return size_for_longest_side(style_shape[0], style_shape[1], config.effective_style_size)
+    first = style_shapes(style_shape)[0]  # a texture of several styles takes the first one's shape
+    return size_for_longest_side(first[0], first[1], config.effective_style_size)
 
 
 def plan_for_inputs(
     config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None
 ) -> tuple[Scale, ...]:
-    """`plan` for inputs of these (height, width) shapes as loaded (None: that input is absent)."""
-    return plan(config, final_shape(config, content_shape, style_shape), style_shape)
+    """`plan` for inputs of these (height, width) shapes as loaded (None: that input is absent; several
+    style images: a list of shapes, of which the narrowest decides whether a coarse scale keeps a pixel)."""
+    shapes = style_shapes(style_shape)
+    narrowest = min(shapes, key=lambda s: min(s) / max(s)) if shapes else None
+    return plan(config, final_shape(config, content_shape, style_shape), narrowest)
 
 
 class Budget:
@@ -120,4 +133,4 @@ class Budget:
         return self.end - self.clock()
 
 
-__all__ = ["Budget", "Scale", "final_shape", "plan", "plan_for_inputs", "scaled_shape"]
+__all__ = ["Budget", "Scale", "final_shape", "plan", "plan_for_inputs", "scaled_shape", "style_shapes"]

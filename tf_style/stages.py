@@ -7,10 +7,11 @@ from typing import Sequence
 
 import numpy as np
 
-from tf_style import images, normalize, schedule, start
+from tf_style import images, losses, normalize, schedule, start
 from tf_style.config import INIT_CHOICES, Config
 from tf_style.errors import Field
 from tf_style.features import FeatureExtractor
+from tf_style.losses import StyleTarget
 from tf_style.loop import Stage
 from tf_style.objective import StyleObjective
 from tf_style.optimizers import make_optimizer
@@ -27,7 +28,7 @@ def load_start(config: Config) -> np.ndarray | None:
 def build_synthesis(
     config: Config,
     content: np.ndarray | None,
-    style: np.ndarray | None,
+    style: np.ndarray | Sequence[np.ndarray] | None,
     *,
     start_picture: np.ndarray | None = None,
     start_image: np.ndarray | None = None,
@@ -37,7 +38,8 @@ def build_synthesis(
 
     Args:
       config: the run's settings; its `check_inputs` decides which inputs may be None.
-      content, style: float RGB arrays as `prepare_images` returns them, or None.
+      content, style: float RGB arrays as `prepare_images` returns them, or None; `style` may be a
+        list of artworks, whose targets are blended by config.style_blend_weights (default equal).
       start_picture: the picture a path-valued config.init names (`load_start`).
       start_image: the image to start from instead of config.init's (a coarser scale's result,
         resized to this size).
@@ -45,37 +47,55 @@ def build_synthesis(
         network is normalised on; None means the run's own content and style images (the paper
         used ImageNet images, which are not available here).
     """
-    config.check_inputs(content=content is not None, style=style is not None)
+    styles = as_list(style)
+    config.check_inputs(content=content is not None, style=bool(styles), styles=len(styles))
     content_layers = config.content_layers if content is not None else ()
-    style_layers = config.style_layers if style is not None else ()
+    style_layers = config.style_layers if styles else ()
     if content is not None:
         size, what = content.shape[:2], Field("content")
     elif config.output_size is not None:
         size, what = config.output_size, Field("output_size")
     else:
-        size, what = style.shape[:2], Field("style")
+        size, what = styles[0].shape[:2], Field("style")
     config.check_side(size, (*content_layers, *style_layers), what, "the image being optimised")
-    if style_layers:
-        config.check_side(style.shape[:2], style_layers, Field("style"), "the style image")
+    for artwork in styles if style_layers else ():
+        config.check_side(artwork.shape[:2], style_layers, Field("style"), "the style image")
     if normalization_images is None:
-        normalization_images = [x for x in (content, style) if x is not None]
+        normalization_images = [x for x in (content, *styles) if x is not None]
     extractor = FeatureExtractor(normalize.load_vgg(config, normalization_images), content_layers, style_layers)
     objective = StyleObjective.from_config(
         config,
         extractor,
         extractor.content_targets(content[None]) if content_layers else {},
-        extractor.style_targets(style[None]) if style_layers else {},
+        blended_targets(config, extractor, styles) if style_layers else {},
     )
     if start_image is None:
-        start_image = start.initial_image(config.init, tuple(size), config.seed, content, style, start_picture)
+        first = styles[0] if styles else None
+        start_image = start.initial_image(config.init, tuple(size), config.seed, content, first, start_picture)
     optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance)
     return Synthesis(objective, optimizer, start_image)
+
+
+def as_list(style: np.ndarray | Sequence[np.ndarray] | None) -> list[np.ndarray]:
+    """The style images as a list: none, one, or several."""
+    if style is None:
+        return []
+    return list(style) if isinstance(style, (list, tuple)) else [style]
+
+
+def blended_targets(config: Config, extractor: FeatureExtractor, styles: Sequence[np.ndarray]) -> dict[str, StyleTarget]:
+    """Each style layer's target: one artwork's Grams, or several blended by config.style_blend_weights."""
+    per_style = [extractor.style_targets(s[None]) for s in styles]
+    if len(per_style) == 1:
+        return per_style[0]
+    weights = config.style_blend_weights or (1.0 / len(styles),) * len(styles)
+    return {layer: losses.blend_style_targets([t[layer] for t in per_style], weights) for layer in per_style[0]}
 
 
 def stages(
     config: Config,
     content: np.ndarray | None,
-    style: np.ndarray | None,
+    style: np.ndarray | Sequence[np.ndarray] | None,
     plan: Sequence[schedule.Scale],
     normalization_images: Sequence[np.ndarray],
 ) -> list[Stage]:
@@ -98,7 +118,7 @@ def stages(
             return build_synthesis(
                 at_scale,
                 None if content is None else images.resize(content, scale.shape),
-                None if style is None else images.resize_longest(style, scale.style_size),
+                [images.resize_longest(s, scale.style_size) for s in as_list(style)] or None,
                 start_picture=start_picture,
                 start_image=None if previous is None else images.resize(previous, scale.shape),
                 normalization_images=normalization_images,
@@ -109,4 +129,4 @@ def stages(
     return [stage(scale) for scale in plan]
 
 
-__all__ = ["build_synthesis", "load_start", "stages"]
+__all__ = ["as_list", "blended_targets", "build_synthesis", "load_start", "stages"]
