@@ -241,3 +241,12 @@ def test_style_scale_and_style_size_are_one_or_the_other():
         Config(image_size=512, style_scale=20.0)
     assert str(info.value) == "style_scale must be between 16 and 8192 pixels (image_size x style_scale = 512 x 20); got 10240"
     assert Config(image_size=100, style_scale=1.5).resolved().style_size == 150
+
+
+def test_style_scale_in_a_texture_changes_the_strokes_not_the_size(style_image):
+    from tf_style import schedule
+
+    for scale in (0.5, 2.0):
+        config = Config(image_size=64, style_scale=scale, scales=1)
+        plan = schedule.plan_for_inputs(config, None, (56, 64))
+        assert plan[-1].shape == (56, 64) and plan[-1].style_size == round(64 * scale)

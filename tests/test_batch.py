@@ -59,7 +59,7 @@ def test_a_folder_gives_a_picture_per_photo_and_a_rerun_redoes_nothing(capsys, t
     code, stdout, stderr = cli_run(capsys, content=str(photos / "*.jpg"), style=style_path, output=str(out),
                                    **dict(SMALL, num_steps=4))
     assert code == 1 and "2 photos: 0 done, 0 skipped (finished before), 2 failed" in stdout
-    assert f"--output: {out / 'a.png'} is a finished picture made with other settings; it is kept" in stderr
+    assert f"--output: {out / 'a.png'} is a finished picture made with other settings or images; it is kept" in stderr
     assert {n: os.stat(out / n).st_mtime_ns for n in ("a.png", "b.png")} == stamps
 
 
@@ -77,7 +77,7 @@ def test_an_interrupted_batch_resumes_the_photo_it_stopped_at(tmp_path, photos, 
     stops = lambda output: [StopAt2()] if output.endswith("b.png") else []  # noqa: E731
     with pytest.raises(Interrupted) as info:
         batch.run_folder(config, options, contents, outputs, style_image, stop=switch, callbacks_for=stops, report=lambda s: None)
-    assert info.value.step == 2 and batch.status(config, outputs[1]) == "resume"
+    assert info.value.step == 2 and batch.status(config, outputs[1], {}, options) == "resume"
     seen = []
     outcomes = batch.run_folder(config, options, contents, outputs, style_image, report=seen.append)
     assert [o.status for o in outcomes] == ["skipped", "done"]
@@ -95,3 +95,44 @@ def test_folder_mistakes_are_one_line(tmp_path, photos):
     shutil.copy(photos / "a.jpg", photos / "a.png")
     with pytest.raises(InputError, match=r"^content: several photos would make .*a\.png \(same name, other extension\)"):
         batch.outputs_for(batch.photos(str(photos)), str(tmp_path / "out"))
+
+
+def test_a_new_style_or_someone_elses_file_is_never_skipped_nor_overwritten(capsys, tmp_path, photos, style_path, content_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"the user's own picture, not made by tf_style")
+    code, stdout, stderr = cli_run(capsys, content=str(photos / "*.jpg"), style=style_path, output=str(out), **SMALL)
+    assert code == 1 and "2 photos: 1 done, 0 skipped (finished before), 1 failed" in stdout
+    assert f"--output: {out / 'b.png'} is there and was not made by tf_style; it is kept" in stderr
+    assert (out / "b.png").read_bytes() == b"the user's own picture, not made by tf_style"
+    before = (out / "a.png").read_bytes()
+    # Another style image, the same settings: not "finished before".
+    code, stdout, stderr = cli_run(capsys, content=str(photos / "*.jpg"), style=content_path, output=str(out), **SMALL)
+    assert "0 skipped" in stdout and "is a finished picture made with other settings or images; it is kept" in stderr
+    assert (out / "a.png").read_bytes() == before
+
+
+def test_a_single_photo_with_brackets_in_its_name_and_folder_checkpoints(tmp_path, content_path, style_image):
+    odd = tmp_path / "holiday[1].jpg"
+    shutil.copy(content_path, odd)
+    assert not batch.is_many(str(odd)) and batch.is_many(str(tmp_path / "*.jpg"))
+    # With checkpoint_dir, each photo gets its own subfolder, and an interrupted one resumes from it.
+    ck = tmp_path / "ck"
+    options = RunOptions(checkpoint_dir=str(ck), checkpoint_every=1)
+    assert batch.checkpoint_folder(options, str(tmp_path / "out" / "b.png")) == str(ck / "b")
+    contents = [str(odd), content_path]
+    outputs = [str(tmp_path / "out" / "h.png"), str(tmp_path / "out" / "b.png")]
+    config = Config(**{k: v for k, v in SMALL.items() if k != "print_every"})
+    switch = StopSwitch()
+
+    class StopAt2(Callback):
+        def on_step_end(self, run):
+            if run.step == 2:
+                switch.request(signal.SIGTERM)
+
+    with pytest.raises(Interrupted):
+        batch.run_folder(config, options, contents, outputs, style_image, stop=switch, report=lambda s: None,
+                         callbacks_for=lambda o: [StopAt2()] if o.endswith("b.png") else [])
+    assert os.listdir(ck) == ["b"]
+    outcomes = batch.run_folder(config, options, contents, outputs, style_image, report=lambda s: None)
+    assert [o.status for o in outcomes] == ["skipped", "done"] and not os.path.exists(ck / "b")

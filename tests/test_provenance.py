@@ -101,3 +101,15 @@ def test_config_from_a_picture_without_settings_or_with_damaged_ones(capsys, tmp
         provenance.read(damaged)
     with pytest.raises(InputError, match=r"^config_from: no such file: .*missing\.png$"):
         provenance.read(tmp_path / "missing.png")
+
+
+def test_config_from_gives_way_to_a_conflicting_flag_and_to_other_inputs(capsys, tmp_path, content_path, style_path):
+    first = tmp_path / "first.png"
+    run_cli(capsys, content=content_path, style=f"{style_path},{content_path}", output=str(first), style_size=40,
+            style_blend_weights=["3", "1"], **SMALL)
+    second = tmp_path / "second.png"
+    # --style_scale replaces the recorded style_size; one style image now: the recorded blend is dropped.
+    run_cli(capsys, content=content_path, style=style_path, output=str(second), config_from=str(first), style_scale=0.5,
+            print_every=0)
+    again = provenance.read(second)["config"]
+    assert (again["style_size"], again["style_scale"], again["style_blend_weights"]) == (None, 0.5, None)

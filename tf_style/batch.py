@@ -2,11 +2,12 @@
 
 The library twin of tf-style's folder mode. Every photo is one ordinary `api.run` (coarse to
 fine, checkpoints, provenance and all), so a batch inherits everything a single run promises:
-- a finished picture made with the same settings is skipped, so a rerun continues where the
-  last one stopped (the provenance in the PNG says whether it is finished, and with what);
+- a finished picture made with the same settings and input names is skipped, so a rerun
+  continues where the last one stopped (the provenance in the PNG says whether it is finished,
+  and from what);
 - a photo whose picture was interrupted resumes from its checkpoint;
-- a finished picture made with other settings is never overwritten: that photo fails, with the
-  reason, and the others go on;
+- a finished picture made with other settings or images, or a file tf_style did not write, is
+  never overwritten: that photo fails, with the reason, and the others go on;
 - one photo that cannot be read or diverges is reported, and the others go on;
 - Ctrl-C or SIGTERM stops the whole batch after the current step, as for one run.
 """
@@ -41,8 +42,9 @@ class Outcome:
 
 
 def is_many(spec: str) -> bool:
-    """Whether a --content value names several photos: a folder, or a glob pattern."""
-    return os.path.isdir(spec) or any(c in spec for c in "*?[")
+    """Whether a --content value names several photos: a folder, or a glob pattern (a file whose
+    name holds ``[`` or ``*`` is one photo)."""
+    return not os.path.isfile(spec) and (os.path.isdir(spec) or any(c in spec for c in "*?["))
 
 
 def photos(spec: str) -> list[str]:
@@ -51,7 +53,8 @@ def photos(spec: str) -> list[str]:
         found = [os.path.join(spec, n) for n in os.listdir(spec)]
         found = [p for p in found if os.path.isfile(p) and os.path.splitext(p)[1].lower() in PHOTO_EXTENSIONS]
     else:
-        found = [p for p in glob.glob(spec) if os.path.isfile(p)]
+        found = [p for p in glob.glob(spec) if os.path.isfile(p) and os.path.splitext(p)[1].lower() in PHOTO_EXTENSIONS]
+    found = [p for p in found if ".unfinished." not in os.path.basename(p)]  # an interrupted run's image, not a photo
     if not found:
         raise InputError(Field("content"), f": no images in {spec} (expected {', '.join(PHOTO_EXTENSIONS)} files)")
     return sorted(found)
@@ -69,9 +72,17 @@ def outputs_for(contents: Sequence[str], folder: str, extension: str = ".png") -
     return outputs
 
 
-def status(config: Config, output: str) -> str | InputError:
-    """"new", "skip" (finished with these settings), "resume" (a checkpoint is waiting), or why not."""
-    waiting = os.fspath(output) + ".checkpoints"  # tf_style.checkpoints.default_folder
+def checkpoint_folder(options: RunOptions, output: str) -> str:
+    """Where one photo's checkpoints go: beside its output, or its own subfolder of checkpoint_dir."""
+    if options.checkpoint_dir:
+        return os.path.join(options.checkpoint_dir, os.path.splitext(os.path.basename(output))[0])
+    return os.fspath(output) + ".checkpoints"  # tf_style.checkpoints.default_folder
+
+
+def status(config: Config, output: str, inputs: dict[str, str], options: RunOptions = RunOptions()) -> str | InputError:
+    """"new", "skip" (finished from these settings and inputs), "resume" (a checkpoint is waiting),
+    or why the photo must fail (a picture there that this batch may not replace)."""
+    waiting = checkpoint_folder(options, output)
     if os.path.isdir(waiting) and os.listdir(waiting):
         return "resume"
     if not os.path.exists(output):
@@ -79,14 +90,15 @@ def status(config: Config, output: str) -> str | InputError:
     try:
         record = provenance.read(output, Field("output"))
     except InputError:
-        record = {}
-    same = record.get("config") == config.to_dict()
-    if same and record.get("finished"):
+        return InputError(Field("output"), f": {output} is there and was not made by tf_style; it is kept (write to "
+                          "another folder)")
+    same = record.get("config") == config.to_dict() and record.get("inputs") == {k: v for k, v in inputs.items() if v}
+    if not record.get("finished"):
+        return "new"  # an unfinished picture of an interrupted run without a checkpoint: it is made again
+    if same:
         return "skip"
-    if not same and record.get("finished"):
-        return InputError(Field("output"), f": {output} is a finished picture made with other settings; it is kept "
-                          "(write to another folder)")
-    return "new"  # an unfinished picture of an interrupted run without a checkpoint: it is made again
+    return InputError(Field("output"), f": {output} is a finished picture made with other settings or images; it is "
+                      "kept (write to another folder)")
 
 
 def run_folder(
@@ -97,6 +109,7 @@ def run_folder(
     style: Any,
     *,
     stop: StopSwitch | None = None,
+    style_name: str | None = None,
     report: Callable[[str], None] = print,
     callbacks_for: Callable[[str], list] = lambda output: [],
     render: Callable[[Exception], str] = str,
@@ -111,7 +124,8 @@ def run_folder(
 
     outcomes = []
     for k, (content, output) in enumerate(zip(contents, outputs), 1):
-        state = status(config, output)
+        names = {"content": run_dirs.image_name(content), "style": style_name}
+        state = status(config, output, names, options)
         prefix = f"[{k}/{len(contents)}] {content} -> {output}"
         if state == "skip":
             report(f"{prefix}: finished before, skipped")
@@ -124,8 +138,9 @@ def run_folder(
         report(f"{prefix}" + (": resuming" if state == "resume" else ""))
         try:
             photo = images.load_image(content, Field("content"))
-            api.run(config, photo, style, options=options.replace(resume=state == "resume"), output=output, progress=True,
-                    callbacks=callbacks_for(output), content_name=run_dirs.image_name(content), stop=stop)
+            mine = options.replace(resume=state == "resume", checkpoint_dir=checkpoint_folder(options, output))
+            api.run(config, photo, style, options=mine, output=output, progress=True, callbacks=callbacks_for(output),
+                    content_name=names["content"], style_name=style_name, stop=stop)
         except (InputError, Diverged) as e:
             message = render(e)
             report(f"    failed: {message}")
@@ -135,4 +150,4 @@ def run_folder(
     return outcomes
 
 
-__all__ = ["Outcome", "PHOTO_EXTENSIONS", "is_many", "outputs_for", "photos", "run_folder", "status"]
+__all__ = ["Outcome", "PHOTO_EXTENSIONS", "checkpoint_folder", "is_many", "outputs_for", "photos", "run_folder", "status"]

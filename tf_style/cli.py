@@ -64,16 +64,18 @@ def stylize_from_flags(argv: list[str]) -> None:
         raise InputError(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags (see --help)")
     if not FLAGS.output and not FLAGS.dry_run:
         raise InputError(Field("output"), " is required (where to write the result, e.g. ", Field("output"), "=out.png)")
-    from tf_style import images, provenance
+    from tf_style import images
 
-    earlier = provenance.config_from(FLAGS.config_from) if FLAGS.config_from else None
-    config = cli_flags.settings_from_flags(Config, FIELDS, base=earlier)
-    options = cli_flags.settings_from_flags(RunOptions, FIELDS)
+    config, options, style_paths = settings_from_command_line()
     # Without --style this is the paper's content reconstruction (content loss only), without
     # --content its texture synthesis (style loss only): the same run with one term left out.
-    style_paths = [p for p in (FLAGS.style or "").split(",") if p]  # several style images: comma-separated
     config.check_inputs(content=bool(FLAGS.content), style=bool(style_paths), styles=len(style_paths))
-    if FLAGS.content and not FLAGS.dry_run and (os.path.isdir(FLAGS.content) or any(c in FLAGS.content for c in "*?[")):
+    from tf_style import batch
+
+    if FLAGS.content and batch.is_many(FLAGS.content):
+        if FLAGS.dry_run:
+            raise InputError(Field("content"), f": {FLAGS.content} names several photos; ", Field("dry_run"),
+                             " plans one run: give one of them")
         return stylize_folder(config, options, style_paths)
     # Read the inputs before TensorFlow loads, so a wrong path fails in a blink.
     content = images.load_image(FLAGS.content, Field("content")) if FLAGS.content else None
@@ -117,6 +119,34 @@ def stylize_from_flags(argv: list[str]) -> None:
     for warning in result.warnings:
         print(f"{PROG}: warning: {warning.render(cli_flags.flag_name)}", file=sys.stderr)
     print(summary_line(result, logger.run_dir if logger is not None else None, options.logdir))
+
+
+def settings_from_command_line() -> tuple[Config, RunOptions, list[str]]:
+    """The Config (from --config_from's picture, if given, changed by the flags given), the
+    RunOptions, and the --style paths (several: comma-separated)."""
+    from tf_style import provenance
+
+    style_paths = [p for p in (FLAGS.style or "").split(",") if p]
+    earlier = fitted(provenance.config_from(FLAGS.config_from), style_paths) if FLAGS.config_from else None
+    config = cli_flags.settings_from_flags(Config, FIELDS, base=earlier)
+    return config, cli_flags.settings_from_flags(RunOptions, FIELDS), style_paths
+
+
+def fitted(earlier: Config, style_paths: list[str]) -> Config:
+    """An earlier picture's settings made to fit this command: a flag given here replaces the
+    recorded fields it conflicts with, and settings for inputs no longer given are dropped."""
+    given = lambda name: not FLAGS[name].using_default_value  # noqa: E731
+    changes: dict = {}
+    if given("style_scale"):
+        changes["style_size"] = None
+    if given("style_size"):
+        changes["style_scale"] = None
+    weights = earlier.style_blend_weights
+    if weights is not None and not given("style_blend_weights") and len(weights) != len(style_paths):
+        changes["style_blend_weights"] = None
+    if FLAGS.content and not given("output_size"):
+        changes["output_size"] = None
+    return earlier.replace(**changes) if changes else earlier
 
 
 def load_styles(paths: list[str]):
@@ -164,6 +194,7 @@ def stylize_folder(config: Config, options: RunOptions, style_paths: list[str]) 
     try:
         with stopping.stop_on_signals(stopping.StopSwitch(), PROG) as stop:
             outcomes = batch.run_folder(config, options, contents, outputs, style, stop=stop, callbacks_for=callbacks_for,
+                                        style_name="+".join(run_dirs.image_name(p) or "" for p in style_paths) or None,
                                         render=lambda e: e.render(cli_flags.flag_name))
     except Interrupted as e:
         exit_interrupted(e)

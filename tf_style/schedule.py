@@ -89,7 +89,10 @@ def final_shape(
     if config.output_size is not None:
         return tuple(config.output_size)
     first = style_shapes(style_shape)[0]  # a texture of several styles takes the first one's shape
-    return size_for_longest_side(first[0], first[1], config.effective_style_size)
+    # With style_scale the texture is image_size large and the style image scaled against it (so the
+    # scale changes the strokes, not the texture's size); otherwise it is the style image's size.
+    longest = config.image_size if config.style_scale is not None else config.effective_style_size
+    return size_for_longest_side(first[0], first[1], longest)
 
 
 def plan_for_inputs(
