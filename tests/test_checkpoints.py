@@ -90,12 +90,18 @@ def test_a_checkpoint_holds_the_image_the_optimiser_state_and_the_settings(tmp_p
         assert any(n.startswith(expected + "/") for n in names), (expected, sorted(names))
 
 
-def test_resume_refuses_other_settings_and_other_images_naming_them(tmp_path, content_image, style_image):
+def stopped_run(tmp_path, content, style, step: int) -> tuple[Config, str]:
+    """A 20-step run stopped after `step` (its checkpoint beside o.png); (its settings, its output)."""
     config = Config(weights="random", image_size=48, num_steps=20)
     output = str(tmp_path / "o.png")
     switch = StopSwitch()
     with pytest.raises(Interrupted):
-        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 2)], stop=switch)
+        api.run(config, content, style, output=output, callbacks=[StopAt(switch, step)], stop=switch)
+    return config, output
+
+
+def test_resume_refuses_other_settings_and_other_images_naming_them(tmp_path, content_image, style_image):
+    config, output = stopped_run(tmp_path, content_image, style_image, 2)
     resume = RunOptions(resume=True)
     with pytest.raises(InputError) as info:
         api.run(config.replace(style_weight=1.0, seed=3), content_image, style_image, output=output, options=resume)
@@ -109,11 +115,7 @@ def test_resume_refuses_other_settings_and_other_images_naming_them(tmp_path, co
 
 
 def test_an_unfinished_runs_checkpoint_is_never_overwritten_by_a_fresh_start(tmp_path, content_image, style_image):
-    config = Config(weights="random", image_size=48, num_steps=20)
-    output = str(tmp_path / "o.png")
-    switch = StopSwitch()
-    with pytest.raises(Interrupted):
-        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 3)], stop=switch)
+    config, output = stopped_run(tmp_path, content_image, style_image, 3)
     before = sorted(os.listdir(output + ".checkpoints"))
     with pytest.raises(InputError) as info:
         api.run(config, content_image, style_image, output=output)

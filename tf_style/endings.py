@@ -22,12 +22,16 @@ from tf_style.loop import RunState
 from tf_style.stopping import StopRequested
 
 
-def write_unfinished(image: np.ndarray, shape: tuple[int, int], output: str, existed: bool, run: RunState) -> str:
-    """Writes an unfinished image at the final size: to `output`, or beside it if a file was there
-    before; its provenance says at which step it stopped."""
+def unfinished_picture(image: np.ndarray, shape: tuple[int, int], run: RunState) -> np.ndarray:
+    """An image of the run (a coarse scale's too) as the picture at the final size."""
+    return run.picture(images.resize(image, tuple(shape)))
+
+
+def write_unfinished(picture: np.ndarray, output: str, existed: bool, run: RunState) -> str:
+    """Writes an unfinished picture: to `output`, or beside it if a file was there before; its
+    provenance says at which step it stopped."""
     path = images.unfinished_path(output) if existed else os.fspath(output)
     metadata = provenance.record(run.config, run.input_names, step=run.step) if run.config is not None else None
-    picture = run.picture(images.resize(image, tuple(shape)))  # a coarse scale's too, at full size
     images.save_image(picture, path, metadata=metadata)
     return path
 
@@ -52,8 +56,8 @@ def interrupted(
     if run.synthesis is None or run.step == 0:
         return Interrupted(None, checkpoint=latest, signum=signum, step=run.step)
     checkpoint = checkpointing.save(run) if isinstance(error, StopRequested) and checkpointing is not None else latest
-    saved_to = write_unfinished(run.image(), shape, output, existed, run) if output is not None else None
-    picture = run.picture(images.resize(run.image(), tuple(shape)))
+    picture = unfinished_picture(run.image(), shape, run)
+    saved_to = write_unfinished(picture, output, existed, run) if output is not None else None
     return Interrupted(saved_to, checkpoint=checkpoint, signum=signum, step=run.step, image=images.to_uint8(picture))
 
 
@@ -63,7 +67,7 @@ def diverged(
     """`error` with where the last finite image went and what to change."""
     saved_to = None
     if output is not None and run.last_finite is not None:
-        saved_to = write_unfinished(run.last_finite, shape, output, existed, run)
+        saved_to = write_unfinished(unfinished_picture(run.last_finite, shape, run), output, existed, run)
     if config.optimizer == "adam" and run.history:
         advice = (
             "lower ", Field("learning_rate"), f" (it is {config.effective_learning_rate:g}), or use ",
@@ -99,4 +103,4 @@ def loss_rose(run: RunState) -> RunWarning | None:
     )
 
 
-__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "write_unfinished"]
+__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "unfinished_picture", "write_unfinished"]
