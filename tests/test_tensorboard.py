@@ -136,7 +136,7 @@ def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, cap
     assert start.hparams["learning_rate"].number_value == 1.0  # the default (L-BFGS's), written out
     # Every Config field is an HParam (a new field appears by itself), no RunOptions field is.
     unset = {k for k, v in Config().to_dict().items() if v is None} - {"learning_rate", "style_size", "style_layer_weights"}
-    assert unset == {"output_size", "max_seconds", "style_scale", "style_blend_weights"}  # style_scale: written out as style_size
+    assert unset == {"output_size", "max_seconds", "style_scale", "style_blend_weights", "style_masks"}  # style_scale: written out as style_size
     assert set(start.hparams) == set(Config.field_names()) - unset | {"content", "style"}
     root = read_run(logdir)
     (_, _, plugin), = root["_hparams_/experiment"]

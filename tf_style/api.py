@@ -12,7 +12,7 @@ from tf_style.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before the modules below load TensorFlow: the Python API prints no start-up notices
 
-from tf_style import checkpoints, colour, endings, estimate, images, provenance, run_dirs, schedule  # noqa: E402
+from tf_style import checkpoints, colour, endings, estimate, images, masks, provenance, run_dirs, schedule  # noqa: E402
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
@@ -68,7 +68,8 @@ def check_output(output: str, config: Config, content: Any, style: Any, save_eve
     written beside it are inputs); returns whether a file is there now (an unfinished run must
     then not replace it)."""
     images.check_output_path(output)
-    named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init}
+    named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init,
+             "style_masks": list(config.style_masks or ())}
     images.check_outputs_spare_inputs(output, named, save_every)
     return os.path.exists(output)
 
@@ -138,12 +139,14 @@ def run(
     loaded = dict(zip(("content", "style", "show"), load_inputs(config, content, style)))
     shapes = {"content": None if content is None else loaded["content"].shape[:2],
               "style": [s.shape[:2] for s in as_list(loaded["style"])] or None}
+    region_masks = masks.load_masks(config.style_masks)
     estimate.check_memory(config, shapes["content"], shapes["style"], memory_for(options))
     content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
     plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
     final = plan[-1].shape
     named = {"content": content_arr, **{"style" + (f"_{k}" if k > 1 else ""): s for k, s in enumerate(as_list(style_arr), 1)}}
-    checkpointing = checkpoints.for_run(config, options, output, named)
+    mask_inputs = {f"mask {k}": m for k, m in enumerate(region_masks or (), 1)}  # a resume names "the mask 2 image"
+    checkpointing = checkpoints.for_run(config, options, output, {**named, **mask_inputs})
     if normalization_images is None:
         normalization_images = [x for x in named.values() if x is not None]
     cbs = run_callbacks(config, options, output, progress, checkpointing, callbacks)
@@ -166,7 +169,8 @@ def run(
         resumed_at = state.step
     budget = schedule.Budget(config.max_seconds, plan) if config.max_seconds is not None else None
     try:
-        run_scales(stages(config, loaded["content"], loaded["style"], plan, normalization_images), cbs, state, budget)
+        run_scales(stages(config, loaded["content"], loaded["style"], plan, normalization_images, region_masks),
+                   cbs, state, budget)
     except (KeyboardInterrupt, StopRequested) as e:
         raise endings.interrupted(e, state, output, existed, final, checkpointing) from None
     except Diverged as e:

@@ -88,6 +88,19 @@ def blend_weights(value: Any) -> tuple[float, ...]:
     return tuple(w / sum(weights) for w in weights)
 
 
+def paths(name: str, value: Any) -> tuple[str, ...]:
+    """A non-empty list of file paths (each a non-empty string), as a tuple; the files are read later."""
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        given = tuple(value)
+    except TypeError:
+        raise InputError(Field(name), f" must be a list of file paths; got {value!r}") from None
+    if not given or any(not isinstance(p, str) or not p for p in given):
+        raise InputError(Field(name), f" must be a non-empty list of file paths; got {given!r}")
+    return given
+
+
 def init(value: Any, choices: Sequence[str]) -> None:
     """init: one of the named starts, or an existing image file."""
     if not isinstance(value, str) or not value:

@@ -144,6 +144,11 @@ def fitted(earlier: Config, style_paths: list[str]) -> Config:
     weights = earlier.style_blend_weights
     if weights is not None and not given("style_blend_weights") and len(weights) != len(style_paths):
         changes["style_blend_weights"] = None
+    regions = earlier.style_masks
+    if regions is not None and not given("style_masks") and (len(regions) != len(style_paths) or given("style_blend_weights")):
+        changes["style_masks"] = None
+    if given("style_masks"):
+        changes["style_blend_weights"] = None
     if FLAGS.content and not given("output_size"):
         changes["output_size"] = None
     return earlier.replace(**changes) if changes else earlier

@@ -82,6 +82,8 @@ ROWS: tuple[Row, ...] = (
         lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
     Row("style_blend_weights", "list", "With several --style images: how much of each, comma-separated (normalised to "
         "sum to 1; default: equal).", parse=_blend_numbers),
+    Row("style_masks", "list", "With several --style images: one mask image per style image, comma-separated, white "
+        "where that style goes (grey: partly); each is resized to the output. Instead of --style_blend_weights."),
     Row("style_scale", "float", "The style image's longest side relative to the output's (0.5: finer brush strokes, "
         "2: larger); instead of --style_size.", lower=0.0),
     Row("content_layers", "list", "Content layers (paper: conv4_2; Keras names work too)."),

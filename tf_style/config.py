@@ -47,6 +47,9 @@ class Config(_Settings):
       style_size: longest side of the style image; None means the same as image_size.
       style_blend_weights: with several style images, how much of each (normalised to sum to 1;
         None: equal shares). The target Gram matrices are their weighted sum.
+      style_masks: with several style images, one mask image per style image (paths), white where
+        that style goes (Gatys et al. 2017: guided Gram matrices); each is resized to the output.
+        None: every style everywhere (blended by style_blend_weights). Not together with those.
       style_scale: the style image's longest side relative to the output's (0.5: half as large, so
         its brush strokes come out finer); None: as style_size says. Not together with style_size.
       content_layers: layers matched for content (Eq. 1); paper: conv4_2.
@@ -85,6 +88,7 @@ class Config(_Settings):
     style_size: int | None = None
     style_scale: float | None = None
     style_blend_weights: tuple[float, ...] | None = None
+    style_masks: tuple[str, ...] | None = None
     content_layers: tuple[str, ...] = PAPER_CONTENT_LAYERS
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] | None = None
@@ -122,6 +126,11 @@ class Config(_Settings):
                            unit=f" pixels (image_size x style_scale = {self.image_size} x {self.style_scale:g})")
         if self.style_blend_weights is not None:
             fix("style_blend_weights", checks.blend_weights(self.style_blend_weights))
+        if self.style_masks is not None:
+            fix("style_masks", checks.paths("style_masks", self.style_masks))
+            if self.style_blend_weights is not None:
+                raise InputError(Field("style_masks"), " put each style in its own region, ", Field("style_blend_weights"),
+                                 " mix the styles everywhere; give one of them")
         checks.integer("num_steps", self.num_steps, 0)
         checks.integer("scales", self.scales, 1, 8)
         checks.integer("coarsest_size", self.coarsest_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
@@ -196,6 +205,9 @@ class Config(_Settings):
         if style and self.style_blend_weights is not None and len(self.style_blend_weights) != styles:
             raise InputError(Field("style_blend_weights"), f" has {len(self.style_blend_weights)} weights for {styles} "
                              "style image(s); give one per image")
+        if self.style_masks is not None and (not style or len(self.style_masks) != styles):
+            raise InputError(Field("style_masks"), f" has {len(self.style_masks)} mask(s) for {styles if style else 0} "
+                             "style image(s); give one per image, in the same order")
         if self.preserve_colors != "none" and not (content and style):
             raise InputError(Field("preserve_colors"), f"={self.preserve_colors} keeps the colours of the ", Field("content"),
                              " image in a style transfer: it needs both ", Field("content"), " and ", Field("style"))

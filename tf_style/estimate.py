@@ -72,6 +72,16 @@ def activations_per_pixel(layers: Sequence[str]) -> float:
     return sum(c_out / 4**pools for _, c_out, pools in _conv_layers(_deepest(layers)))
 
 
+def guided_floats_per_pixel(style_layers: Sequence[str]) -> float:
+    """Floats per image pixel that one region mask adds to a step (tf_style.losses.
+    guided_style_layer_loss keeps each style layer's mask-weighted features for the gradient)."""
+    out = 0.0
+    for name in map(keras_layer_name, style_layers):
+        block = int(name[len("block")])
+        out += VGG19_BLOCKS[block - 1][2] / 4 ** (block - (0 if "_conv" in name else -1) - 1)
+    return out
+
+
 def flops_per_pixel(layers: Sequence[str]) -> float:
     """Floating-point operations of one step per image pixel: the forward pass and the gradient."""
     forward = sum(2 * 9 * c_in * c_out / 4**pools for c_in, c_out, pools in _conv_layers(_deepest(layers)))
@@ -106,6 +116,8 @@ def costs(
     layers = tuple(config.content_layers) + (tuple(config.style_layers) if has_style else ())
     per_pixel = BYTES_PER_ACTIVATION * activations_per_pixel(layers)
     per_pixel += 4 * 3 * OPTIMIZER_BUFFERS[config.optimizer](LBFGS_HISTORY)
+    if config.style_masks is not None and has_style:  # each region: its mask, its weighted features and their gradient
+        per_pixel += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
     styles = style_shapes(style_shape)
     base += 4 * 3 * sum(h * w for h, w in [content_shape or (0, 0), *styles])  # float RGB, held all run
@@ -235,5 +247,5 @@ def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = 
 
 __all__ = [
     "MEMORY_MARGIN", "ScaleCost", "activations_per_pixel", "available_bytes", "check_memory", "costs", "flops_per_pixel",
-    "measure_flop_rate", "peak_bytes", "process_bytes", "report",
+    "guided_floats_per_pixel", "measure_flop_rate", "peak_bytes", "process_bytes", "report",
 ]

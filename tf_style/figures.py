@@ -32,7 +32,10 @@ from tf_style.paper_panels import PANEL_FIELDS, Panel, draw_sheet, panels_for
 RUN_OPTION_FIELDS: tuple[str, ...] = ("logdir", "image_every")
 #: Config fields a figure cannot take, with the reason; tools/paper_figures.py offers every field
 #: but these and the ones each panel sets (paper_panels.PANEL_FIELDS).
-UNSUPPORTED_FIELDS: dict[str, str] = {"init": "every panel starts from white noise, as the paper's did"}
+UNSUPPORTED_FIELDS: dict[str, str] = {
+    "init": "every panel starts from white noise, as the paper's did",
+    "style_masks": "every panel has one style image, everywhere",
+}
 
 
 @dataclass(frozen=True)

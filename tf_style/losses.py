@@ -77,6 +77,55 @@ def blend_style_targets(targets: Sequence[StyleTarget], weights: Sequence[float]
     return StyleTarget(gram=gram, positions=first.positions)
 
 
+@dataclass(frozen=True)
+class GuidedTarget:
+    """Several artworks' targets at one layer, each confined to a region of the image (Gatys et al.
+    2017, "Controlling Perceptual Factors in Neural Style Transfer": guided Gram matrices).
+
+    masks: [R, H, W, 1] guidance channels in [0, 1] at the generated image's resolution (any
+      resolution: `guided_style_layer_loss` resizes them to the layer's); region r is where
+      masks[r] is positive, softly weighted by its value.
+    targets: the R artworks' targets at this layer, in the masks' order.
+    """
+
+    masks: tf.Tensor
+    targets: tuple[StyleTarget, ...]
+
+
+def guided_style_layer_loss(features: tf.Tensor, guided: GuidedTarget) -> tf.Tensor:
+    """Eq. 4 with one guided Gram matrix per region: sum_r 1/(4 N^2 M M_r) sum_ij (G^r_ij - A^r_ij)^2.
+
+    Region r's mask is area-averaged to the layer's H x W (t_r, M positions); its features are
+    weighted by t_r, so G^r = sum_k t_rk^2 F_k F_k^T, and M_r = sum_k t_rk^2 is the region's size
+    in positions. A^r is artwork r's Gram rescaled to M_r positions (`rescale_gram`). Normalising
+    by M M_r (not M^2) gives every pixel the style pull of a one-style run at this size, whatever
+    its region's area: a single all-white mask is Eq. 4 exactly, and regions that tile the image
+    add up to their area-weighted mean.
+
+    Args:
+      features: [B, H, W, N] features of the generated image.
+      guided: the regions' masks and targets. No mask may be all zero at this layer (area
+        averaging keeps any positive pixel positive, so a mask that is not all black is fine).
+
+    Returns:
+      [B] losses, >= 0.
+    """
+    features = tf.convert_to_tensor(features, dtype=tf.float32)
+    shape = tf.shape(features)
+    n = tf.cast(shape[3], tf.float32)
+    m = tf.cast(positions(features), tf.float32)
+    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])  # [B, M, N]
+    masks = tf.image.resize(tf.convert_to_tensor(guided.masks, tf.float32), shape[1:3], method="area")
+    weights = tf.reshape(tf.square(masks), [len(guided.targets), -1])  # t_r^2, [R, M]
+    total = tf.zeros([shape[0]], tf.float32)
+    for r, target in enumerate(guided.targets):
+        m_r = tf.reduce_sum(weights[r])
+        gram = tf.linalg.matmul(flat * weights[r][None, :, None], flat, transpose_a=True)  # G^r, [B, N, N]
+        residual = gram - rescale_gram(target, m_r)
+        total += tf.reduce_sum(tf.square(residual), axis=[1, 2]) / (4.0 * tf.square(n) * m * m_r)
+    return total
+
+
 def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     """Eq. 1: L_content = 1/2 sum_ij (F_ij - P_ij)^2.
 
@@ -137,8 +186,9 @@ def weighted_style_layer_losses(
 
     Args:
       features: layer name -> [B, H_l, W_l, N_l] features of the generated image.
-      targets: layer name -> the style Gram A^l [B or 1, N_l, N_l] over the same M_l, or a
-        `StyleTarget` (rescaled to the generated image's M_l); its keys are the layers used.
+      targets: layer name -> the style Gram A^l [B or 1, N_l, N_l] over the same M_l, a
+        `StyleTarget` (rescaled to the generated image's M_l), or a `GuidedTarget` (one artwork
+        per region, `guided_style_layer_loss`); its keys are the layers used.
       layer_weights: layer name -> w_l; default 1/(number of layers), as in the paper.
 
     Returns:
@@ -150,6 +200,9 @@ def weighted_style_layer_losses(
     out = {}
     for name, target in targets.items():
         f = features[name]
+        if isinstance(target, GuidedTarget):
+            out[name] = weights[name] * guided_style_layer_loss(f, target)
+            continue
         gram = rescale_gram(target, positions(f)) if isinstance(target, StyleTarget) else target
         out[name] = weights[name] * style_layer_loss(f, gram)
     return out
@@ -198,10 +251,12 @@ def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
 
 
 __all__ = [
+    "GuidedTarget",
     "StyleTarget",
     "blend_style_targets",
     "content_loss",
     "gram_matrix",
+    "guided_style_layer_loss",
     "positions",
     "rescale_gram",
     "style_layer_loss",

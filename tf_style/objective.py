@@ -14,7 +14,7 @@ import tensorflow as tf
 from tf_style import losses
 from tf_style.config import Config
 from tf_style.features import FeatureExtractor
-from tf_style.losses import StyleTarget
+from tf_style.losses import GuidedTarget, StyleTarget
 
 #: Loss terms by name, each a [B] tensor.
 Terms = dict[str, tf.Tensor]
@@ -47,7 +47,7 @@ class StyleObjective:
         self,
         extractor: FeatureExtractor,
         content_targets: Mapping[str, tf.Tensor],
-        style_targets: Mapping[str, StyleTarget],
+        style_targets: Mapping[str, StyleTarget | GuidedTarget],
         *,
         content_weight: float,
         style_weight: float,
@@ -68,7 +68,7 @@ class StyleObjective:
         config: Config,
         extractor: FeatureExtractor,
         content_targets: Mapping[str, tf.Tensor],
-        style_targets: Mapping[str, StyleTarget],
+        style_targets: Mapping[str, StyleTarget | GuidedTarget],
     ) -> "StyleObjective":
         """The objective `config` describes (its weights) for these targets."""
         return cls(

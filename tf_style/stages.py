@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 
-from tf_style import images, losses, normalize, schedule, start
+from tf_style import images, losses, masks as masks_lib, normalize, schedule, start
 from tf_style.config import INIT_CHOICES, Config
 from tf_style.errors import Field
 from tf_style.features import FeatureExtractor
-from tf_style.losses import StyleTarget
+from tf_style.losses import GuidedTarget, StyleTarget
 from tf_style.loop import Stage
 from tf_style.objective import StyleObjective
 from tf_style.optimizers import make_optimizer
@@ -33,6 +34,7 @@ def build_synthesis(
     start_picture: np.ndarray | None = None,
     start_image: np.ndarray | None = None,
     normalization_images: Sequence[np.ndarray] | None = None,
+    masks: Sequence[np.ndarray] | None = None,
 ) -> Synthesis:
     """Feature targets, objective, optimiser and start image for prepared (resized) inputs.
 
@@ -46,6 +48,8 @@ def build_synthesis(
       normalization_images: with config.normalize_vgg, the images whose mean activations the
         network is normalised on; None means the run's own content and style images (the paper
         used ImageNet images, which are not available here).
+      masks: with config.style_masks, the masks as `tf_style.masks.load_masks` returns them (any
+        size: they are resized to the image's); None reads config.style_masks.
     """
     styles = as_list(style)
     config.check_inputs(content=content is not None, style=bool(styles), styles=len(styles))
@@ -67,7 +71,7 @@ def build_synthesis(
         config,
         extractor,
         extractor.content_targets(content[None]) if content_layers else {},
-        blended_targets(config, extractor, styles) if style_layers else {},
+        blended_targets(config, extractor, styles, masks, size) if style_layers else {},
     )
     if start_image is None:
         first = styles[0] if styles else None
@@ -83,9 +87,20 @@ def as_list(style: np.ndarray | Sequence[np.ndarray] | None) -> list[np.ndarray]
     return list(style) if isinstance(style, (list, tuple)) else [style]
 
 
-def blended_targets(config: Config, extractor: FeatureExtractor, styles: Sequence[np.ndarray]) -> dict[str, StyleTarget]:
-    """Each style layer's target: one artwork's Grams, or several blended by config.style_blend_weights."""
+def blended_targets(
+    config: Config,
+    extractor: FeatureExtractor,
+    styles: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray] | None = None,
+    size: Sequence[int] | None = None,
+) -> dict[str, StyleTarget | GuidedTarget]:
+    """Each style layer's target: one artwork's Grams, several blended by config.style_blend_weights,
+    or, with config.style_masks, each artwork's in its own region of an image of (h, w) `size`."""
     per_style = [extractor.style_targets(s[None]) for s in styles]
+    if config.style_masks is not None:
+        masks = masks_lib.load_masks(config.style_masks) if masks is None else masks
+        stacked = tf.constant(masks_lib.stacked(masks, size))
+        return {layer: GuidedTarget(stacked, tuple(t[layer] for t in per_style)) for layer in per_style[0]}
     if len(per_style) == 1:
         return per_style[0]
     weights = config.style_blend_weights or (1.0 / len(styles),) * len(styles)
@@ -98,14 +113,17 @@ def stages(
     style: np.ndarray | Sequence[np.ndarray] | None,
     plan: Sequence[schedule.Scale],
     normalization_images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray] | None = None,
 ) -> list[Stage]:
     """The loop's stages for a coarse-to-fine `plan`, from the full-size inputs (RGB float, as loaded).
 
     Scale k optimises at plan[k].shape with the style image at plan[k].style_size, starting from
     config.init (the first scale) or the previous scale's result resized. One network serves all
-    scales (normalised, if asked, on `normalization_images`).
+    scales (normalised, if asked, on `normalization_images`). `masks` (config.style_masks, as
+    loaded; None reads them) are resized to each scale's image.
     """
     start_picture = load_start(config)
+    masks = masks_lib.load_masks(config.style_masks) if masks is None else masks
 
     def stage(scale: schedule.Scale) -> Stage:
         def build(previous: np.ndarray | None) -> Synthesis:
@@ -122,6 +140,7 @@ def stages(
                 start_picture=start_picture,
                 start_image=None if previous is None else images.resize(previous, scale.shape),
                 normalization_images=normalization_images,
+                masks=masks,
             )
 
         return Stage(scale.steps, build)
