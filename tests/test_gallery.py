@@ -1,0 +1,76 @@
+"""The controls gallery (tools/controls_gallery.py, tf_style.gallery): each panel runs with the
+settings its caption names, the sheet shows the inputs and results, and bad flags are one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tf_style import gallery, provenance
+from tf_style.config import Config
+from tf_style.errors import InputError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tf_style", "data")
+STYLES = (os.path.join(DATA, "hubble_deep_field.jpg"), os.path.join(DATA, "coffee.jpg"))
+
+
+def test_half_masks_split_the_image():
+    left, right = gallery.half_masks((3, 5))
+    np.testing.assert_array_equal(left, [[255, 255, 0, 0, 0]] * 3)
+    np.testing.assert_array_equal(right, 255 - left)
+
+
+def test_each_panel_runs_with_the_settings_its_caption_names(tmp_path, content_path):
+    calls = []
+
+    def fake_run(config, content, styles, output):
+        calls.append((config, styles, output))
+        return np.full((10, 16, 3), 40 * len(calls), np.uint8)  # a distinct grey per panel
+
+    regions = next(s for s in gallery.SHEETS if s.name == "regions")
+    base = Config(weights="random", image_size=32, num_steps=1, init="content")
+    sheet = gallery.make_sheet(regions, base, content_path, STYLES, str(tmp_path), run=fake_run)
+    masks = (str(tmp_path / "masks" / "left.png"), str(tmp_path / "masks" / "right.png"))
+    assert [(c.style_masks, s) for c, s, _ in calls] == [
+        (masks, [STYLES[0], STYLES[1]]),  # A left, B right
+        (masks, [STYLES[1], STYLES[0]]),  # B left, A right
+        (None, [STYLES[0], STYLES[1]]),  # no masks
+    ]
+    assert [o for _, _, o in calls] == [str(tmp_path / "regions" / f"{k}.png") for k in (1, 2, 3)]
+    with Image.open(masks[0]) as m:  # the mask files the runs read: white on the left half of a 32 x 21 image
+        grey = np.asarray(m.convert("L"))
+    assert grey.shape == (21, 32) and grey[:, :16].min() == 255 and grey[:, 16:].max() == 0
+    with Image.open(sheet) as drawn:
+        pixels = np.asarray(drawn.convert("RGB"))
+    for grey_level in (40, 80, 120):  # every result is on the sheet
+        assert (pixels == grey_level).all(axis=-1).sum() >= 10 * 16, grey_level
+
+
+def test_a_real_sheet_writes_panels_that_carry_their_settings(tmp_path, content_path):
+    colour = next(s for s in gallery.SHEETS if s.name == "colour")
+    base = Config(weights="random", image_size=32, num_steps=2, init="content")
+    gallery.make_sheet(colour, base, content_path, STYLES, str(tmp_path), colours=64)
+    for k, mode in enumerate(("none", "luminance", "histogram"), 1):
+        recorded = provenance.read(tmp_path / "colour" / f"{k}.png")["config"]
+        assert recorded["preserve_colors"] == mode
+    with Image.open(tmp_path / "controls_colour.png") as sheet:
+        assert sheet.mode == "P" and len(sheet.getcolors(256)) <= 64
+
+
+def test_bad_input_is_refused_before_any_run(tmp_path, content_path):
+    with pytest.raises(InputError, match=r"^style needs two artworks \(A,B\) for the gallery; got 1$"):
+        gallery.make_gallery(Config(), content_path, STYLES[:1], str(tmp_path))
+    with pytest.raises(InputError, match=r"^sheets: unknown sheet\(s\) colours; expected some of styles, regions, colour, "
+                                         r"scale$"):
+        gallery.make_gallery(Config(), content_path, STYLES, str(tmp_path), only=["colours"])
+    run = subprocess.run([sys.executable, "tools/controls_gallery.py", f"--output_dir={tmp_path}", "--sheets=colours"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("controls_gallery.py: error: --sheets: unknown sheet(s) colours; expected some of "
+                                  "styles, regions, colour, scale")

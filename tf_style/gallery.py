@@ -1,0 +1,174 @@
+"""The artist controls, shown: one labelled sheet per control (the library twin of
+tools/controls_gallery.py).
+
+Each sheet has a row of inputs (the photo, the artworks, the masks) and a row of results, each
+captioned with the flags that made it; every result is also its own PNG with its settings in it
+(tf_style.provenance), so `tf-style --config_from=<panel>.png` reruns any of them. The panels of a
+sheet differ in one control only and share everything else (seed included), so what changes
+between them is that control's doing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from PIL import Image
+
+from tf_style import images
+from tf_style.atomic import write_atomically
+from tf_style.config import Config
+from tf_style.errors import Field, InputError
+from tf_style.sheets import contact_sheet
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One result: its caption (the flags that differ) and its Config changes; `styles` picks the
+    artworks by index (0: the first --style, 1: the second)."""
+
+    caption: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    styles: tuple[int, ...] = (0,)
+    masks: bool = False
+
+
+@dataclass(frozen=True)
+class Sheet:
+    name: str
+    title: str
+    panels: tuple[Panel, ...]
+
+
+SHEETS: tuple[Sheet, ...] = (
+    Sheet("styles", "Several styles: --style=A,B --style_blend_weights", (
+        Panel("weights 1,0", {"style_blend_weights": (1.0, 0.0)}, (0, 1)),
+        Panel("weights 1,1", {"style_blend_weights": (1.0, 1.0)}, (0, 1)),
+        Panel("weights 0,1", {"style_blend_weights": (0.0, 1.0)}, (0, 1)),
+    )),
+    Sheet("regions", "Regions: --style=A,B --style_masks=left,right", (
+        Panel("A left, B right", {}, (0, 1), masks=True),
+        Panel("B left, A right", {}, (1, 0), masks=True),
+        Panel("no masks (1,1 blend)", {}, (0, 1)),
+    )),
+    Sheet("colour", "Colour: --preserve_colors (style A)", (
+        Panel("none", {"preserve_colors": "none"}),
+        Panel("luminance", {"preserve_colors": "luminance"}),
+        Panel("histogram", {"preserve_colors": "histogram"}),
+    )),
+    Sheet("scale", "Brush size: --style_scale (style A)", (
+        Panel("style_scale 0.25", {"style_scale": 0.25}),
+        Panel("style_scale 1", {"style_scale": 1.0}),
+        Panel("style_scale 2", {"style_scale": 2.0}),
+    )),
+)
+SHEET_NAMES: tuple[str, ...] = tuple(s.name for s in SHEETS)
+
+
+def half_masks(shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """White on the left half, and on the right half, of an image of (h, w) `shape` (uint8 grey)."""
+    h, w = int(shape[0]), int(shape[1])
+    left = np.zeros((h, w), np.uint8)
+    left[:, : w // 2] = 255
+    return left, 255 - left
+
+
+def framed(mask: np.ndarray) -> np.ndarray:
+    """A grey mask as RGB with a grey frame, so that its white part shows on the sheet's white."""
+    rgb = np.repeat(mask[..., None], 3, axis=-1).astype(np.float32)
+    rgb[[0, -1], :] = rgb[:, [0, -1]] = 128.0
+    return rgb
+
+
+def write_masks(folder: str, shape: Sequence[int]) -> tuple[str, str]:
+    """The two half masks as PNGs in `folder` (its `masks/` subfolder); their paths."""
+    os.makedirs(os.path.join(folder, "masks"), exist_ok=True)
+    paths = (os.path.join(folder, "masks", "left.png"), os.path.join(folder, "masks", "right.png"))
+    for mask, path in zip(half_masks(shape), paths):
+        images.save_image(np.repeat(mask[..., None], 3, axis=-1), path)
+    return paths
+
+
+def panel_config(base: Config, panel: Panel, mask_paths: Sequence[str]) -> Config:
+    """The panel's settings: the base with its changes (and the masks, in its styles' order)."""
+    changes = dict(panel.changes)
+    if panel.masks:
+        changes["style_masks"] = tuple(mask_paths)
+    return base.replace(**changes)
+
+
+def make_sheet(
+    sheet: Sheet,
+    base: Config,
+    content: str,
+    styles: Sequence[str],
+    output_dir: str,
+    run: Callable[..., np.ndarray] | None = None,
+    colours: int | None = None,
+) -> str:
+    """Runs `sheet`'s panels (each written as ``output_dir/<sheet>/<k>.png``) and draws the sheet
+    ``output_dir/controls_<sheet>.png`` (with a palette of `colours` colours if given: smaller
+    files); returns its path. `run(config, content, styles, output)` makes one panel (default:
+    tf_style.api.run)."""
+    if run is None:
+        from tf_style import api  # TensorFlow loads here, once the settings are checked
+
+        run = lambda c, x, s, out: api.run(c, x, s if len(s) > 1 else s[0], output=out).image  # noqa: E731
+    photo = images.load_image(content, Field("content"))
+    artworks = [images.load_image(s, Field("style")) for s in styles]
+    shown = images.resize_longest(photo, base.image_size)
+    mask_paths = write_masks(output_dir, shown.shape[:2])
+    folder = os.path.join(output_dir, sheet.name)
+    os.makedirs(folder, exist_ok=True)
+    results, captions = [], []
+    for k, panel in enumerate(sheet.panels, 1):
+        config = panel_config(base, panel, mask_paths)
+        results.append(run(config, content, [styles[i] for i in panel.styles], os.path.join(folder, f"{k}.png")))
+        captions.append(panel.caption)
+    used = sorted({i for p in sheet.panels for i in p.styles})
+    inputs = [shown] + [images.resize_longest(artworks[i], base.image_size) for i in used]
+    labels = ["photo"] + [f"style {'AB'[i]}" for i in used]
+    if any(p.masks for p in sheet.panels):
+        inputs += [framed(m) for m in half_masks(shown.shape[:2])]
+        labels += ["mask: left", "mask: right"]
+    title = f"{sheet.title}; VGG19 weights: {weights_label(base)}, {base.num_steps} steps, {base.image_size} px"
+    drawn = contact_sheet([inputs, results], captions=[labels, captions], title=title)
+    path = os.path.join(output_dir, f"controls_{sheet.name}.png")
+    picture = Image.fromarray(drawn)
+    if colours is not None:
+        picture = picture.quantize(colours, dither=Image.Dither.NONE)
+    write_atomically(path, lambda f: picture.save(f, format="PNG", optimize=True))
+    return path
+
+
+def weights_label(config: Config) -> str:
+    """How the sheet names the network: random (seeded) weights are not the paper's."""
+    if config.weights == "random":
+        return f"random (seed {config.seed}), not ImageNet"
+    return config.weights
+
+
+def make_gallery(
+    base: Config,
+    content: str,
+    styles: Sequence[str],
+    output_dir: str,
+    only: Sequence[str] | None = None,
+    colours: int | None = None,
+) -> list[str]:
+    """Every sheet of SHEETS (or those named in `only`) into `output_dir`; their paths."""
+    if len(styles) != 2:
+        raise InputError(Field("style"), f" needs two artworks (A,B) for the gallery; got {len(styles)}")
+    unknown = sorted(set(only or ()) - set(SHEET_NAMES))
+    if unknown:
+        raise InputError(Field("sheets"), f": unknown sheet(s) {', '.join(unknown)}; expected some of {', '.join(SHEET_NAMES)}")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise InputError(Field("output_dir"), f": {output_dir} is a file; expected a folder")
+    return [make_sheet(s, base, content, styles, output_dir, colours=colours) for s in SHEETS if not only or s.name in only]
+
+
+__all__ = ["Panel", "SHEETS", "SHEET_NAMES", "Sheet", "half_masks", "make_gallery", "make_sheet", "panel_config",
+           "weights_label", "write_masks"]
