@@ -74,3 +74,9 @@ def test_bad_input_is_refused_before_any_run(tmp_path, content_path):
     assert run.returncode == 2
     assert run.stderr.strip() == ("controls_gallery.py: error: --sheets: unknown sheet(s) colours; expected some of "
                                   "styles, regions, colour, scale")
+
+
+def test_titles_name_settings_as_the_caller_writes_them():
+    regions = next(s for s in gallery.SHEETS if s.name == "regions")
+    assert regions.titled(str) == "Regions: style=A,B style_masks=left,right"
+    assert regions.titled(lambda f: f"--{f}") == "Regions: --style=A,B --style_masks=left,right"

@@ -11,6 +11,7 @@ between them is that control's doing.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -38,28 +39,34 @@ class Panel:
 
 @dataclass(frozen=True)
 class Sheet:
+    """One control's sheet; its title names settings as ``{field}``, written by the caller's
+    `name` (the command line's flags, say)."""
+
     name: str
     title: str
     panels: tuple[Panel, ...]
 
+    def titled(self, name: Callable[[str], str]) -> str:
+        return self.title.format_map({f: name(f) for f in re.findall(r"{(\w+)}", self.title)})
+
 
 SHEETS: tuple[Sheet, ...] = (
-    Sheet("styles", "Several styles: --style=A,B --style_blend_weights", (
+    Sheet("styles", "Several styles: {style}=A,B {style_blend_weights}", (
         Panel("weights 1,0", {"style_blend_weights": (1.0, 0.0)}, (0, 1)),
         Panel("weights 1,1", {"style_blend_weights": (1.0, 1.0)}, (0, 1)),
         Panel("weights 0,1", {"style_blend_weights": (0.0, 1.0)}, (0, 1)),
     )),
-    Sheet("regions", "Regions: --style=A,B --style_masks=left,right", (
+    Sheet("regions", "Regions: {style}=A,B {style_masks}=left,right", (
         Panel("A left, B right", {}, (0, 1), masks=True),
         Panel("B left, A right", {}, (1, 0), masks=True),
         Panel("no masks (1,1 blend)", {}, (0, 1)),
     )),
-    Sheet("colour", "Colour: --preserve_colors (style A)", (
+    Sheet("colour", "Colour: {preserve_colors} (style A)", (
         Panel("none", {"preserve_colors": "none"}),
         Panel("luminance", {"preserve_colors": "luminance"}),
         Panel("histogram", {"preserve_colors": "histogram"}),
     )),
-    Sheet("scale", "Brush size: --style_scale (style A)", (
+    Sheet("scale", "Brush size: {style_scale} (style A)", (
         Panel("style_scale 0.25", {"style_scale": 0.25}),
         Panel("style_scale 1", {"style_scale": 1.0}),
         Panel("style_scale 2", {"style_scale": 2.0}),
@@ -108,11 +115,12 @@ def make_sheet(
     output_dir: str,
     run: Callable[..., np.ndarray] | None = None,
     colours: int | None = None,
+    name: Callable[[str], str] = str,
 ) -> str:
     """Runs `sheet`'s panels (each written as ``output_dir/<sheet>/<k>.png``) and draws the sheet
     ``output_dir/controls_<sheet>.png`` (with a palette of `colours` colours if given: smaller
     files); returns its path. `run(config, content, styles, output)` makes one panel (default:
-    tf_style.api.run)."""
+    tf_style.api.run); `name(field)` writes a setting's name in the title."""
     if run is None:
         from tf_style import api  # TensorFlow loads here, once the settings are checked
 
@@ -134,7 +142,7 @@ def make_sheet(
     if any(p.masks for p in sheet.panels):
         inputs += [framed(m) for m in half_masks(shown.shape[:2])]
         labels += ["mask: left", "mask: right"]
-    title = f"{sheet.title}; VGG19 weights: {weights_label(base)}, {base.num_steps} steps, {base.image_size} px"
+    title = f"{sheet.titled(name)}; VGG19 weights: {weights_label(base)}, {base.num_steps} steps, {base.image_size} px"
     drawn = contact_sheet([inputs, results], captions=[labels, captions], title=title)
     path = os.path.join(output_dir, f"controls_{sheet.name}.png")
     picture = Image.fromarray(drawn)
@@ -158,8 +166,10 @@ def make_gallery(
     output_dir: str,
     only: Sequence[str] | None = None,
     colours: int | None = None,
+    name: Callable[[str], str] = str,
 ) -> list[str]:
-    """Every sheet of SHEETS (or those named in `only`) into `output_dir`; their paths."""
+    """Every sheet of SHEETS (or those named in `only`) into `output_dir`; their paths (arguments
+    as `make_sheet`'s)."""
     if len(styles) != 2:
         raise InputError(Field("style"), f" needs two artworks (A,B) for the gallery; got {len(styles)}")
     unknown = sorted(set(only or ()) - set(SHEET_NAMES))
@@ -167,7 +177,7 @@ def make_gallery(
         raise InputError(Field("sheets"), f": unknown sheet(s) {', '.join(unknown)}; expected some of {', '.join(SHEET_NAMES)}")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise InputError(Field("output_dir"), f": {output_dir} is a file; expected a folder")
-    return [make_sheet(s, base, content, styles, output_dir, colours=colours) for s in SHEETS if not only or s.name in only]
+    return [make_sheet(s, base, content, styles, output_dir, colours=colours, name=name) for s in SHEETS if not only or s.name in only]
 
 
 __all__ = ["Panel", "SHEETS", "SHEET_NAMES", "Sheet", "half_masks", "make_gallery", "make_sheet", "panel_config",

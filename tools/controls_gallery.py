@@ -72,7 +72,7 @@ def gallery_from_flags(argv: list[str]) -> None:
     config = cli_flags.settings_from_flags(Config, FIELDS)  # every flag checked before any work
     import_tensorflow_quietly()
     for path in gallery.make_gallery(config, FLAGS.content, FLAGS.style, FLAGS.output_dir, FLAGS.sheets,
-                                     colours=FLAGS.colours or None):
+                                     colours=FLAGS.colours or None, name=cli_flags.flag_name):
         print(path, flush=True)
 
 
