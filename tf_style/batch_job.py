@@ -104,6 +104,8 @@ def list_images(spec: str, field: str) -> list[str]:
     except Exception as e:  # gfile's errors differ by filesystem (NotFound, Unimplemented for s3://, ...)
         raise InputError(Field(field), f": cannot list {spec} ({type(e).__name__}: {e})") from None
     found = [p for p in found if os.path.splitext(p)[1].lower() in PHOTO_EXTENSIONS]
+    if "://" not in spec:  # a folder named like a photo is not one (gs:// lists folders with a '/')
+        found = [p for p in found if os.path.isfile(p)]
     if not found:
         raise InputError(Field(field), f": no images in {spec} (expected {', '.join(PHOTO_EXTENSIONS)} files)")
     return sorted(found)
