@@ -178,3 +178,36 @@ def test_the_tool_lists_its_flags_and_refuses_a_missing_one_in_one_line():
     missing = run("--content=x", "--style=y", "--output_dir=z")
     assert missing.returncode == 2
     assert missing.stderr.strip() == "stylize_batch.py: error: --model_dir is required (the export)"
+
+
+def test_files_appear_whole_through_a_rename(tmp_path, monkeypatch):
+    """Write-then-rename, locally and on a URL filesystem (TensorFlow's ram://, standing in for gs://):
+    the final name appears only by a rename of a whole temporary file beside it."""
+    import tensorflow as tf
+
+    renames = []
+    real_replace, real_rename = os.replace, tf.io.gfile.rename
+
+    def replace(src, dst):
+        renames.append((os.path.basename(src).startswith(".tmp-"), open(src, "rb").read(), os.path.exists(dst)))
+        real_replace(src, dst)
+
+    def rename(src, dst, overwrite=False):
+        renames.append((src.rsplit("/", 1)[1].startswith(".tmp-"), tf.io.gfile.GFile(src, "rb").read(),
+                        tf.io.gfile.exists(dst)))
+        real_rename(src, dst, overwrite)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(tf.io.gfile, "rename", rename)
+    batch_job.write_bytes(str(tmp_path / "x.png"), b"picture")
+    url = f"ram://tf_style_test/{tmp_path.name}"  # ram:// lives as long as the process: one folder per test
+    batch_job.write_bytes(f"{url}/x.png", b"picture")
+    assert renames == [(True, b"picture", False)] * 2
+    assert os.listdir(tmp_path) == ["x.png"] and tf.io.gfile.listdir(url) == ["x.png"]
+    s = settings(tmp_path, output_dir=url)  # a URL folder is claimed the same way, '/'-joined
+    with pytest.raises(InputError, match="has files but no tf_style_job.json"):  # x.png is not a job's
+        batch_job.claim_output_dir(s, batch_job.job_record(s, {"config": {}}))
+    s = settings(tmp_path, output_dir=url + "/job")
+    batch_job.claim_output_dir(s, batch_job.job_record(s, {"config": {}}))
+    assert sorted(tf.io.gfile.listdir(url + "/job")) == ["records", "tf_style_job.json"]
+    assert s.record(PAIR) == f"{url}/job/records/cat__wave.json"
