@@ -60,7 +60,9 @@ class StyleModelHandler(ModelHandler):
 
         return tf.saved_model.load(self._model_dir)  # the loaded object keeps its signatures' variables alive
 
-    def run_inference(self, batch: Sequence[tuple[Pair, bytes, bytes]], model: Any, inference_args: Any = None):
+    def run_inference(
+        self, batch: Sequence[tuple[Pair, bytes, bytes]], model: Any, inference_args: Any = None
+    ) -> list[PredictionResult]:
         import tensorflow as tf
 
         serve = model.signatures["serving_default"]
