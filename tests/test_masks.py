@@ -219,3 +219,19 @@ def test_the_memory_estimate_counts_each_region():
     # By hand: 2 regions x (4 bytes of mask + 6.8 x (64 + 128/4 + 256/16 + 512/64 + 512/256) = 122 floats of
     # weighted features and their gradient) per pixel of the 512 x 341 image (300 x 451 scaled: 340.6 rounds up).
     assert masked - plain == pytest.approx(2 * (4 + 6.8 * 122) * 512 * 341)
+
+
+def test_masks_work_coarse_to_fine_and_a_resumed_run_ends_where_the_whole_one_does(tmp_path, content_image, halves):
+    from test_checkpoints import stop_then_resume
+
+    config = Config(weights="random", image_size=64, scales=2, coarsest_size=32, num_steps=8, style_masks=halves)
+    styles = [tinted(red=True), tinted(red=False)]
+    whole = api.run(config, content_image, styles)
+    assert [s.size for s in whole.scales] == [32, 64]
+    picture = whole.image.astype(np.float64)
+    half = picture.shape[1] // 2
+    left, right = picture[:, :half].mean(axis=(0, 1)), picture[:, half:].mean(axis=(0, 1))
+    assert left[0] - left[2] > 80 and right[2] - right[0] > 80, (left, right)  # each scale resized the masks
+    _, resumed = stop_then_resume(config, content_image, styles, tmp_path, 5)  # stopped at the coarse scale
+    assert resumed.resumed_at == 5
+    np.testing.assert_array_equal(resumed.image, whole.image)
