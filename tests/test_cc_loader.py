@@ -29,7 +29,8 @@ SIGNATURES = {"serving_default", "targets", "init_state", "step"}
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    path = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess:
@@ -60,7 +61,19 @@ def base(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def report(base, binary):
+def tool_run(base, binary):
+    """The tool on the base folder, started at once so that it runs beside the library's check
+    (loading and the first run of each signature are mostly one thread); its test reads it."""
+    proc = subprocess.Popen([sys.executable, TOOL, f"--saved_model_dir={base}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env())
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def report(base, binary, tool_run):
     from tf_style import cc_loader
 
     return cc_loader.check(base)
@@ -97,24 +110,35 @@ def test_the_cc_answers_are_the_pictures_and_tensors_expected(report):
 
 
 def test_a_malformed_image_is_invalid_argument_with_the_same_message(report):
-    from tf_style import cc_loader
+    from tf_style import cc_compare
 
     py, cc = answers(report, "serving_default", "malformed image")
     assert cc.error[0] == py.error[0] == "INVALID_ARGUMENT"
-    assert cc_loader.op_message(cc.error[1]) == cc_loader.op_message(py.error[1]) == (
+    assert cc_compare.op_message(cc.error[1]) == cc_compare.op_message(py.error[1]) == (
         "assertion failed: [content_bytes[0] is not a JPEG, PNG, GIF, BMP or WebP image]")
     request = next(r for r, _, _ in report.exchanges if r.label == "malformed image")
-    assert cc_loader.compare(request, py, cc_loader.Answer(error=("INTERNAL", cc.error[1]))) == [
+    assert request.expected_error == "INVALID_ARGUMENT"
+    assert cc_compare.compare(request, py, cc_compare.Answer(error=("INTERNAL", cc.error[1]))) == [
+        "serving_default (malformed image): expected INVALID_ARGUMENT; got INTERNAL (C++)"
+    ]
+    assert cc_compare.compare(request, cc_compare.Answer(outputs={}), cc_compare.Answer(outputs={})) == [
+        "serving_default (malformed image): expected INVALID_ARGUMENT; got an answer (Python)",
+        "serving_default (malformed image): expected INVALID_ARGUMENT; got an answer (C++)",
+    ]
+    other = cc_compare.Answer(error=(cc.error[0], cc.error[1].replace("WebP", "TIFF")))
+    assert cc_compare.compare(request, py, other) == [
         f"serving_default (malformed image): expected INVALID_ARGUMENT: {py.error[1]} (Python); "
-        f"got INTERNAL: {cc.error[1]} (C++)"
+        f"got INVALID_ARGUMENT: {other.error[1]} (C++)"
     ]
 
 
-def test_the_tool_checks_a_base_folder_and_exits_0(base, binary):
-    proc = run_tool(f"--saved_model_dir={base}")
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0] == f"checked {base}/2 (version 2, the highest integer folder in {base}, as TensorFlow Serving serves)"
+def test_the_tool_checks_a_base_folder_and_exits_0(base, binary, tool_run):
+    stdout, stderr = tool_run.communicate(timeout=600)
+    assert tool_run.returncode == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0] == (
+        f"checked {base}/2 (version 2, the highest integer folder in {base}, as TensorFlow Serving serves)"
+    )
     assert lines[1].startswith(f"C++ loader: {binary.path} (cached; ")
     assert {line.split()[0] for line in lines[3:9]} == SIGNATURES
     assert lines[-1] == "parity: 4 signatures, 6 requests, every answer identical bit for bit"
@@ -131,42 +155,42 @@ def photo_png(flip: bool = False) -> np.ndarray:
 
 def test_different_inputs_on_one_side_are_a_mismatch(report, binary):
     """The comparison is not vacuous: the C++ side fed a mirrored photo differs, value by value."""
-    from tf_style import cc_loader
+    from tf_style import cc_compare, cc_loader
 
-    request = cc_loader.Request("photo", "targets", {"image_bytes": photo_png()})
+    request = cc_compare.Request("photo", "targets", {"image_bytes": photo_png()})
     loader = cc_loader.PythonLoader(report.export_dir)
     try:
         expected = loader.answer(request)
     finally:
         loader.close()
-    mirrored = cc_loader.Request("photo", "targets", {"image_bytes": photo_png(flip=True)})
+    mirrored = cc_compare.Request("photo", "targets", {"image_bytes": photo_png(flip=True)})
     got = cc_loader.run_cc(binary.path, report.export_dir, [mirrored]).answers[0]
-    found = cc_loader.compare(request, expected, got)
+    found = cc_compare.compare(request, expected, got)
     assert any(line.startswith("targets (photo): content_conv4_2: ") and "values differ, max difference" in line
                for line in found), found
     assert not any("positions_" in line for line in found)  # same size, so the same M_l
 
 
 def test_one_ulp_one_byte_or_one_signature_apart_is_a_mismatch(report):
-    from tf_style import cc_loader
+    from tf_style import cc_compare, cc_loader
 
     request, py, cc = next(x for x in report.exchanges if x[0].signature == "step")
     nudged = {k: v.copy() for k, v in cc.outputs.items()}
     nudged["loss_total"][0] = np.nextafter(nudged["loss_total"][0], np.float32(np.inf))
     gap = float(nudged["loss_total"][0]) - float(py.outputs["loss_total"][0])
-    assert cc_loader.compare(request, py, cc_loader.Answer(outputs=nudged)) == [
+    assert cc_compare.compare(request, py, cc_compare.Answer(outputs=nudged)) == [
         f"step (start, its state, targets): loss_total: 1 of 1 values differ, max difference {gap:.6g}"
     ]
     request, py, cc = next(x for x in report.exchanges if x[0].label == "2 pairs")
     png = cc.outputs["image_bytes"].copy()
     png[1] = png[1][:-1] + bytes([png[1][-1] ^ 1])
-    assert cc_loader.compare(request, py, cc_loader.Answer(outputs={**cc.outputs, "image_bytes": png})) == [
+    assert cc_compare.compare(request, py, cc_compare.Answer(outputs={**cc.outputs, "image_bytes": png})) == [
         "serving_default (2 pairs): image_bytes: 1 of 2 strings differ (first at index 1)"
     ]
     loader = cc_loader.PythonLoader(report.export_dir)
     loader.close()
     fewer = {k: v for k, v in loader.signatures.items() if k != "step"}
-    assert cc_loader.compare_signatures(loader.signatures, fewer) == [
+    assert cc_compare.compare_signatures(loader.signatures, fewer) == [
         f"signatures: expected {sorted(loader.signatures)} (Python); got {sorted(fewer)} (C++)"
     ]
 

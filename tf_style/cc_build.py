@@ -25,7 +25,9 @@ import time
 #: The C++ program (a real .cc file, shipped as package data).
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cc", "saved_model_check.cc")
 #: What to install when the compiler is missing, by distribution family.
-INSTALL_HINT = "install g++ (Debian/Ubuntu: apt-get install g++; Fedora: dnf install gcc-c++) or set CXX to a C++17 compiler"
+INSTALL_HINT = (
+    "install g++ (Debian/Ubuntu: apt-get install g++; Fedora: dnf install gcc-c++) or set CXX to a C++17 compiler"
+)
 
 
 class CcError(RuntimeError):
@@ -38,7 +40,7 @@ class Toolchain:
     """What the program is built with: the compiler and the tensorflow wheel's folders."""
 
     cxx: str  # the compiler's absolute path
-    cxx_version: str  # its first --version line
+    cxx_version: str  # the line of `cxx -v` that says its version
     tf_version: str
     tf_lib: str  # the folder holding libtensorflow_cc.so.2 and libtensorflow_framework.so.2
     tf_include: str
@@ -70,18 +72,20 @@ def find_toolchain(cxx: str | None = None) -> Toolchain:
     path = shutil.which(name)
     if path is None:
         raise CcError(f"the C++ loader check needs a C++ compiler; no {name!r} on PATH: {INSTALL_HINT}")
-    version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
+    said = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=60)  # g++ and clang: on stderr
+    version = next((line.strip() for line in (said.stderr + said.stdout).splitlines() if " version " in line), "")
     tf_include, tf_lib = tf.sysconfig.get_include(), tf.sysconfig.get_lib()
     expected = [os.path.join(tf_include, "tensorflow", "cc", "saved_model", "loader.h")]
     expected += [os.path.join(tf_lib, lib) for lib in ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2")]
     missing = [p for p in expected if not os.path.exists(p)]
     if missing:
         raise CcError(
-            f"the C++ loader check needs the tensorflow wheel's C++ headers and libraries; missing {', '.join(missing)} "
-            f"(tensorflow {tf.__version__} at {tf_lib}): reinstall it with pip install --force-reinstall tensorflow"
+            "the C++ loader check needs the tensorflow wheel's C++ headers and libraries; "
+            f"missing {', '.join(missing)} "
+            f"(tensorflow {tf.__version__} at {tf_lib}): reinstall the tensorflow wheel with pip"
         )
     flags = tuple(f for f in tf.sysconfig.get_compile_flags() if not f.startswith("-I"))
-    return Toolchain(path, (version.splitlines() or ["?"])[0], tf.__version__, tf_lib, tf_include, flags)
+    return Toolchain(path, version or os.path.basename(path), tf.__version__, tf_lib, tf_include, flags)
 
 
 def command(toolchain: Toolchain, source: str, output: str) -> list[str]:
