@@ -75,7 +75,8 @@ def compare(request: Request, expected: Answer, got: Answer) -> list[str]:
         if expected.error and got.error and (expected.error[0], op_message(expected.error[1])) == (
                 got.error[0], op_message(got.error[1])):
             return []
-        said = {k: f"{e[0]}: {e[1]}" if e else "an answer" for k, e in (("Python", expected.error), ("C++", got.error))}
+        said = {k: f"{e[0]}: {' '.join(op_message(e[1]).split())}" if e else "an answer"
+                for k, e in (("Python", expected.error), ("C++", got.error))}
         return [f"{where}: expected {said['Python']} (Python); got {said['C++']} (C++)"]
     assert expected.outputs is not None and got.outputs is not None
     if sorted(expected.outputs) != sorted(got.outputs):
