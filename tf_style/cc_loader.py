@@ -161,7 +161,8 @@ def run_cc(binary: str, export_dir: str, requests: list[Request], timeout: float
         with open(paths[0], "wb") as f:
             f.write(structured(requests).SerializeToString())
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-        proc = subprocess.run([binary, export_dir, *paths], capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run([binary, export_dir, *paths], capture_output=True, text=True, errors="replace",
+                              timeout=timeout, env=env)
         if proc.returncode != 0 or not os.path.exists(paths[1]):
             tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
             raise cc_build.CcError(
