@@ -171,6 +171,7 @@ def test_modules_and_functions_stay_small(folder):
         ("paper_figures.py", ["figure", "output_dir", "image_size", "scales", "normalize_vgg", "logdir"],
          ["init", "style_layers", "content_weight", "print_every"]),
         ("benchmark.py", ["what", "sizes", "budgets"], []),
+        ("cc_loader_check.py", ["saved_model_dir", "cxx"], ["image_size"]),
     ],
 )
 def test_each_tool_s_help_lists_its_own_flags_and_exits_0(tool, present, absent):

@@ -158,6 +158,29 @@ def export_savedmodel(
     return final
 
 
+def served_folder(path: str, field: str = "saved_model_dir") -> tuple[str, str]:
+    """The SavedModel folder to load: `path` itself, or, as TensorFlow Serving does with a base
+    path, its highest integer version folder. Returns (folder, a note saying which was chosen,
+    "" for `path` itself); an InputError about `field` when there is none."""
+    if not os.path.isdir(path):
+        raise InputError(Field(field), f": no such folder: {path}")
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path, ""
+    versions = sorted((int(n) for n in os.listdir(path) if re.fullmatch(r"\d+", n)), reverse=True)
+    if not versions:
+        raise InputError(
+            Field(field), f": expected a SavedModel folder (with saved_model.pb) or a base folder of "
+            f"integer version folders; got {path}, which has neither"
+        )
+    folder = os.path.join(path, str(versions[0]))
+    if not os.path.isfile(os.path.join(folder, "saved_model.pb")):
+        raise InputError(
+            Field(field), f": the highest version folder {folder} (the one TensorFlow Serving would "
+            "serve) has no saved_model.pb"
+        )
+    return folder, f"version {versions[0]}, the highest integer folder in {path}, as TensorFlow Serving serves"
+
+
 def read_config(version_dir: str) -> Config:
     """The Config an export was made with, from its config asset."""
     path = os.path.join(version_dir, CONFIG_ASSET)
@@ -171,5 +194,5 @@ def read_config(version_dir: str) -> Config:
 __all__ = [
     "CONFIG_ASSET", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS",
     "MIN_IMAGE_BYTES", "UNSUPPORTED_FIELDS", "check_exportable", "check_limits", "export_config", "export_savedmodel",
-    "next_version", "read_config",
+    "next_version", "read_config", "served_folder",
 ]
