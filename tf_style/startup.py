@@ -49,4 +49,16 @@ def import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-__all__ = ["import_tensorflow_quietly"]
+class _NoRetracingWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def expect_many_traces() -> None:
+    """Hides TensorFlow's "triggered tf.function retracing" warning, for tools that make many runs in
+    one process (a figure's or a gallery's panels): each run has its own step function, traced
+    once, so the warning after the fifth is expected, not a problem."""
+    logging.getLogger("tensorflow").addFilter(_NoRetracingWarning())
+
+
+__all__ = ["expect_many_traces", "import_tensorflow_quietly"]

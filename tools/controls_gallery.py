@@ -18,7 +18,6 @@ bad flags or inputs.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -31,7 +30,7 @@ from absl import flags  # noqa: E402
 from tf_style import cli_flags, gallery  # noqa: E402  (no TensorFlow yet)
 from tf_style.config import Config  # noqa: E402
 from tf_style.errors import Field, InputError  # noqa: E402
-from tf_style.startup import import_tensorflow_quietly  # noqa: E402
+from tf_style.startup import expect_many_traces, import_tensorflow_quietly  # noqa: E402
 
 PROG = "controls_gallery.py"
 MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]
@@ -55,16 +54,8 @@ FLAGS.set_default("num_steps", 60)
 FLAGS.set_default("init", "content")
 
 
-class _NoRetracingWarning(logging.Filter):
-    """Every panel is its own run with its own step function, traced once each: TensorFlow's
-    "triggered tf.function retracing" warning after the fifth panel is expected."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
 def gallery_from_flags(argv: list[str]) -> None:
-    logging.getLogger("tensorflow").addFilter(_NoRetracingWarning())
+    expect_many_traces()
     if len(argv) > 1:
         raise InputError(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags (see --help)")
     if not FLAGS.output_dir:

@@ -16,7 +16,6 @@ stderr for bad flags or inputs.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -29,7 +28,7 @@ from absl import flags  # noqa: E402
 from tf_style import cli_flags, figures, paper_panels  # noqa: E402  (no TensorFlow yet)
 from tf_style.config import Config, RunOptions  # noqa: E402
 from tf_style.errors import Field, InputError  # noqa: E402
-from tf_style.startup import import_tensorflow_quietly  # noqa: E402
+from tf_style.startup import expect_many_traces, import_tensorflow_quietly  # noqa: E402
 
 PROG = "paper_figures.py"
 MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]  # the flags' owner, for --help
@@ -49,16 +48,8 @@ flags.DEFINE_string("output_dir", None, "Folder for the panels and the sheet (cr
 cli_flags.define_flags(FIELDS, MODULE)
 
 
-class _NoRetracingWarning(logging.Filter):
-    """Every panel is its own run with its own step function, traced once each: TensorFlow's
-    "triggered tf.function retracing" warning after the fifth panel is expected, not a problem."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
 def figure_from_flags(argv: list[str]) -> None:
-    logging.getLogger("tensorflow").addFilter(_NoRetracingWarning())
+    expect_many_traces()
     if len(argv) > 1:
         raise InputError(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags (see --help)")
     if FLAGS.figure is None:
