@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -92,8 +93,30 @@ def parse(argv: list[str]) -> list[str]:
         cli_flags.fail(PROG, " ".join(str(e).split()))
 
 
+def interrupted(signum: int) -> None:
+    """Ctrl-C or SIGTERM: every picture already there is whole (written then renamed), so the same
+    command finishes the job; one line and the shell's status for the signal, not Beam's traceback."""
+    print(f"\n{PROG}: interrupted; the pictures made so far are kept: run the same command again to make the "
+          "rest", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str]) -> None:
-    cli_flags.reporting_errors(PROG, stylize_from_flags, argv)
+    received = [signal.SIGINT]
+
+    def on_sigterm(signum: int, frame) -> None:  # stop as Ctrl-C does, and say which signal it was
+        received[0] = signum
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        cli_flags.reporting_errors(PROG, stylize_from_flags, argv)
+    except KeyboardInterrupt:
+        interrupted(received[0])
+    except RuntimeError as e:  # Beam's local runner re-raises a worker's KeyboardInterrupt as this
+        if "KeyboardInterrupt" not in str(e):
+            raise
+        interrupted(received[0])
 
 
 if __name__ == "__main__":

@@ -146,6 +146,27 @@ def test_a_killed_worker_and_a_rerun_write_every_output_exactly_once(reference, 
     assert files(output) == files(reference["output"])  # same names (no temporary leftovers), same bytes
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_ends_the_job_in_one_line_and_a_rerun_finishes_it(reference, model, folders, tmp_path, signum):
+    output = str(tmp_path / "out")
+    # SIGINT's default action, as in a terminal (a shell's background job would inherit "ignored").
+    job = subprocess.Popen(command(model, folders, output, "--batch_size=1"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=env(), start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 240
+    while job.poll() is None and time.monotonic() < deadline and (
+            not os.path.isdir(output) or sum(n.endswith(".png") and not n.startswith(".") for n in os.listdir(output)) < 2):
+        time.sleep(0.01)
+    job.send_signal(signum)
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == 128 + signum, err.decode(errors="replace")[-3000:]
+    assert err.decode().strip().splitlines()[-1] == (
+        "stylize_batch.py: interrupted; the pictures made so far are kept: run the same command again to make the rest")
+    proc = run_tool(*command(model, folders, output, "--batch_size=1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert files(output) == files(reference["output"])
+
+
 def test_a_rerun_with_another_pairing_is_refused_in_one_line(reference, model, folders):
     proc = run_tool(*command(model, folders, reference["output"], "--pairs=cycle"))
     assert proc.returncode == 2
