@@ -39,7 +39,7 @@ STEP_OVERHEAD = 1.25
 #: history twice, as stored and reordered for the compact direction, and its gradients and trial
 #: points; Adam: its two moments and the gradient).
 OPTIMIZER_BUFFERS = {"lbfgs": lambda history: 4 * history + 8, "adam": lambda history: 6}
-LBFGS_HISTORY = 10  # tf_style.lbfgs.LBFGS's default (a test keeps them equal)
+LBFGS_HISTORY = 30  # tf_style.lbfgs.LBFGS's default (a test keeps them equal)
 #: A run is refused when its predicted peak times this exceeds the memory available: the estimate
 #: came out up to 12 % below the measured peak (BUILD_NOTES.md), and the system needs some room too.
 MEMORY_MARGIN = 1.2
