@@ -74,10 +74,8 @@ class LBFGS:
 
     Args:
       learning_rate: the first trial step of each line search (see the module docstring).
-      history: curvature pairs kept (30: on the paper's objective from white noise, the loss
-        scipy's L-BFGS-B (20 pairs) reaches in 300 evaluations took 238-293 evaluations with 30
-        pairs at 128 and 256 px, 13-26 % fewer than with 10 for the same loss, at ~2 % more time
-        per evaluation; BUILD_NOTES.md, "L-BFGS history").
+      history: curvature pairs kept (30: from white noise, 13-26 % fewer evaluations than 10 for
+        the same loss, ~2 % more time each; BUILD_NOTES.md, "L-BFGS history").
       max_evaluations: trials per line search.
       c1, c2: the Wolfe constants, 0 < c1 < c2 < 1.
       bounds: (lower, upper), or None for no bounds (plain L-BFGS).
