@@ -84,8 +84,7 @@ def stylize_from_flags(argv: list[str]) -> None:
         print(dry_run_report(config, content, style, options))
         return
     images.check_output_path(FLAGS.output)
-    named = {"content": FLAGS.content, "style": style_paths, "init": config.init, "config_from": FLAGS.config_from}
-    images.check_outputs_spare_inputs(FLAGS.output, named, options.save_every)
+    images.check_outputs_spare_inputs(FLAGS.output, input_paths(config, FLAGS.content, style_paths), options.save_every)
     import_tensorflow_quietly()
     from tf_style import api, stopping
     from tf_style.tensorboard_logger import TensorBoardLogger
@@ -102,7 +101,7 @@ def stylize_from_flags(argv: list[str]) -> None:
                 progress=True,
                 callbacks=[logger] if logger is not None else [],
                 content_name=run_dirs.image_name(FLAGS.content),
-                style_name="+".join(run_dirs.image_name(p) or "" for p in style_paths) or None,
+                style_name=styles_name(style_paths),
                 stop=stop,
             )
     except Interrupted as e:
@@ -154,6 +153,17 @@ def fitted(earlier: Config, style_paths: list[str]) -> Config:
     return earlier.replace(**changes) if changes else earlier
 
 
+def input_paths(config: Config, content: str | None, style_paths: list[str]) -> dict[str, object]:
+    """Every file the run reads, by setting: an output may be none of them."""
+    return {"content": content, "style": style_paths, "init": config.init, "config_from": FLAGS.config_from,
+            "style_masks": list(config.style_masks or ())}
+
+
+def styles_name(paths: list[str]) -> str | None:
+    """The style images' names for TensorBoard and the picture's record: ``a+b``."""
+    return "+".join(run_dirs.image_name(p) or "" for p in paths) or None
+
+
 def load_styles(paths: list[str]):
     """The --style images (None, one array, or a list of arrays for several), read before TensorFlow loads."""
     from tf_style import images
@@ -181,8 +191,7 @@ def stylize_folder(config: Config, options: RunOptions, style_paths: list[str]) 
     style = load_styles(style_paths)
     for content, output in zip(contents, outputs):  # before any work, as for one photo
         images.check_output_path(output)
-        named = {"content": content, "style": style_paths, "init": config.init, "config_from": FLAGS.config_from}
-        images.check_outputs_spare_inputs(output, named, options.save_every)
+        images.check_outputs_spare_inputs(output, input_paths(config, content, style_paths), options.save_every)
     import_tensorflow_quietly()
     from tf_style import stopping
     from tf_style.tensorboard_logger import TensorBoardLogger
@@ -199,7 +208,7 @@ def stylize_folder(config: Config, options: RunOptions, style_paths: list[str]) 
     try:
         with stopping.stop_on_signals(stopping.StopSwitch(), PROG) as stop:
             outcomes = batch.run_folder(config, options, contents, outputs, style, stop=stop, callbacks_for=callbacks_for,
-                                        style_name="+".join(run_dirs.image_name(p) or "" for p in style_paths) or None,
+                                        style_name=styles_name(style_paths),
                                         render=lambda e: e.render(cli_flags.flag_name))
     except Interrupted as e:
         exit_interrupted(e)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from tf_style.config import MIN_IMAGE_SIZE, Config
 from tf_style.errors import Field, InputError
-from tf_style.layers import KERAS_LAYER_NAMES, VGG19_BLOCKS, keras_layer_name
+from tf_style.layers import KERAS_LAYER_NAMES, VGG19_BLOCKS, channels, keras_layer_name, pools_through
 from tf_style.images import size_for_longest_side
 from tf_style.schedule import Scale, plan_for_inputs, style_shapes
 
@@ -75,11 +75,7 @@ def activations_per_pixel(layers: Sequence[str]) -> float:
 def guided_floats_per_pixel(style_layers: Sequence[str]) -> float:
     """Floats per image pixel that one region mask adds to a step (tf_style.losses.
     guided_style_layer_loss keeps each style layer's mask-weighted features for the gradient)."""
-    out = 0.0
-    for name in map(keras_layer_name, style_layers):
-        block = int(name[len("block")])
-        out += VGG19_BLOCKS[block - 1][2] / 4 ** (block - (0 if "_conv" in name else -1) - 1)
-    return out
+    return sum(channels(name) / 4 ** pools_through(name) for name in style_layers)
 
 
 def flops_per_pixel(layers: Sequence[str]) -> float:

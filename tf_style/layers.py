@@ -75,9 +75,18 @@ def deepest_layer(names) -> str:
     return canonical_layer_name(max(names, key=layer_depth))
 
 
+def pools_through(name: str) -> int:
+    """The pooling layers an image passes through up to a layer's output (its own included): the
+    layer's maps are 2^pools times smaller than the image on each side."""
+    keras = keras_layer_name(name)
+    return int(keras[len("block")]) - 1 + (1 if keras.endswith("_pool") else 0)
+
+
+def channels(name: str) -> int:
+    """N_l: the number of feature maps a layer outputs."""
+    return VGG19_BLOCKS[int(keras_layer_name(name)[len("block")]) - 1][2]
+
+
 def min_side(names) -> int:
     """The smallest image side for which the deepest of `names` still has a pixel: 2^(pools before it)."""
-    deepest = keras_layer_name(deepest_layer(names))
-    block = int(deepest[len("block")])
-    pools = block - 1 + (1 if deepest.endswith("_pool") else 0)
-    return 2**pools
+    return 2 ** pools_through(deepest_layer(names))

@@ -74,7 +74,7 @@ def style_shapes(style_shape: Sequence[int] | Sequence[Sequence[int]] | None) ->
     """One style image's (height, width), or several images' list of them, as a list (empty for None)."""
     if style_shape is None:
         return []
-    if len(style_shape) == 2 and all(isinstance(v, (int,)) or hasattr(v, "__index__") for v in style_shape):
+    if len(style_shape) == 2 and all(hasattr(v, "__index__") for v in style_shape):  # ints, NumPy's included
         return [(int(style_shape[0]), int(style_shape[1]))]
     return [(int(h), int(w)) for h, w in style_shape]
 
