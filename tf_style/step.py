@@ -24,7 +24,7 @@ def pure_step(
     The terms are those the optimiser reports: Adam's at the image it started from, L-BFGS's
     at the image it accepted.
     """
-    new_image, new_state, terms = optimizer.step(objective.value_and_grad, image, state)
+    new_image, new_state, terms = optimizer.step(objective.traced_value_and_grad, image, state)
     if optimizer.clip_to_pixel_range:
         new_image = tf.clip_by_value(new_image, 0.0, 255.0)
     return new_image, new_state, terms
@@ -49,7 +49,9 @@ class Synthesis:
         self.state: State = type(start)(
             *(tf.Variable(v, name=f"{optimizer.name}_{k}", trainable=False) for k, v in zip(start._fields, start))
         )
-        self.step = tf.function(self.eager_step)
+        # No AutoGraph: the step's control flow is tf.cond / tf.while_loop already, and converting
+        # its Python (and Keras's) took over half of a 2.7 s trace at 256 px.
+        self.step = tf.function(self.eager_step, autograph=False)
 
     def eager_step(self) -> Terms:
         """The step's body, runnable eagerly (the tf.function `step` traces exactly this)."""
