@@ -170,7 +170,7 @@ def test_modules_and_functions_stay_small(folder):
          ["init", "normalize_vgg", "output_size", "max_seconds", "logdir"]),
         ("paper_figures.py", ["figure", "output_dir", "image_size", "scales", "normalize_vgg", "logdir"],
          ["init", "style_layers", "content_weight", "print_every"]),
-        ("benchmark.py", ["what", "sizes", "budgets"], []),
+        ("benchmark.py", ["what", "sizes", "budgets", "single_scale_budgets"], []),
         ("cc_loader_check.py", ["saved_model_dir", "cxx"], ["image_size"]),
     ],
 )

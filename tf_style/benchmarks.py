@@ -6,7 +6,9 @@ same arithmetic as ImageNet's):
 * the floor: a bare forward and backward pass of the cut VGG19 (gradient w.r.t. the image);
 * our step: one evaluation of the objective inside the L-BFGS loop, and evaluations per step;
 * scipy's L-BFGS-B on our own objective (bounds [0, 255], history 20) for a number of evaluations;
-* our default settings given `max_seconds` = fractions of scipy's time;
+* our default settings given `max_seconds` = fractions of scipy's time, and, next to them, the
+  same with `scales=1` (the paper's single resolution, which reaches a lower loss per second
+  with random weights: BUILD_NOTES.md, "Coarse to fine");
 * the dry run's peak-memory estimate (tools/benchmark.py measures real `tf-style` runs against it).
 
 Loss is always the paper's objective of the saved 8-bit image at full size. scipy is needed
@@ -37,6 +39,7 @@ class Budgeted:
     seconds: float  # from the run's start to its end, building included
     steps: int
     reached: float | None = None  # seconds after the run's first step when the final size's loss fell to the target
+    scales: int = Config.scales  # the run's `scales` (the default, or 1)
 
 
 @dataclass
@@ -149,7 +152,8 @@ def under_budget(config: Config, content: str, style: str, seconds: float, objec
     started = time.perf_counter()
     result = api.run(config.replace(max_seconds=seconds), content, style, callbacks=[clock])
     elapsed = time.perf_counter() - started
-    return Budgeted(seconds, saved_loss(objective, result.image), elapsed, len(result.history), clock.reached)
+    return Budgeted(seconds, saved_loss(objective, result.image), elapsed, len(result.history), clock.reached,
+                    config.scales)
 
 
 def predicted_peak(config: Config, content: str, style: str) -> float:
@@ -160,8 +164,9 @@ def predicted_peak(config: Config, content: str, style: str) -> float:
 
 
 def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequence[float],
-            log=print) -> SpeedRow:
-    """Every measurement at one size, side by side; `budgets` are fractions of scipy's time."""
+            single_scale_budgets: Sequence[float] = (), log=print) -> SpeedRow:
+    """Every measurement at one size, side by side; `budgets` are fractions of scipy's time for the
+    default settings, `single_scale_budgets` the same for them with scales=1."""
     config = Config(image_size=size, weights="random", seed=0)
     objective, x0 = full_size_objective(config, content, style)
     row = SpeedRow(size=size, shape=tuple(x0.shape[1:3]))
@@ -173,6 +178,10 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
     for fraction in budgets:
         log(f"  {size}px: scipy {row.scipy_loss:.4g} in {row.scipy_seconds:.1f} s; ours with {fraction:g} of that ...")
         row.budgeted.append(under_budget(config, content, style, fraction * row.scipy_seconds, objective, row.scipy_loss))
+    for fraction in single_scale_budgets:
+        log(f"  {size}px: ours with --scales=1 and {fraction:g} of scipy's time ...")
+        row.budgeted.append(under_budget(config.replace(scales=1), content, style, fraction * row.scipy_seconds,
+                                         objective, row.scipy_loss))
     return row
 
 
@@ -188,7 +197,8 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
         for b in r.budgeted:
             verdict = "<=" if b.loss <= r.scipy_loss else ">"
             reached = "never" if b.reached is None else f"after {b.reached:.1f} s = {b.reached / r.scipy_seconds:.2f}x"
-            lines.append(f"  defaults, max_seconds {b.budget:.1f} ({b.budget / r.scipy_seconds:.2f}x scipy's): loss "
+            settings = "defaults" if b.scales == Config.scales else f"--scales={b.scales}"
+            lines.append(f"  {settings}, max_seconds {b.budget:.1f} ({b.budget / r.scipy_seconds:.2f}x scipy's): loss "
                          f"{b.loss:.4g} {verdict} scipy's, {b.steps} steps; scipy's loss reached {reached}")
     return "\n".join(lines)
 

@@ -18,7 +18,7 @@ the comparison is at most one step generous to Adam.)
 --what=speed: at each of --sizes, side by side in one run (tf_style.benchmarks): the floor (a
 bare forward + backward of the cut VGG19), our step, scipy's L-BFGS-B on our objective
 (--scipy_evaluations), our default settings under --max_seconds = each of --budgets times
-scipy's time, and the peak memory of real tf-style runs at --memory_sizes against the dry run's
+scipy's time, the same with --scales=1 under each of --single_scale_budgets, and the peak memory of real tf-style runs at --memory_sizes against the dry run's
 estimate. Prints a table and writes --json.
 
     python tools/benchmark.py --what=speed --sizes=128,256,512 --json=speed.json
@@ -54,6 +54,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers"], "Which benchmark to run.", module_name=MODULE)
 flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed: image sizes.", module_name=MODULE)
 flags.DEFINE_list("budgets", ["0.5", "0.25"], "--what=speed: our time budgets, as fractions of scipy's time.", module_name=MODULE)
+flags.DEFINE_list("single_scale_budgets", ["0.5"], "--what=speed: budgets (fractions of scipy's time) also run "
+                  "with --scales=1, the paper's single resolution, next to the defaults.", module_name=MODULE)
 flags.DEFINE_integer("scipy_evaluations", 300, "--what=speed: evaluations given to scipy's L-BFGS-B.", module_name=MODULE)
 flags.DEFINE_list("memory_sizes", ["256", "512", "1024"], "--what=speed: sizes whose peak memory is measured.", module_name=MODULE)
 flags.DEFINE_string("style", "gravel.jpg", "--what=speed: the style image, in tf_style/data.", module_name=MODULE)
@@ -235,9 +237,9 @@ def bench_speed() -> None:
 
     data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")
     content, style = os.path.join(data, "chelsea.jpg"), os.path.join(data, FLAGS.style)
-    budgets = [float(b) for b in FLAGS.budgets]
+    budgets, single = [float(b) for b in FLAGS.budgets], [float(b) for b in FLAGS.single_scale_budgets]
     print(f"--what=speed: chelsea -> {FLAGS.style}, seeded random VGG19, white-noise start", flush=True)
-    rows = [benchmarks.measure(int(s), content, style, FLAGS.scipy_evaluations, budgets,
+    rows = [benchmarks.measure(int(s), content, style, FLAGS.scipy_evaluations, budgets, single,
                                log=lambda line: print(line, flush=True)) for s in FLAGS.sizes]
     print(benchmarks.speed_table(rows))
     memory = []
@@ -266,6 +268,14 @@ def main(argv: list[str]) -> None:
             fail(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
     if FLAGS.warmup < 0:
         fail(f"--warmup must be >= 0; got {FLAGS.warmup}")
+    for name in ("budgets", "single_scale_budgets"):
+        for value in getattr(FLAGS, name):
+            try:
+                ok = float(value) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                fail(f"--{name} must be fractions of scipy's time, each > 0; got {value!r}")
     try:
         Config(image_size=FLAGS.image_size, seed=FLAGS.seed)  # no TensorFlow: a bad flag is reported at once
     except InputError as e:
