@@ -13,6 +13,6 @@ def test_the_speed_table_labels_each_budgeted_run_and_judges_it_against_scipy():
         "256x170: floor 0.250 s, our step 0.275 s = 1.10x the floor (1.00 evaluations per step)",
         "  scipy L-BFGS-B, 301 evaluations: loss 181 in 100.0 s",
         "  defaults, max_seconds 50.0 (0.50x scipy's): loss 183.7 > scipy's, 250 steps; scipy's loss reached never",
-        "  --scales=1, max_seconds 50.0 (0.50x scipy's): loss 180.5 <= scipy's, 206 steps; scipy's loss reached "
+        "  scales=1, max_seconds 50.0 (0.50x scipy's): loss 180.5 <= scipy's, 206 steps; scipy's loss reached "
         "after 47.5 s = 0.47x",
     ]

@@ -179,7 +179,7 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
         log(f"  {size}px: scipy {row.scipy_loss:.4g} in {row.scipy_seconds:.1f} s; ours with {fraction:g} of that ...")
         row.budgeted.append(under_budget(config, content, style, fraction * row.scipy_seconds, objective, row.scipy_loss))
     for fraction in single_scale_budgets:
-        log(f"  {size}px: ours with --scales=1 and {fraction:g} of scipy's time ...")
+        log(f"  {size}px: ours with scales=1 and {fraction:g} of scipy's time ...")
         row.budgeted.append(under_budget(config.replace(scales=1), content, style, fraction * row.scipy_seconds,
                                          objective, row.scipy_loss))
     return row
@@ -197,7 +197,7 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
         for b in r.budgeted:
             verdict = "<=" if b.loss <= r.scipy_loss else ">"
             reached = "never" if b.reached is None else f"after {b.reached:.1f} s = {b.reached / r.scipy_seconds:.2f}x"
-            settings = "defaults" if b.scales == Config.scales else f"--scales={b.scales}"
+            settings = "defaults" if b.scales == Config.scales else f"scales={b.scales}"
             lines.append(f"  {settings}, max_seconds {b.budget:.1f} ({b.budget / r.scipy_seconds:.2f}x scipy's): loss "
                          f"{b.loss:.4g} {verdict} scipy's, {b.steps} steps; scipy's loss reached {reached}")
     return "\n".join(lines)
