@@ -61,13 +61,15 @@ def test_the_budget_shares_time_by_work_and_passes_on_what_is_left():
 class CountingSynthesis:
     """A stand-in for tf_style.step.Synthesis that advances a fake clock by `seconds` per step."""
 
-    def __init__(self, clock: FakeClock, seconds: float, converge_after: int | None = None, size: int = 8):
+    def __init__(self, clock: FakeClock, seconds: float, converge_after: int | None = None, size: int = 8,
+                 first_seconds: float | None = None):
         self.clock, self.seconds, self.converge_after = clock, seconds, converge_after
+        self.first_seconds = seconds if first_seconds is None else first_seconds  # the first step traces
         self.steps = 0
         self.image = np.zeros((1, size, size, 3), np.float32)
 
     def step(self):
-        self.clock.now += self.seconds
+        self.clock.now += self.first_seconds if self.steps == 0 else self.seconds
         self.steps += 1
         return {"total": np.array([1.0 / self.steps], np.float32)}
 
@@ -97,6 +99,39 @@ def test_run_scales_stops_each_scale_at_its_share_and_the_run_at_the_budget(monk
     assert [s.steps for s in made] == [10, 20]
     assert run.step == 30 and len(run.history) == 30 and run.stopped == "time"
     assert clock.now <= 50.0
+
+
+def run_with_budget(monkeypatch, seconds, *stages):
+    """run_scales over stages given as (first step's seconds, later steps' seconds); the syntheses made."""
+    clock = FakeClock()
+    monkeypatch.setattr(loop.time, "perf_counter", clock)
+    plan = tuple(schedule.Scale((8 * 2**k, 8 * 2**k), 8, 1000) for k in range(len(stages)))
+    made = []
+
+    def stage(first, later):
+        def build(previous):
+            made.append(CountingSynthesis(clock, later, first_seconds=first))
+            return made[-1]
+        return loop.Stage(1000, build)
+
+    run = loop.run_scales([stage(*s) for s in stages], [], loop.RunState(None, 1000), schedule.Budget(seconds, plan, clock=clock))
+    return run, made, clock
+
+
+def test_a_slow_first_step_does_not_end_the_scale(monkeypatch):
+    # 3 s, of which tracing takes 1.9: the remaining 1.1 s hold 36 steps of 0.03 s. The first
+    # step's 1.9 s must not be taken for the next step's time (it once ended the run after it).
+    run, made, clock = run_with_budget(monkeypatch, 3.0, (1.9, 0.03))
+    assert made[0].steps == 37 and run.stopped == "time"
+    assert clock.now <= 3.0
+
+
+def test_the_final_scale_runs_a_step_when_the_coarse_ones_spent_the_budget(monkeypatch):
+    # 0.1 s and a first step of 1 s per scale: the coarse scale's first step spends it all. The
+    # final scale still runs one step, so the image written was optimised at its size.
+    run, made, clock = run_with_budget(monkeypatch, 0.1, (1.0, 0.5), (1.0, 0.5))
+    assert [s.steps for s in made] == [1, 1]
+    assert run.scale == 1 and run.step == 2 and run.stopped == "time"
 
 
 def test_a_converged_scale_ends_and_the_next_begins():

@@ -197,9 +197,11 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
         run.stopped = "converged"
         return
     for i in range(steps - run.scale_steps) if budget is None else itertools.count():
-        # Stop before a step that would end after the deadline (the first step of a scale,
-        # which traces, runs whenever there is time left at all).
-        if budget is not None and time.perf_counter() + (last_step if i else 0.0) > deadline:
+        # Stop before a step that would end after the deadline, predicted from the last step's
+        # time. A scale's first step traces, so its time predicts nothing: the second step runs
+        # whenever time is left, as the first does; and the final scale's first step runs even
+        # when none is, so that the picture written is optimised (and its loss reported) at its size.
+        if budget is not None and (i or not last) and time.perf_counter() + (last_step if i > 1 else 0.0) > deadline:
             run.stopped = "time"
             break
         if run.stop is not None and run.stop.requested:  # between steps: the state matches the step count
