@@ -241,3 +241,25 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     assert [line.split()[1:3] for line in lines[1:4]] == [["128x85", "200"], ["256x170", "100"], ["512x341", "50"]]
     assert lines[4].startswith("predicted: peak memory ") and " MB" in lines[4]
     assert os.listdir(tmp_path) == []  # nothing written, nothing run
+
+
+def test_dry_run_refuses_what_the_run_refuses(tmp_path):
+    # A 1000x40 photo at 256 px is 256x10: too thin for conv5_1. The dry run once printed a plan for it.
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    Image.new("RGB", (1000, 40), (90, 120, 150)).save(tmp_path / "wide.png")
+    env = dict(os.environ, PYTHONPATH=root)
+    common = [sys.executable, "-m", "tf_style", f"--content={tmp_path / 'wide.png'}",
+              f"--style={os.path.join(root, 'tf_style', 'data', 'gravel.jpg')}", "--image_size=256", "--weights=random"]
+    dry, real = (subprocess.run(common + extra, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+                 for extra in (["--dry_run"], [f"--output={tmp_path / 'out.png'}"]))
+    expected = ("tf-style: error: --content: the image being optimised is 256x10 pixels, but layer conv5_1 needs a side "
+                "of at least 16 px (raise --image_size or --style_size, or use shallower layers)")
+    assert (dry.returncode, dry.stdout, dry.stderr.strip().splitlines()[-1]) == (2, "", expected)
+    assert (real.returncode, real.stderr.strip().splitlines()[-1]) == (2, expected)
+    assert not (tmp_path / "out.png").exists()

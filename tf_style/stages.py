@@ -55,15 +55,8 @@ def build_synthesis(
     config.check_inputs(content=content is not None, style=bool(styles), styles=len(styles))
     content_layers = config.content_layers if content is not None else ()
     style_layers = config.style_layers if styles else ()
-    if content is not None:
-        size, what = content.shape[:2], Field("content")
-    elif config.output_size is not None:
-        size, what = config.output_size, Field("output_size")
-    else:
-        size, what = styles[0].shape[:2], Field("style")
-    config.check_side(size, (*content_layers, *style_layers), what, "the image being optimised")
-    for artwork in styles if style_layers else ():
-        config.check_side(artwork.shape[:2], style_layers, Field("style"), "the style image")
+    size = content.shape[:2] if content is not None else config.output_size or styles[0].shape[:2]
+    check_sizes(config, size, [s.shape[:2] for s in styles], has_content=content is not None)
     if normalization_images is None:
         normalization_images = [x for x in (content, *styles) if x is not None]
     extractor = FeatureExtractor(normalize.load_vgg(config, normalization_images), content_layers, style_layers)
@@ -78,6 +71,21 @@ def build_synthesis(
         start_image = start.initial_image(config.init, tuple(size), config.seed, content, first, start_picture)
     optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance)
     return Synthesis(objective, optimizer, start_image)
+
+
+def check_sizes(config: Config, size: Sequence[int], style_shapes: Sequence[Sequence[int]], *, has_content: bool) -> None:
+    """That the image being optimised, (height, width) `size`, and each style image as resized keep a
+    pixel at the deepest layer they are matched at; else the InputError that names the input.
+
+    The run checks each scale's synthesis with it, and `--dry_run` the final scale, so that the
+    dry run refuses what the run would.
+    """
+    content_layers = config.content_layers if has_content else ()
+    style_layers = config.style_layers if style_shapes else ()
+    what = Field("content") if has_content else Field("output_size") if config.output_size is not None else Field("style")
+    config.check_side(size, (*content_layers, *style_layers), what, "the image being optimised")
+    for shape in style_shapes if style_layers else ():
+        config.check_side(shape, style_layers, Field("style"), "the style image")
 
 
 def as_list(style: np.ndarray | Sequence[np.ndarray] | None) -> list[np.ndarray]:
@@ -148,4 +156,4 @@ def stages(
     return [stage(scale) for scale in plan]
 
 
-__all__ = ["as_list", "blended_targets", "build_synthesis", "load_start", "stages"]
+__all__ = ["as_list", "blended_targets", "build_synthesis", "check_sizes", "load_start", "stages"]
