@@ -360,3 +360,30 @@ def test_a_coarse_to_fine_run_is_one_tensorboard_run(tmp_path, content_image, st
     step, final = decode_image(events, "image/current")
     assert step == 6 and final.shape == (43, 64, 3)
     np.testing.assert_array_equal(final, result.image)
+
+
+def test_a_budgeted_run_spreads_its_default_images_over_the_budget(tmp_path, content_image, style_image, monkeypatch):
+    """With --max_seconds the step count is unknown; the default is one image per tenth of the budget
+    (it used to come from --num_steps: a 50-step plan imaged every 5th of thousands of steps)."""
+    from tf_style import api, images, loop, tensorboard_logger
+    from tf_style.tensorboard_logger import TensorBoardLogger
+
+    now = [100.0]
+    monkeypatch.setattr(tensorboard_logger.time, "perf_counter", lambda: now[0])
+    config = _small_config(num_steps=3, max_seconds=10.0)
+    content = images.resize_longest(content_image, 32)
+    synthesis = api.build_synthesis(config, content, images.resize_longest(style_image, 32))
+    run = loop.RunState(synthesis=synthesis, num_steps=3, config=config, open_ended=True)
+    logger = TensorBoardLogger(str(tmp_path / "logs"), "budget")
+    logger.on_run_start(run)
+    logger.on_scale_start(run)
+    for _ in range(20):  # 20 steps of 0.5 s: 10 s
+        now[0] += 0.5
+        run.terms = {k: float(v[0]) for k, v in synthesis.step().items()}
+        run.step += 1
+        run.history.append(run.terms)
+        logger.on_step_end(run)
+    logger.on_run_end(run)
+    logger.close()
+    events = read_run(os.path.join(str(tmp_path / "logs"), "budget"))
+    assert [s for s, _, _ in events["image/current"]] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]

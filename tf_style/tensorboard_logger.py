@@ -75,7 +75,9 @@ class TensorBoardLogger(Callback):
       run_name: this run's sub-folder; default `run_dirs.default_run_name` of the run's input
         names. An existing non-empty folder gets a ``-2``, ``-3``, ... suffix unless `unique` is False.
       image_every: snapshot interval in steps (0: only the final image); default about
-        DEFAULT_IMAGES_PER_RUN per run, from the first run's step count.
+        DEFAULT_IMAGES_PER_RUN per run: from the first run's step count, or, when a time budget
+        decides the steps (`RunState.open_ended`), one every max_seconds / DEFAULT_IMAGES_PER_RUN
+        seconds.
       step_offset: the number the first step follows (0: steps are 1, 2, ...).
       flush_secs: the longest time events wait in memory before reaching the file, which is
         also at most what a run killed without warning (SIGKILL) loses.
@@ -114,6 +116,8 @@ class TensorBoardLogger(Callback):
         self._offset = self._next_offset
         self._last_time = 0.0
         self._last_image_step = -1
+        self._image_seconds: float | None = None  # the default interval of a budgeted run, in seconds
+        self._next_image_time = 0.0
         self._image_size = 0
         self._described = False
         self._pending: tuple[int, Any, bool] = (-1, ((), []), True)  # step, (tags, values), written
@@ -154,7 +158,13 @@ class TensorBoardLogger(Callback):
             self._writer = tf.summary.create_file_writer(self.run_dir, flush_millis=int(self.flush_secs * 1000))
             self._scalar_writers = {}  # their graphs hold the writer they were traced with
         if self.image_every is None:
-            self.image_every = default_image_every(run.num_steps)
+            budget = getattr(run.config, "max_seconds", None) if run.open_ended else None
+            if budget:  # the step count is unknown: spread the images over the budget's time instead
+                self._image_seconds = budget / DEFAULT_IMAGES_PER_RUN
+                self._next_image_time = time.perf_counter() + self._image_seconds
+                self.image_every = 0
+            else:
+                self.image_every = default_image_every(run.num_steps)
         self._offset = self._next_offset  # the run's steps count on from here, over all its scales
         if not self._described:
             self._describe(run)
@@ -173,9 +183,17 @@ class TensorBoardLogger(Callback):
         step = self._offset + run.step
         self._pending = (step, self._scalars(run, elapsed), False)
         self._write_scalars()
-        if self.image_every and step % self.image_every == 0:
+        if self.image_every and step % self.image_every == 0 or self._image_due(now):
             with self._writer.as_default(step=step):
                 self._write_image(run, step)
+
+    def _image_due(self, now: float) -> bool:
+        """Whether a budgeted run's next timed snapshot is due (and if so, when the one after is)."""
+        if self._image_seconds is None or now < self._next_image_time:
+            return False
+        while self._next_image_time <= now:
+            self._next_image_time += self._image_seconds
+        return True
 
     def on_run_end(self, run: RunState) -> None:
         """Completes the last step, writes the final image and flushes.
