@@ -44,7 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from tf_style import cli_flags  # noqa: E402
-from tf_style.config import Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
+from tf_style.atomic import write_atomically  # noqa: E402
+from tf_style.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
 from tf_style.errors import InputError  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
@@ -251,9 +252,9 @@ def bench_speed() -> None:
             memory.append({"size": size, "predicted_mb": predicted, "measured_mb": measured})
             print(f"peak memory at {size}px (tf-style, defaults): measured {measured:.0f} MB, dry run predicted "
                   f"{predicted:.0f} MB ({100 * (predicted - measured) / measured:+.1f}%)", flush=True)
-    if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump({"speed": [dataclasses.asdict(r) for r in rows], "memory": memory}, f, indent=2)
+    if FLAGS.json:  # whole or not at all: a file already there is replaced only by a complete one
+        results = {"speed": [dataclasses.asdict(r) for r in rows], "memory": memory}
+        write_atomically(FLAGS.json, lambda f: f.write(json.dumps(results, indent=2).encode()))
 
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -264,7 +265,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags")
-    for name in ("steps", "rounds", "image_every", "evaluations"):
+    for name in ("steps", "rounds", "image_every", "evaluations", "scipy_evaluations"):
         if getattr(FLAGS, name) < 1:
             fail(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
     if FLAGS.warmup < 0:
@@ -277,6 +278,14 @@ def main(argv: list[str]) -> None:
                 ok = False
             if not ok:
                 fail(f"--{name} must be fractions of scipy's time, each > 0; got {value!r}")
+    for name in ("sizes", "memory_sizes"):
+        for value in getattr(FLAGS, name):
+            if not (value.strip().isdigit() and MIN_IMAGE_SIZE <= int(value) <= MAX_IMAGE_SIZE):
+                fail(f"--{name} must be image sizes in pixels, each from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}; got {value!r}")
+    if FLAGS.json is not None:  # checked now: it is written after the whole measurement (half an hour)
+        folder = os.path.dirname(os.path.abspath(FLAGS.json))
+        if not FLAGS.json or os.path.isdir(FLAGS.json) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            fail(f"--json: cannot write {FLAGS.json!r}; expected a file name in an existing, writable folder")
     try:
         Config(image_size=FLAGS.image_size, seed=FLAGS.seed)  # no TensorFlow: a bad flag is reported at once
     except InputError as e:
