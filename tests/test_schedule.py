@@ -263,3 +263,21 @@ def test_dry_run_refuses_what_the_run_refuses(tmp_path):
     assert (dry.returncode, dry.stdout, dry.stderr.strip().splitlines()[-1]) == (2, "", expected)
     assert (real.returncode, real.stderr.strip().splitlines()[-1]) == (2, expected)
     assert not (tmp_path / "out.png").exists()
+
+
+def test_the_dry_run_with_a_time_budget_predicts_the_steps_that_fit():
+    # Two scales planned 100 and 50 steps over 100 and 400 pixels: work 1e4 : 2e4, so a 30 s budget
+    # gives them 10 s and 20 s. At 1 and 4 s a step (the flops below over the STEP_OVERHEAD factor)
+    # that is 10 and 5 steps; without a budget the planned steps, 100 s and 200 s.
+    from tf_style import estimate
+
+    plan = (schedule.Scale((10, 10), 10, 100), schedule.Scale((20, 20), 20, 50))
+    rate = 1e9
+    cost = [estimate.ScaleCost(s, 100 * 2**20, f * rate / estimate.STEP_OVERHEAD) for s, f in zip(plan, (1.0, 4.0))]
+    budgeted = estimate.report(cost, rate, max_seconds=30.0).splitlines()
+    assert [line.split()[2] for line in budgeted[1:3]] == ["10", "5"]
+    assert [line.split()[-1] for line in budgeted[1:3]] == ["10s", "20s"]
+    assert budgeted[3].startswith("predicted: peak memory 100 MB, 30 s of steps (max_seconds;")
+    planned = estimate.report(cost, rate).splitlines()
+    assert [(line.split()[2], line.split()[-1]) for line in planned[1:3]] == [("100", "100s"), ("50", "200s")]
+    assert planned[3] == "predicted: peak memory 100 MB, about 300 s of steps (one evaluation each, at 1 GFLOP/s)"

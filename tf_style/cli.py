@@ -269,7 +269,7 @@ def dry_run_report(config: Config, content, style, options: RunOptions = RunOpti
 
     check_sizes(config, final.shape, style_shapes, has_content=content is not None)  # what the run would refuse
     costs = estimate.costs(config, plan, style is not None, *shapes)
-    return estimate.report(costs, estimate.measure_flop_rate(), api.memory_for(options))
+    return estimate.report(costs, estimate.measure_flop_rate(), api.memory_for(options), config.max_seconds)
 
 
 def run() -> None:

@@ -22,7 +22,7 @@ from tf_style.config import MIN_IMAGE_SIZE, Config
 from tf_style.errors import Field, InputError
 from tf_style.layers import KERAS_LAYER_NAMES, VGG19_BLOCKS, channels, keras_layer_name, pools_through
 from tf_style.images import size_for_longest_side
-from tf_style.schedule import Scale, plan_for_inputs, style_shapes
+from tf_style.schedule import Budget, Scale, plan_for_inputs, style_shapes
 
 MB = 1024 * 1024
 #: The Python process with TensorFlow, Keras and VGG19's conv weights loaded, before any image
@@ -221,23 +221,34 @@ def check_memory(
     raise InputError(Field(field), f"={getattr(config, field)} needs {need}; {advice}")
 
 
-def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = None) -> str:
-    """The dry run's table: each scale's size, steps, predicted peak memory and time per step."""
+def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = None,
+           max_seconds: float | None = None) -> str:
+    """The dry run's table: each scale's size, steps, predicted peak memory and time per step.
+
+    With `max_seconds` the time decides the steps: each scale's time is its share of the budget
+    (`schedule.Budget.planned_shares`) and its steps those that fit in it, tracing not counted.
+    """
+    shares = None if max_seconds is None else Budget(max_seconds, [c.scale for c in cost]).planned_shares()
     lines = [f"{'scale':>5}  {'size':>9}  {'steps':>5}  {'peak memory':>11}  {'s/step':>7}  {'time':>7}"]
     total = 0.0
-    for k, c in enumerate(cost, 1):
+    for k, c in enumerate(cost):
         per_step = c.seconds_per_step(flop_rate)
-        total += per_step * c.scale.steps
+        steps = c.scale.steps if shares is None else int(shares[k] / per_step)
+        seconds = per_step * steps if shares is None else shares[k]
+        total += seconds
         h, w = c.scale.shape
         lines.append(
-            f"{k:>5}  {f'{w}x{h}':>9}  {c.scale.steps:>5}  {c.peak_bytes / MB:>8.0f} MB  {per_step:>7.3g}  "
-            f"{per_step * c.scale.steps:>6.0f}s"
+            f"{k + 1:>5}  {f'{w}x{h}':>9}  {steps:>5}  {c.peak_bytes / MB:>8.0f} MB  {per_step:>7.3g}  {seconds:>6.0f}s"
         )
     peak = max(c.peak_bytes for c in cost)
     summary = f"predicted: peak memory {peak / MB:.0f} MB"
     if available is not None:
         summary += f" (available now: {available / MB:.0f} MB)"
-    summary += f", about {total:.0f} s of steps (one evaluation each, at {flop_rate / 1e9:.0f} GFLOP/s)"
+    if shares is None:
+        summary += f", about {total:.0f} s of steps (one evaluation each, at {flop_rate / 1e9:.0f} GFLOP/s)"
+    else:
+        summary += (f", {total:g} s of steps (max_seconds; the steps are those that fit in each scale's share, one "
+                    f"evaluation each at {flop_rate / 1e9:.0f} GFLOP/s, tracing not counted)")
     return "\n".join(lines + [summary])
 
 

@@ -135,5 +135,9 @@ class Budget:
     def left(self) -> float:
         return self.end - self.clock()
 
+    def planned_shares(self) -> list[float]:
+        """Each scale's seconds if every scale used exactly its share (what `--dry_run` predicts)."""
+        return [self.seconds * w / sum(self.work) for w in self.work]
+
 
 __all__ = ["Budget", "Scale", "final_shape", "plan", "plan_for_inputs", "scaled_shape", "style_shapes"]
