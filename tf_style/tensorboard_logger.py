@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from typing import Any, Mapping
@@ -46,6 +45,7 @@ from tf_style import hparams, images, run_dirs
 from tf_style.config import RunOptions
 from tf_style.errors import Field, InputError
 from tf_style.loop import Callback, RunState
+from tf_style.snapshots import DEFAULT_IMAGES_PER_RUN, TimedSnapshots, default_image_every
 
 LOSS_PREFIX = "loss/"
 LEARNING_RATE_TAG = "optimizer/learning_rate"
@@ -55,16 +55,7 @@ IMAGE_TAG = "image/current"
 INPUT_TAGS = {"content": "input/content", "style": "input/style"}
 CONFIG_TAG = "config"
 
-#: With no image_every, about this many snapshots per run: TensorBoard's image dashboard
-#: keeps 10 samples per tag unless started with --samples_per_plugin.
-DEFAULT_IMAGES_PER_RUN = 10
-
 _log = logging.getLogger(__name__)
-
-
-def default_image_every(num_steps: int) -> int:
-    """Snapshot interval giving about DEFAULT_IMAGES_PER_RUN images over `num_steps` steps."""
-    return max(1, math.ceil(num_steps / DEFAULT_IMAGES_PER_RUN))
 
 
 class TensorBoardLogger(Callback):
@@ -116,8 +107,7 @@ class TensorBoardLogger(Callback):
         self._offset = self._next_offset
         self._last_time = 0.0
         self._last_image_step = -1
-        self._image_seconds: float | None = None  # the default interval of a budgeted run, in seconds
-        self._next_image_time = 0.0
+        self._timed: TimedSnapshots | None = None  # a budgeted run's default snapshots
         self._image_size = 0
         self._described = False
         self._pending: tuple[int, Any, bool] = (-1, ((), []), True)  # step, (tags, values), written
@@ -159,12 +149,8 @@ class TensorBoardLogger(Callback):
             self._scalar_writers = {}  # their graphs hold the writer they were traced with
         if self.image_every is None:
             budget = getattr(run.config, "max_seconds", None) if run.open_ended else None
-            if budget:  # the step count is unknown: spread the images over the budget's time instead
-                self._image_seconds = budget / DEFAULT_IMAGES_PER_RUN
-                self._next_image_time = time.perf_counter() + self._image_seconds
-                self.image_every = 0
-            else:
-                self.image_every = default_image_every(run.num_steps)
+            self._timed = TimedSnapshots(budget, time.perf_counter()) if budget else None
+            self.image_every = 0 if budget else default_image_every(run.num_steps)
         self._offset = self._next_offset  # the run's steps count on from here, over all its scales
         if not self._described:
             self._describe(run)
@@ -183,17 +169,9 @@ class TensorBoardLogger(Callback):
         step = self._offset + run.step
         self._pending = (step, self._scalars(run, elapsed), False)
         self._write_scalars()
-        if self.image_every and step % self.image_every == 0 or self._image_due(now):
+        if self.image_every and step % self.image_every == 0 or self._timed is not None and self._timed.due(now):
             with self._writer.as_default(step=step):
                 self._write_image(run, step)
-
-    def _image_due(self, now: float) -> bool:
-        """Whether a budgeted run's next timed snapshot is due (and if so, when the one after is)."""
-        if self._image_seconds is None or now < self._next_image_time:
-            return False
-        while self._next_image_time <= now:
-            self._next_image_time += self._image_seconds
-        return True
 
     def on_run_end(self, run: RunState) -> None:
         """Completes the last step, writes the final image and flushes.

@@ -282,17 +282,14 @@ def main(argv: list[str]) -> None:
         for value in getattr(FLAGS, name):
             if not (value.strip().isdigit() and MIN_IMAGE_SIZE <= int(value) <= MAX_IMAGE_SIZE):
                 fail(f"--{name} must be image sizes in pixels, each from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}; got {value!r}")
-    if FLAGS.json is not None:  # checked now: it is written after the whole measurement (half an hour)
-        folder = os.path.dirname(os.path.abspath(FLAGS.json))
-        if not FLAGS.json or os.path.isdir(FLAGS.json) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            fail(f"--json: cannot write {FLAGS.json!r}; expected a file name in an existing, writable folder")
+    folder = os.path.dirname(os.path.abspath(FLAGS.json or "."))  # checked now: written after half an hour of work
+    if FLAGS.json is not None and (not FLAGS.json or os.path.isdir(FLAGS.json) or not os.access(folder, os.W_OK)):
+        fail(f"--json: cannot write {FLAGS.json!r}; expected a file name in an existing, writable folder")
     try:
         Config(image_size=FLAGS.image_size, seed=FLAGS.seed)  # no TensorFlow: a bad flag is reported at once
     except InputError as e:
         fail(cli_flags.render(e))
-    # Every benchmark imports TensorFlow: load it here, with its C++ start-up notices hidden as in
-    # the other tools, so they do not bury the results.
-    import_tensorflow_quietly()
+    import_tensorflow_quietly()  # every benchmark needs it; its C++ start-up notices would bury the results
     try:
         BENCHMARKS[FLAGS.what]()
     except InputError as e:
