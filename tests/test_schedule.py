@@ -281,3 +281,22 @@ def test_the_dry_run_with_a_time_budget_predicts_the_steps_that_fit():
     planned = estimate.report(cost, rate).splitlines()
     assert [(line.split()[2], line.split()[-1]) for line in planned[1:3]] == [("100", "100s"), ("50", "200s")]
     assert planned[3] == "predicted: peak memory 100 MB, about 300 s of steps (one evaluation each, at 1 GFLOP/s)"
+
+
+def test_a_terminals_progress_bar_is_closed_when_a_run_ends_early(monkeypatch):
+    # L-BFGS converged after 3 of 10 steps: the bar must show step 3 and end its line, so that the
+    # summary printed next starts on a line of its own (it used to follow "1/10 ... total: 1.0000").
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    loop.run_steps(CountingSynthesis(FakeClock(), 0.0, converge_after=3), 10, [loop.ProgressBar()])
+    print("wrote out.png")
+    last_bar, summary = out.getvalue().rsplit("\r", 1)[1].splitlines()
+    assert " 3/10" in last_bar and "total: 0.3333" in last_bar
+    assert summary == "wrote out.png"

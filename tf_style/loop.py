@@ -105,7 +105,7 @@ class ProgressBar(Callback):
         self.bar: keras.utils.Progbar | None = None
 
     def on_run_start(self, run: RunState) -> None:
-        self.bar = None
+        self.bar, self.finalized = None, False
         if getattr(self.stream, "isatty", lambda: False)() and self.stream is sys.stdout:
             target = None if run.open_ended else run.num_steps
             self.bar = keras.utils.Progbar(target, stateful_metrics=["px", *self.SHOWN], unit_name="step")
@@ -118,11 +118,21 @@ class ProgressBar(Callback):
         values = [(k, run.terms[k]) for k in self.SHOWN if k in run.terms]
         if self.bar is not None:
             self.bar.update(run.step, values=[("px", size), *values], finalize=last)
+            self.finalized = last
             return
         of = "" if run.open_ended else f"/{run.num_steps}"
         terms = "  ".join(f"{k}: {v:.4g}" for k, v in values)
         print(f"step {run.step:{len(str(run.num_steps))}d}{of}  {size}px  {run.elapsed / run.step:.3g} s/step  {terms}",
               file=self.stream, flush=True)
+
+    def on_run_end(self, run: RunState) -> None:
+        # A run that ends before its planned steps (converged, out of time, interrupted) still closes
+        # its bar, showing the last step (Keras skips updates within 50 ms) and ending the line, so
+        # that what is printed next does not land on it.
+        if self.bar is not None and not self.finalized and run.step and run.history:
+            values = [(k, run.history[-1][k]) for k in self.SHOWN if k in run.history[-1]]
+            self.bar.update(run.step, values=[("px", max(run.synthesis.image.shape[1:3])), *values], finalize=True)
+            self.finalized = True
 
 
 class SaveEvery(Callback):
