@@ -43,3 +43,12 @@ def test_bad_benchmark_flags_are_one_line_before_any_work(tmp_path, args, messag
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"benchmark.py: error: {message}\n")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_json_path_under_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("kept")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--json=afile/x.json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert (proc.returncode, proc.stderr) == (2, "benchmark.py: error: --json: cannot write 'afile/x.json'; expected a "
+                                                 "file name in an existing, writable folder\n")
+    assert sorted(os.listdir(tmp_path)) == ["afile"] and (tmp_path / "afile").read_text() == "kept"

@@ -263,6 +263,17 @@ def test_dry_run_refuses_what_the_run_refuses(tmp_path):
     assert (dry.returncode, dry.stdout, dry.stderr.strip().splitlines()[-1]) == (2, "", expected)
     assert (real.returncode, real.stderr.strip().splitlines()[-1]) == (2, expected)
     assert not (tmp_path / "out.png").exists()
+    # A texture of that image (no content) with conv1_1 only: 256x10 is below any output size; the
+    # run refused it naming --output_size, which the user never gave, and the dry run planned it.
+    common = [sys.executable, "-m", "tf_style", f"--style={tmp_path / 'wide.png'}", "--image_size=256",
+              "--weights=random", "--style_layers=conv1_1"]
+    dry, real = (subprocess.run(common + extra, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+                 for extra in (["--dry_run"], [f"--output={tmp_path / 'out.png'}"]))
+    expected = ("tf-style: error: --style: the texture being synthesised is 256x10 pixels; each side must be at least "
+                "16 px (raise --image_size or --style_size, or give --output_size)")
+    assert (dry.returncode, dry.stdout, dry.stderr.strip().splitlines()[-1]) == (2, "", expected)
+    assert (real.returncode, real.stderr.strip().splitlines()[-1]) == (2, expected)
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_the_dry_run_with_a_time_budget_predicts_the_steps_that_fit():
@@ -278,6 +289,9 @@ def test_the_dry_run_with_a_time_budget_predicts_the_steps_that_fit():
     assert [line.split()[2] for line in budgeted[1:3]] == ["10", "5"]
     assert [line.split()[-1] for line in budgeted[1:3]] == ["10s", "20s"]
     assert budgeted[3].startswith("predicted: peak memory 100 MB, 30 s of steps (max_seconds;")
+    # A share shorter than a step still gets one: the run's first step of a scale always runs.
+    tiny = estimate.report(cost, rate, max_seconds=0.5).splitlines()
+    assert [line.split()[2] for line in tiny[1:3]] == ["1", "1"]
     planned = estimate.report(cost, rate).splitlines()
     assert [(line.split()[2], line.split()[-1]) for line in planned[1:3]] == [("100", "100s"), ("50", "200s")]
     assert planned[3] == "predicted: peak memory 100 MB, about 300 s of steps (one evaluation each, at 1 GFLOP/s)"
@@ -300,3 +314,23 @@ def test_a_terminals_progress_bar_is_closed_when_a_run_ends_early(monkeypatch):
     last_bar, summary = out.getvalue().rsplit("\r", 1)[1].splitlines()
     assert " 3/10" in last_bar and "total: 0.3333" in last_bar
     assert summary == "wrote out.png"
+
+
+def test_a_resumed_run_interrupted_before_its_first_step_keeps_its_error(monkeypatch):
+    # Resumed (steps and history from a checkpoint) and stopped while building its first scale: the
+    # bar has no synthesis to show, and closing it must not replace the KeyboardInterrupt.
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    run = loop.RunState(synthesis=None, num_steps=10, step=5, scale_steps=5, history=[{"total": 1.0}] * 5)
+
+    def build(previous):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_scales([loop.Stage(10, build)], [loop.ProgressBar()], run)

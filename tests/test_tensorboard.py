@@ -377,8 +377,8 @@ def test_a_budgeted_run_spreads_its_default_images_over_the_budget(tmp_path, con
     logger = TensorBoardLogger(str(tmp_path / "logs"), "budget")
     logger.on_run_start(run)
     logger.on_scale_start(run)
-    for _ in range(20):  # 20 steps of 0.5 s: 10 s
-        now[0] += 0.5
+    for k in range(15):  # steps of 0.5 s, the 11th of 3 s: 10 s
+        now[0] += 3.0 if k == 10 else 0.5
         run.terms = {k: float(v[0]) for k, v in synthesis.step().items()}
         run.step += 1
         run.history.append(run.terms)
@@ -386,4 +386,13 @@ def test_a_budgeted_run_spreads_its_default_images_over_the_budget(tmp_path, con
     logger.on_run_end(run)
     logger.close()
     events = read_run(os.path.join(str(tmp_path / "logs"), "budget"))
-    assert [s for s, _, _ in events["image/current"]] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    # One per second of the budget: at 1, 2, ..., 5 s; the slow step ends at 8 s (one image for the
+    # seconds it spanned); then at 9 and 10 s.
+    assert [s for s, _, _ in events["image/current"]] == [2, 4, 6, 8, 10, 11, 13, 15]
+
+
+def test_a_vanishing_budget_still_takes_its_snapshots():
+    from tf_style.snapshots import TimedSnapshots
+
+    timed = TimedSnapshots(1e-323, start=0.0)  # a tenth of it is 0: it raised ZeroDivisionError
+    assert [timed.due(t) for t in (1.0, 1.0, 2.0)] == [True, False, True]

@@ -13,6 +13,21 @@ def current_umask() -> int:
     return mask
 
 
+def writable_file(path: str | os.PathLike) -> bool:
+    """Whether a file can be written at `path`, found by trying in its folder (permission bits say
+    yes to root on a read-only disk); the file itself is not touched."""
+    path = os.fspath(path)
+    if not path or path.endswith(os.sep) or os.path.isdir(path):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
+        os.remove(probe)
+    except OSError:
+        return False
+    return True
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> str:
     """Calls `write(f)` on a temporary file beside `path`, syncs it, and renames it over `path`.
 

@@ -258,16 +258,13 @@ def interrupted_message(e: Interrupted) -> str:
 def dry_run_report(config: Config, content, style, options: RunOptions = RunOptions()) -> str:
     """The plan and its predicted cost for these (loaded, full-size) inputs."""
     from tf_style import api, estimate, schedule
-    from tf_style.images import size_for_longest_side
 
     shapes = [None if content is None else content.shape[:2], [s.shape[:2] for s in api.as_list(style)] or None]
     plan = schedule.plan_for_inputs(config, *shapes)
-    final = plan[-1]
-    style_shapes = [size_for_longest_side(*shape, final.style_size) for shape in shapes[1] or ()]
     import_tensorflow_quietly()
-    from tf_style.stages import check_sizes
+    from tf_style.stages import check_plan
 
-    check_sizes(config, final.shape, style_shapes, has_content=content is not None)  # what the run would refuse
+    check_plan(config, plan, shapes[1] or (), has_content=content is not None)  # the sizes the run would refuse
     costs = estimate.costs(config, plan, style is not None, *shapes)
     return estimate.report(costs, estimate.measure_flop_rate(), api.memory_for(options), config.max_seconds)
 

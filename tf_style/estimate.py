@@ -226,14 +226,14 @@ def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = 
     """The dry run's table: each scale's size, steps, predicted peak memory and time per step.
 
     With `max_seconds` the time decides the steps: each scale's time is its share of the budget
-    (`schedule.Budget.planned_shares`) and its steps those that fit in it, tracing not counted.
+    (`schedule.Budget.planned_shares`) and its steps those that fit in it (at least one), tracing not counted.
     """
     shares = None if max_seconds is None else Budget(max_seconds, [c.scale for c in cost]).planned_shares()
     lines = [f"{'scale':>5}  {'size':>9}  {'steps':>5}  {'peak memory':>11}  {'s/step':>7}  {'time':>7}"]
     total = 0.0
     for k, c in enumerate(cost):
         per_step = c.seconds_per_step(flop_rate)
-        steps = c.scale.steps if shares is None else int(shares[k] / per_step)
+        steps = c.scale.steps if shares is None else max(1, int(shares[k] / per_step))  # a scale's first step always runs
         seconds = per_step * steps if shares is None else shares[k]
         total += seconds
         h, w = c.scale.shape

@@ -129,7 +129,7 @@ class ProgressBar(Callback):
         # A run that ends before its planned steps (converged, out of time, interrupted) still closes
         # its bar, showing the last step (Keras skips updates within 50 ms) and ending the line, so
         # that what is printed next does not land on it.
-        if self.bar is not None and not self.finalized and run.step and run.history:
+        if self.bar is not None and not self.finalized and run.synthesis is not None and run.step and run.history:
             values = [(k, run.history[-1][k]) for k in self.SHOWN if k in run.history[-1]]
             self.bar.update(run.step, values=[("px", max(run.synthesis.image.shape[1:3])), *values], finalize=True)
             self.finalized = True

@@ -19,7 +19,7 @@ class TimedSnapshots:
     in a budgeted run the budget, not num_steps, decides how many steps there will be."""
 
     def __init__(self, seconds: float, start: float):
-        self.interval = seconds / DEFAULT_IMAGES_PER_RUN
+        self.interval = max(seconds / DEFAULT_IMAGES_PER_RUN, 1e-6)  # a budget of 1e-323 s would give 0
         self.next = start + self.interval
 
     def due(self, now: float) -> bool:

@@ -9,8 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from tf_style import images, losses, masks as masks_lib, normalize, schedule, start
-from tf_style.config import INIT_CHOICES, Config
-from tf_style.errors import Field
+from tf_style.config import INIT_CHOICES, MIN_IMAGE_SIZE, Config
+from tf_style.errors import Field, InputError
+from tf_style.images import size_for_longest_side
 from tf_style.features import FeatureExtractor
 from tf_style.losses import GuidedTarget, StyleTarget
 from tf_style.loop import Stage
@@ -88,6 +89,27 @@ def check_sizes(config: Config, size: Sequence[int], style_shapes: Sequence[Sequ
         config.check_side(shape, style_layers, Field("style"), "the style image")
 
 
+def scale_config(config: Config, scale: schedule.Scale, *, has_content: bool) -> Config:
+    """The run's settings at one scale of its plan: its size and style size, and for a texture (no
+    content image) its shape as output_size, which must then be a size a user could give."""
+    if not has_content and min(scale.shape) < MIN_IMAGE_SIZE:
+        h, w = scale.shape
+        raise InputError(Field("style"), f": the texture being synthesised is {w}x{h} pixels; each side must be at least "
+                         f"{MIN_IMAGE_SIZE} px (raise ", Field("image_size"), " or ", Field("style_size"), ", or give ",
+                         Field("output_size"), ")")
+    return config.replace(image_size=scale.size, style_size=scale.style_size, style_scale=None,  # style_size has it
+                          output_size=None if has_content else scale.shape)
+
+
+def check_plan(config: Config, plan: Sequence[schedule.Scale], style_shapes: Sequence[Sequence[int]], *,
+               has_content: bool) -> None:
+    """The checks that building each scale of `plan` makes, without building it (`--dry_run`):
+    `style_shapes` are the style images' (height, width) as loaded."""
+    for scale in plan:
+        at_scale = [size_for_longest_side(h, w, scale.style_size) for h, w in style_shapes]
+        check_sizes(scale_config(config, scale, has_content=has_content), scale.shape, at_scale, has_content=has_content)
+
+
 def as_list(style: np.ndarray | Sequence[np.ndarray] | None) -> list[np.ndarray]:
     """The style images as a list: none, one, or several."""
     if style is None:
@@ -135,14 +157,8 @@ def stages(
 
     def stage(scale: schedule.Scale) -> Stage:
         def build(previous: np.ndarray | None) -> Synthesis:
-            at_scale = config.replace(
-                image_size=scale.size,
-                style_size=scale.style_size,
-                style_scale=None,  # the scale's style_size has it
-                output_size=None if content is not None else scale.shape,
-            )
             return build_synthesis(
-                at_scale,
+                scale_config(config, scale, has_content=content is not None),
                 None if content is None else images.resize(content, scale.shape),
                 [images.resize_longest(s, scale.style_size) for s in as_list(style)] or None,
                 start_picture=start_picture,
@@ -156,4 +172,5 @@ def stages(
     return [stage(scale) for scale in plan]
 
 
-__all__ = ["as_list", "blended_targets", "build_synthesis", "check_sizes", "load_start", "stages"]
+__all__ = ["as_list", "blended_targets", "build_synthesis", "check_plan", "check_sizes", "load_start", "scale_config",
+           "stages"]

@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from tf_style import cli_flags  # noqa: E402
-from tf_style.atomic import write_atomically  # noqa: E402
+from tf_style.atomic import writable_file, write_atomically  # noqa: E402
 from tf_style.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
 from tf_style.errors import InputError  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
@@ -280,10 +280,9 @@ def main(argv: list[str]) -> None:
                 fail(f"--{name} must be fractions of scipy's time, each > 0; got {value!r}")
     for name in ("sizes", "memory_sizes"):
         for value in getattr(FLAGS, name):
-            if not (value.strip().isdigit() and MIN_IMAGE_SIZE <= int(value) <= MAX_IMAGE_SIZE):
+            if not (value.strip().isascii() and value.strip().isdigit() and MIN_IMAGE_SIZE <= int(value) <= MAX_IMAGE_SIZE):
                 fail(f"--{name} must be image sizes in pixels, each from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}; got {value!r}")
-    folder = os.path.dirname(os.path.abspath(FLAGS.json or "."))  # checked now: written after half an hour of work
-    if FLAGS.json is not None and (not FLAGS.json or os.path.isdir(FLAGS.json) or not os.access(folder, os.W_OK)):
+    if FLAGS.json is not None and not writable_file(FLAGS.json):  # checked now: written after half an hour of work
         fail(f"--json: cannot write {FLAGS.json!r}; expected a file name in an existing, writable folder")
     try:
         Config(image_size=FLAGS.image_size, seed=FLAGS.seed)  # no TensorFlow: a bad flag is reported at once
