@@ -243,8 +243,21 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     assert os.listdir(tmp_path) == []  # nothing written, nothing run
 
 
-def test_dry_run_refuses_what_the_run_refuses(tmp_path):
-    # A 1000x40 photo at 256 px is 256x10: too thin for conv5_1. The dry run once printed a plan for it.
+@pytest.mark.parametrize(
+    "inputs, expected",
+    [
+        # A 1000x40 photo at 256 px is 256x10: too thin for conv5_1. The dry run once printed a plan for it.
+        (["--content=wide.png", "--style=GRAVEL"],
+         "--content: the image being optimised is 256x10 pixels, but layer conv5_1 needs a side of at least 16 px "
+         "(raise --image_size or --style_size, or use shallower layers)"),
+        # A texture of it with conv1_1 only: 256x10 is below any output size. The run refused it naming
+        # --output_size, which the user never gave; the dry run planned it.
+        (["--style=wide.png", "--style_layers=conv1_1"],
+         "--style: the texture being synthesised is 256x10 pixels; each side must be at least 16 px (raise "
+         "--image_size or --style_size, or give --output_size)"),
+    ],
+)
+def test_dry_run_refuses_what_the_run_refuses(tmp_path, inputs, expected):
     import os
     import subprocess
     import sys
@@ -253,27 +266,15 @@ def test_dry_run_refuses_what_the_run_refuses(tmp_path):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     Image.new("RGB", (1000, 40), (90, 120, 150)).save(tmp_path / "wide.png")
-    env = dict(os.environ, PYTHONPATH=root)
-    common = [sys.executable, "-m", "tf_style", f"--content={tmp_path / 'wide.png'}",
-              f"--style={os.path.join(root, 'tf_style', 'data', 'gravel.jpg')}", "--image_size=256", "--weights=random"]
-    dry, real = (subprocess.run(common + extra, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-                 for extra in (["--dry_run"], [f"--output={tmp_path / 'out.png'}"]))
-    expected = ("tf-style: error: --content: the image being optimised is 256x10 pixels, but layer conv5_1 needs a side "
-                "of at least 16 px (raise --image_size or --style_size, or use shallower layers)")
-    assert (dry.returncode, dry.stdout, dry.stderr.strip().splitlines()[-1]) == (2, "", expected)
-    assert (real.returncode, real.stderr.strip().splitlines()[-1]) == (2, expected)
-    assert not (tmp_path / "out.png").exists()
-    # A texture of that image (no content) with conv1_1 only: 256x10 is below any output size; the
-    # run refused it naming --output_size, which the user never gave, and the dry run planned it.
-    common = [sys.executable, "-m", "tf_style", f"--style={tmp_path / 'wide.png'}", "--image_size=256",
-              "--weights=random", "--style_layers=conv1_1"]
-    dry, real = (subprocess.run(common + extra, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-                 for extra in (["--dry_run"], [f"--output={tmp_path / 'out.png'}"]))
-    expected = ("tf-style: error: --style: the texture being synthesised is 256x10 pixels; each side must be at least "
-                "16 px (raise --image_size or --style_size, or give --output_size)")
-    assert (dry.returncode, dry.stdout, dry.stderr.strip().splitlines()[-1]) == (2, "", expected)
-    assert (real.returncode, real.stderr.strip().splitlines()[-1]) == (2, expected)
-    assert not (tmp_path / "out.png").exists()
+    gravel = os.path.join(root, "tf_style", "data", "gravel.jpg")
+    common = [sys.executable, "-m", "tf_style", *(a.replace("GRAVEL", gravel) for a in inputs), "--image_size=256",
+              "--weights=random"]
+    dry, real = (subprocess.run(common + extra, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                                env=dict(os.environ, PYTHONPATH=root))
+                 for extra in (["--dry_run"], ["--output=out.png"]))
+    assert (dry.returncode, dry.stdout, dry.stderr.strip().splitlines()[-1]) == (2, "", f"tf-style: error: {expected}")
+    assert (real.returncode, real.stderr.strip().splitlines()[-1]) == (2, f"tf-style: error: {expected}")
+    assert os.listdir(tmp_path) == ["wide.png"]
 
 
 def test_the_dry_run_with_a_time_budget_predicts_the_steps_that_fit():
