@@ -78,8 +78,8 @@ def check_sizes(config: Config, size: Sequence[int], style_shapes: Sequence[Sequ
     """That the image being optimised, (height, width) `size`, and each style image as resized keep a
     pixel at the deepest layer they are matched at; else the InputError that names the input.
 
-    The run checks each scale's synthesis with it, and `--dry_run` the final scale, so that the
-    dry run refuses what the run would.
+    `build_synthesis` checks each scale with it, and `check_plan` (`--dry_run`) every scale of a
+    plan without building it, so that both refuse too small an image with the same line.
     """
     content_layers = config.content_layers if has_content else ()
     style_layers = config.style_layers if style_shapes else ()
