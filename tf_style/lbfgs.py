@@ -222,8 +222,7 @@ class LBFGS:
             # Still descending steeply: go further, to the secant's zero of psi' where the slope
             # rises (2x to 8x), else twice as far (concave: the slope steepens).
             grow = tf.where(s1 > s0, tf.clip_by_value(s0 / tf.minimum(s0 - s1, -1e-30), 2.0, 8.0), 2.0)
-            # Too far (no sufficient decrease): the minimum of the quadratic through psi(0),
-            # psi'(0), psi(1), kept within 0.1x to 0.5x.
+            # Too far (no sufficient decrease): the minimum of the quadratic through psi(0), psi'(0), psi(1), 0.1x-0.5x.
             bend = tf.reduce_sum(terms["total"]) - f - s0
             shrink = tf.where(tf.logical_and(tf.math.is_finite(bend), bend > 0.0),
                               tf.clip_by_value(-s0 / (2.0 * tf.maximum(bend, 1e-30)), 0.1, 0.5), 0.5)
@@ -239,11 +238,12 @@ class LBFGS:
     def _remember(self, state: LBFGSState, s: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> LBFGSState:
         """The state with the pair (s, y) pushed into the ring buffers when `keep`."""
 
+        def put(buffer, new):  # slot `head` replaced (tensor_scatter_nd_update's GPU kernel copies it on one thread)
+            return tf.ensure_shape(tf.concat([buffer[:state.head], new[None], buffer[state.head + 1:]], 0), buffer.shape)
+
         def push():
-            slot = [[state.head]]
             return state._replace(
-                s=tf.tensor_scatter_nd_update(state.s, slot, s[None]),
-                y=tf.tensor_scatter_nd_update(state.y, slot, y[None]),
+                s=put(state.s, s), y=put(state.y, y),
                 count=tf.minimum(state.count + 1, self.history),
                 head=(state.head + 1) % self.history,
                 h_diag=tf.reduce_sum(y * s) / tf.reduce_sum(y * y),
