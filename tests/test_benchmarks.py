@@ -2,9 +2,11 @@
 by running it, never by a timed test)."""
 
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tf_style.benchmarks import Budgeted, SpeedRow, speed_table
@@ -52,3 +54,28 @@ def test_a_json_path_under_a_file_is_refused_before_any_work(tmp_path):
     assert (proc.returncode, proc.stderr) == (2, "benchmark.py: error: --json: cannot write 'afile/x.json'; expected a "
                                                  "file name in an existing, writable folder\n")
     assert sorted(os.listdir(tmp_path)) == ["afile"] and (tmp_path / "afile").read_text() == "kept"
+
+
+def test_the_benchmark_image_is_the_photos_centre_square(tmp_path):
+    """A 4x6 photo whose columns are numbered: its centre square is columns 1..4, unresized at size 4."""
+    from PIL import Image
+
+    from tf_style.benchmarks import square_photo
+
+    pixels = np.repeat(np.repeat(np.arange(6, dtype=np.uint8)[None, :, None] * 40, 4, axis=0), 3, axis=2)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    np.testing.assert_array_equal(square_photo(str(tmp_path / "photo.png"), 4), pixels[:, 1:5].astype(np.float32))
+    tall = np.ascontiguousarray(pixels.transpose(1, 0, 2))  # 6x4: rows 1..4
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    np.testing.assert_array_equal(square_photo(str(tmp_path / "tall.png"), 4), tall[1:5].astype(np.float32))
+
+
+def test_the_iterations_benchmark_runs_the_steps_it_names():
+    """--what=iterations: the steps asked for, one evaluation or more each, at size x size, and the device."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--what=iterations",
+                           "--image_size=32", "--steps=4"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    match = re.fullmatch(r"--what=iterations on CPU: 4 lbfgs steps \((\d+) evaluations\) at 32x32 in [\d.]+ s, "
+                         r"[\d.]+ ms a step; loss ([\d.e+]+)\n", proc.stdout)
+    assert match, proc.stdout
+    assert int(match.group(1)) >= 4

@@ -17,6 +17,9 @@ here (it is the reference), not by the library.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -61,6 +64,52 @@ def full_size_objective(config: Config, content: str, style: str) -> tuple[Style
     content_arr, style_arr = api.prepare_images(single, content, style)
     synthesis = api.build_synthesis(single, content_arr, style_arr)
     return synthesis.objective, synthesis.image.numpy()
+
+
+@dataclass
+class Iterations:
+    """Back-to-back optimisation steps at one size, after the traced first step."""
+
+    shape: tuple[int, int]  # (height, width)
+    steps: int
+    evaluations: int
+    seconds: float  # the steps' wall time, the loop's per-step work included
+    loss: float  # the total loss after the last step
+    device: str  # where TensorFlow placed the work: a GPU's name, or "CPU"
+
+
+def square_photo(path: str, size: int) -> np.ndarray:
+    """The photo's centre square, resized to size x size (a `size`² benchmark image)."""
+    photo = images.load_image(path, "content")
+    h, w = photo.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return images.resize(photo[top:top + side, left:left + side], (size, size))
+
+
+def device_name() -> str:
+    """The first GPU's name as TensorFlow reports it, or "CPU" when it sees none."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+
+
+def iterations(config: Config, content: str, style: str, steps: int) -> Iterations:
+    """`steps` steps of `config`'s optimiser at config.image_size² (one scale, white noise), timed
+    through the loop a run uses, after one untimed step that traces."""
+    single = config.replace(scales=1, max_seconds=None, num_steps=steps)
+    photo = square_photo(content, config.image_size)
+    style_arr = api.prepare_images(single, content, style)[1]
+    synthesis = api.build_synthesis(single, photo, style_arr)
+    loop.run_steps(synthesis, 1)
+    before = float(synthesis.state.evaluations) if hasattr(synthesis.state, "evaluations") else 1.0
+    started = time.perf_counter()
+    run = loop.run_steps(synthesis, steps)
+    loss = float(run.terms["total"])  # a float: the step's results have reached the host
+    seconds = time.perf_counter() - started
+    after = float(synthesis.state.evaluations) if hasattr(synthesis.state, "evaluations") else 1.0 + steps
+    return Iterations(tuple(photo.shape[:2]), steps, round(after - before), seconds, loss, device_name())
 
 
 def saved_loss(objective: StyleObjective, image: np.ndarray) -> float:
@@ -156,6 +205,23 @@ def under_budget(config: Config, content: str, style: str, seconds: float, objec
                     config.scales)
 
 
+#: Runs its arguments as a command and prints that child's peak resident memory in KB: each
+#: measurement in its own process, as getrusage's children maximum only ever grows.
+_PEAK_OF = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def cli_peak_rss(size: int, content: str, style: str, folder: str, flags: tuple[str, ...] = ()) -> float:
+    """Peak resident memory (MB) of `tf-style` in a fresh process: 3 steps at `size`, random weights."""
+    command = [sys.executable, "-m", "tf_style", f"--content={content}", f"--style={style}", "--weights=random",
+               f"--image_size={size}", "--num_steps=3", "--print_every=0",
+               f"--output={os.path.join(folder, f'peak_{size}.png')}", *flags]
+    out = subprocess.run([sys.executable, "-c", _PEAK_OF, *command], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
 def predicted_peak(config: Config, content: str, style: str) -> float:
     """The dry run's peak-memory estimate (MB) for `config` on these images."""
     content_arr, style_arr = api.prepare_images(config, content, style)
@@ -203,5 +269,6 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Budgeted", "SpeedRow", "floor_seconds", "full_size_objective", "measure", "predicted_peak",
-           "saved_loss", "scipy_lbfgsb", "speed_table", "step_seconds", "under_budget"]
+__all__ = ["Budgeted", "Iterations", "SpeedRow", "cli_peak_rss", "device_name", "floor_seconds", "full_size_objective",
+           "iterations", "measure", "predicted_peak", "saved_loss", "scipy_lbfgsb", "speed_table", "square_photo",
+           "step_seconds", "under_budget"]

@@ -24,6 +24,12 @@ and writes --json.
 
     python tools/benchmark.py --what=speed --sizes=128,256,512 --json=speed.json
 
+--what=iterations: --steps steps of the default optimiser back to back at --image_size² (the
+photo's centre square, one scale, white noise), after one traced step, through the loop a run
+uses; prints the device TensorFlow used. The speed issue's GPU goal: 500 steps at 512² in 3 s.
+
+    python tools/benchmark.py --what=iterations --image_size=512 --steps=500
+
 Add a benchmark by writing a function and registering it in BENCHMARKS.
 """
 
@@ -31,7 +37,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +58,8 @@ PROG = "benchmark.py"  # as the other tools name themselves in their error lines
 MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]  # the flags' owner, for --help
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers"], "Which benchmark to run.", module_name=MODULE)
+flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers", "iterations"], "Which benchmark to run.",
+                  module_name=MODULE)
 flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed: image sizes.", module_name=MODULE)
 flags.DEFINE_list("budgets", ["0.5", "0.25"], "--what=speed: our time budgets, as fractions of scipy's time.", module_name=MODULE)
 flags.DEFINE_list("single_scale_budgets", ["0.5"], "--what=speed: budgets (fractions of scipy's time) also run "
@@ -64,7 +70,7 @@ flags.DEFINE_string("style", "gravel.jpg", "--what=speed: the style image, in tf
 flags.DEFINE_string("json", None, "--what=speed: write the results there as JSON.", module_name=MODULE)
 flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.", module_name=MODULE)
 flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.", module_name=MODULE)
-flags.DEFINE_integer("steps", 10, "Steps per timed block.", module_name=MODULE)
+flags.DEFINE_integer("steps", 10, "Steps per timed block (--what=iterations: steps timed).", module_name=MODULE)
 flags.DEFINE_integer("rounds", 3, "Timed blocks per variant (the variants alternate).", module_name=MODULE)
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN set-up).", module_name=MODULE)
 flags.DEFINE_integer("image_every", 10, "TensorBoard image interval in the logged blocks (a 500-step run's default is 50).", module_name=MODULE)
@@ -214,23 +220,6 @@ def bench_optimizers() -> None:
               f"{adam_evals / e:.1f}x fewer evaluations, {adam_time / t:.1f}x less time")
 
 
-#: Runs its arguments as a command and prints that child's peak resident memory in KB: each
-#: measurement in its own process, as getrusage's children maximum only ever grows.
-_PEAK_OF = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-    "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-)
-
-
-def cli_peak_rss(size: int, content: str, style: str, folder: str, flags: tuple[str, ...] = ()) -> float:
-    """Peak resident memory (MB) of `tf-style` in a fresh process: 3 steps at `size`, random weights."""
-    command = [sys.executable, "-m", "tf_style", f"--content={content}", f"--style={style}", "--weights=random",
-               f"--image_size={size}", "--num_steps=3", "--print_every=0",
-               f"--output={os.path.join(folder, f'peak_{size}.png')}", *flags]
-    out = subprocess.run([sys.executable, "-c", _PEAK_OF, *command], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip()) / 1024
-
-
 def bench_speed() -> None:
     import dataclasses
     import json
@@ -248,7 +237,7 @@ def bench_speed() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for size in (int(s) for s in FLAGS.memory_sizes):
             predicted = benchmarks.predicted_peak(Config(image_size=size), content, style)
-            measured = cli_peak_rss(size, content, style, folder)
+            measured = benchmarks.cli_peak_rss(size, content, style, folder)
             memory.append({"size": size, "predicted_mb": predicted, "measured_mb": measured})
             print(f"peak memory at {size}px (tf-style, defaults): measured {measured:.0f} MB, dry run predicted "
                   f"{predicted:.0f} MB ({100 * (predicted - measured) / measured:+.1f}%)", flush=True)
@@ -257,8 +246,18 @@ def bench_speed() -> None:
         write_atomically(FLAGS.json, lambda f: f.write(json.dumps(results, indent=2).encode()))
 
 
+def bench_iterations() -> None:
+    from tf_style import benchmarks
+
+    data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")
+    config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
+    r = benchmarks.iterations(config, os.path.join(data, "chelsea.jpg"), os.path.join(data, FLAGS.style), FLAGS.steps)
+    print(f"--what=iterations on {r.device}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
+          f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}")
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {
-    "speed": bench_speed, "tensorboard": bench_tensorboard, "optimizers": bench_optimizers
+    "speed": bench_speed, "tensorboard": bench_tensorboard, "optimizers": bench_optimizers, "iterations": bench_iterations
 }
 
 
