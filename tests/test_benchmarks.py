@@ -79,3 +79,18 @@ def test_the_iterations_benchmark_runs_the_steps_it_names():
                          r"[\d.]+ ms a step; loss ([\d.e+]+)\n", proc.stdout)
     assert match, proc.stdout
     assert int(match.group(1)) >= 4
+
+
+def test_the_optimizer_trajectories_count_evaluations_as_each_optimiser_spends_them(content_image, style_image):
+    """Adam spends one evaluation a step; L-BFGS counts its own. Both record until the budget, after
+    the untimed first step, and from white noise both losses fall."""
+    from tf_style import benchmarks
+    from tf_style.config import Config
+
+    config = Config(image_size=32, weights="random", seed=0, scales=1)
+    runs = benchmarks.trajectories(config, content_image[:21, :32], style_image[:32, :32], ("adam", "lbfgs"), 20)
+    assert [e for e, _, _ in runs["adam"]] == list(range(2, 21))
+    lbfgs = [e for e, _, _ in runs["lbfgs"]]
+    assert len(lbfgs) > 2 and lbfgs == sorted(set(lbfgs)) and lbfgs[-1] >= 20 > lbfgs[-2]
+    for name, trajectory in runs.items():
+        assert trajectory[-1][2] < trajectory[0][2], name

@@ -17,9 +17,6 @@ here (it is the reference), not by the library.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -205,21 +202,25 @@ def under_budget(config: Config, content: str, style: str, seconds: float, objec
                     config.scales)
 
 
-#: Runs its arguments as a command and prints that child's peak resident memory in KB: each
-#: measurement in its own process, as getrusage's children maximum only ever grows.
-_PEAK_OF = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-    "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-)
-
-
-def cli_peak_rss(size: int, content: str, style: str, folder: str, flags: tuple[str, ...] = ()) -> float:
-    """Peak resident memory (MB) of `tf-style` in a fresh process: 3 steps at `size`, random weights."""
-    command = [sys.executable, "-m", "tf_style", f"--content={content}", f"--style={style}", "--weights=random",
-               f"--image_size={size}", "--num_steps=3", "--print_every=0",
-               f"--output={os.path.join(folder, f'peak_{size}.png')}", *flags]
-    out = subprocess.run([sys.executable, "-c", _PEAK_OF, *command], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip()) / 1024
+def trajectories(config: Config, content: np.ndarray, style: np.ndarray, optimizers: Sequence[str],
+                 evaluations: int) -> dict[str, list[tuple[int, float, float]]]:
+    """Each optimiser from the same white noise until `evaluations` objective evaluations: after each
+    step, (evaluations so far, seconds since the first step ended, total loss). The first step
+    traces: its time is not counted, its evaluations are."""
+    out = {}
+    for name in optimizers:
+        synthesis = api.build_synthesis(config.replace(optimizer=name), content, style)
+        counts = hasattr(synthesis.state, "evaluations")  # L-BFGS counts its own (a line search may try several)
+        steps, trajectory = 1, []
+        synthesis.step()
+        start = time.perf_counter()
+        while (int(synthesis.state.evaluations.numpy()) if counts else steps) < evaluations:
+            total = float(synthesis.step()["total"][0])
+            steps += 1
+            done = int(synthesis.state.evaluations.numpy()) if counts else steps
+            trajectory.append((done, time.perf_counter() - start, total))
+        out[name] = trajectory
+    return out
 
 
 def predicted_peak(config: Config, content: str, style: str) -> float:
@@ -269,6 +270,6 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Budgeted", "Iterations", "SpeedRow", "cli_peak_rss", "device_name", "floor_seconds", "full_size_objective",
+__all__ = ["Budgeted", "Iterations", "SpeedRow", "device_name", "floor_seconds", "full_size_objective",
            "iterations", "measure", "predicted_peak", "saved_loss", "scipy_lbfgsb", "speed_table", "square_photo",
-           "step_seconds", "under_budget"]
+           "step_seconds", "trajectories", "under_budget"]

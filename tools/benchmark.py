@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -179,30 +180,14 @@ def bench_tensorboard() -> None:
 
 
 def bench_optimizers() -> None:
-    from tf_style import api
+    from tf_style import api, benchmarks
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
     data = os.path.join(os.path.dirname(os.path.abspath(api.__file__)), "data")
     content, style = api.prepare_images(
         config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "hubble_deep_field.jpg")
     )
-    trajectories: dict[str, list[tuple[int, float, float]]] = {}
-    for name in ("adam", "lbfgs"):
-        synthesis = api.build_synthesis(config.replace(optimizer=name), content, style)
-
-        def evaluations() -> int:
-            # L-BFGS counts its own (a line search may evaluate several times); Adam is one a step.
-            return int(synthesis.state.evaluations.numpy()) if name == "lbfgs" else steps
-
-        steps, trajectory = 0, []
-        synthesis.step()  # traces; its time is not counted, its evaluations are
-        steps += 1
-        start = time.perf_counter()
-        while evaluations() < FLAGS.evaluations:
-            total = float(synthesis.step()["total"][0])
-            steps += 1
-            trajectory.append((evaluations(), time.perf_counter() - start, total))
-        trajectories[name] = trajectory
+    trajectories = benchmarks.trajectories(config, content, style, ("adam", "lbfgs"), FLAGS.evaluations)
 
     adam_evals, adam_time, adam_loss = trajectories["adam"][-1]
     lbfgs_evals, lbfgs_time, lbfgs_loss = trajectories["lbfgs"][-1]
@@ -218,6 +203,23 @@ def bench_optimizers() -> None:
         e, t = reached
         print(f"  lbfgs reached adam's final loss after {e} evaluations and {t:.1f} s: "
               f"{adam_evals / e:.1f}x fewer evaluations, {adam_time / t:.1f}x less time")
+
+
+#: Runs its arguments as a command and prints that child's peak resident memory in KB: each
+#: measurement in its own process, as getrusage's children maximum only ever grows.
+_PEAK_OF = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def cli_peak_rss(size: int, content: str, style: str, folder: str, flags: tuple[str, ...] = ()) -> float:
+    """Peak resident memory (MB) of `tf-style` in a fresh process: 3 steps at `size`, random weights."""
+    command = [sys.executable, "-m", "tf_style", f"--content={content}", f"--style={style}", "--weights=random",
+               f"--image_size={size}", "--num_steps=3", "--print_every=0",
+               f"--output={os.path.join(folder, f'peak_{size}.png')}", *flags]
+    out = subprocess.run([sys.executable, "-c", _PEAK_OF, *command], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
 
 
 def bench_speed() -> None:
@@ -237,7 +239,7 @@ def bench_speed() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for size in (int(s) for s in FLAGS.memory_sizes):
             predicted = benchmarks.predicted_peak(Config(image_size=size), content, style)
-            measured = benchmarks.cli_peak_rss(size, content, style, folder)
+            measured = cli_peak_rss(size, content, style, folder)
             memory.append({"size": size, "predicted_mb": predicted, "measured_mb": measured})
             print(f"peak memory at {size}px (tf-style, defaults): measured {measured:.0f} MB, dry run predicted "
                   f"{predicted:.0f} MB ({100 * (predicted - measured) / measured:+.1f}%)", flush=True)
