@@ -67,7 +67,7 @@ flags.DEFINE_list("single_scale_budgets", ["0.5"], "--what=speed: budgets (fract
                   "with --scales=1, the paper's single resolution, next to the defaults.", module_name=MODULE)
 flags.DEFINE_integer("scipy_evaluations", 300, "--what=speed: evaluations given to scipy's L-BFGS-B.", module_name=MODULE)
 flags.DEFINE_list("memory_sizes", ["256", "512", "1024"], "--what=speed: sizes whose peak memory is measured.", module_name=MODULE)
-flags.DEFINE_string("style", "gravel.jpg", "--what=speed: the style image, in tf_style/data.", module_name=MODULE)
+flags.DEFINE_string("style", "gravel.jpg", "--what=speed, iterations: the style image, in tf_style/data.", module_name=MODULE)
 flags.DEFINE_string("json", None, "--what=speed: write the results there as JSON.", module_name=MODULE)
 flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.", module_name=MODULE)
 flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.", module_name=MODULE)
