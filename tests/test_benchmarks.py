@@ -94,3 +94,13 @@ def test_the_optimizer_trajectories_count_evaluations_as_each_optimiser_spends_t
     assert len(lbfgs) > 2 and lbfgs == sorted(set(lbfgs)) and lbfgs[-1] >= 20 > lbfgs[-2]
     for name, trajectory in runs.items():
         assert trajectory[-1][2] < trajectory[0][2], name
+
+
+def test_the_iterations_benchmark_reports_the_steps_that_ran_when_lbfgs_converges_first():
+    from tf_style import benchmarks
+    from tf_style.config import Config
+
+    data = os.path.join(ROOT, "tf_style", "data")
+    config = Config(image_size=32, weights="random", seed=0, tolerance=0.5)
+    r = benchmarks.iterations(config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg"), 200)
+    assert 1 <= r.steps < 200 and r.evaluations >= r.steps and r.shape == (32, 32) and r.device == "CPU"

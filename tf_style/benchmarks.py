@@ -102,11 +102,11 @@ def iterations(config: Config, content: str, style: str, steps: int) -> Iteratio
     loop.run_steps(synthesis, 1)
     before = float(synthesis.state.evaluations) if hasattr(synthesis.state, "evaluations") else 1.0
     started = time.perf_counter()
-    run = loop.run_steps(synthesis, steps)
+    run = loop.run_steps(synthesis, steps)  # fewer steps if L-BFGS converges first
     loss = float(run.terms["total"])  # a float: the step's results have reached the host
     seconds = time.perf_counter() - started
-    after = float(synthesis.state.evaluations) if hasattr(synthesis.state, "evaluations") else 1.0 + steps
-    return Iterations(tuple(photo.shape[:2]), steps, round(after - before), seconds, loss, device_name())
+    after = float(synthesis.state.evaluations) if hasattr(synthesis.state, "evaluations") else 1.0 + run.step
+    return Iterations(tuple(photo.shape[:2]), run.step, round(after - before), seconds, loss, device_name())
 
 
 def saved_loss(objective: StyleObjective, image: np.ndarray) -> float:
