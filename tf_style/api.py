@@ -12,6 +12,8 @@ from tf_style.startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before the modules below load TensorFlow: the Python API prints no start-up notices
 
+import tensorflow as tf  # noqa: E402
+
 from tf_style import checkpoints, colour, endings, estimate, images, masks, provenance, run_dirs, schedule  # noqa: E402
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
@@ -133,6 +135,8 @@ def run(
       tf_style.errors.Interrupted: after Ctrl-C or `stop`, once the image so far is written (to
         `output`, or beside it if a file was there before the run) and, after `stop`, a checkpoint.
       tf_style.errors.Diverged: the loss became inf or NaN; the last finite image is written likewise.
+      tf_style.errors.OutOfMemory: TensorFlow could not allocate a step's memory (a GPU's); the image
+        of the last finished step is written likewise.
     """
     options = options if options is not None else RunOptions()
     existed = output is not None and check_output(output, config, content, style, options.save_every)
@@ -177,17 +181,12 @@ def run(
         if checkpointing is not None:  # a resume would diverge again; the advice is to change settings
             checkpointing.checkpoints.remove()
         raise endings.diverged(e, state, config, output, existed, final) from None
+    except tf.errors.ResourceExhaustedError as e:  # a GPU's own memory: check_memory models the host's
+        raise endings.out_of_memory(e.message, state, output, existed, final) from None
     warning = endings.loss_rose(state)
-    result = Result(
-        image=images.to_uint8(state.picture()),
-        history=state.history,
-        config=config,
-        seconds=state.elapsed,
-        scales=tuple(plan),
-        stopped=state.stopped,
-        warnings=(warning,) if warning is not None else (),
-        resumed_at=resumed_at,
-    )
+    result = Result(image=images.to_uint8(state.picture()), history=state.history, config=config, seconds=state.elapsed,
+                    scales=tuple(plan), stopped=state.stopped, warnings=(warning,) if warning is not None else (),
+                    resumed_at=resumed_at)
     if output is not None:
         images.save_image(result.image, output, metadata=provenance.record(config, state.input_names))
     if checkpointing is not None:

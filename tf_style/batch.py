@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from tf_style import images, provenance, run_dirs
 from tf_style.config import Config, RunOptions
-from tf_style.errors import Diverged, Field, InputError
+from tf_style.errors import Diverged, Field, InputError, OutOfMemory
 from tf_style.stopping import StopSwitch
 
 # tf_style.api (and with it TensorFlow) loads in run_folder only, so that the command line can
@@ -141,7 +141,7 @@ def run_folder(
             mine = options.replace(resume=state == "resume", checkpoint_dir=checkpoint_folder(options, output))
             api.run(config, photo, style, options=mine, output=output, progress=True, callbacks=callbacks_for(output),
                     content_name=names["content"], style_name=style_name, stop=stop)
-        except (InputError, Diverged) as e:
+        except (InputError, Diverged, OutOfMemory) as e:
             message = render(e)
             report(f"    failed: {message}")
             outcomes.append(Outcome(content, output, "failed", message))

@@ -25,7 +25,7 @@ from absl import flags  # noqa: E402
 
 from tf_style import cli_flags, run_dirs  # noqa: E402
 from tf_style.config import Config, RunOptions  # noqa: E402
-from tf_style.errors import Diverged, Field, InputError, Interrupted  # noqa: E402
+from tf_style.errors import Diverged, Field, InputError, Interrupted, OutOfMemory  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "tf-style"
@@ -109,7 +109,7 @@ def stylize_from_flags(argv: list[str]) -> None:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted before the optimisation started; nothing was written", file=sys.stderr)
         sys.exit(130)
-    except Diverged as e:
+    except (Diverged, OutOfMemory) as e:
         print(f"{PROG}: {e.render(cli_flags.flag_name)}", file=sys.stderr)
         sys.exit(1)
     finally:

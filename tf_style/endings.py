@@ -4,12 +4,14 @@ The rule is that nothing a user had is lost. An interrupted run writes the image
 output only if no file was there when the run started; otherwise beside it
 (`tf_style.images.unfinished_path`), and the message names where. A run whose loss becomes
 infinite or NaN writes the last image that was still finite the same way and says what to
-change. A run that ends far above where it started is reported by `loss_rose`.
+change; so does a run that a device's memory cannot hold (`out_of_memory`). A run that ends far
+above where it started is reported by `loss_rose`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import numpy as np
@@ -17,7 +19,7 @@ import numpy as np
 from tf_style import images, provenance
 from tf_style.checkpoints import Checkpointing
 from tf_style.config import Config
-from tf_style.errors import Diverged, Field, Interrupted, RunWarning
+from tf_style.errors import Diverged, Field, Interrupted, OutOfMemory, RunWarning
 from tf_style.loop import RunState
 from tf_style.stopping import StopRequested
 
@@ -81,6 +83,18 @@ def diverged(
     return Diverged(error.step, error.value, saved_to, advice)
 
 
+def out_of_memory(message: str, run: RunState, output: str | None, existed: bool, shape: tuple[int, int]) -> OutOfMemory:
+    """The OutOfMemory for TensorFlow's `message` (a ResourceExhaustedError's), after writing the
+    image of the last finished step as `interrupted` writes one."""
+    device = re.search(r"device:([A-Z]+:\d+)", message)
+    saved_to = None
+    if output is not None and run.step > 0 and run.last_finite is not None:
+        saved_to = write_unfinished(unfinished_picture(run.last_finite, shape, run), output, existed, run)
+    size = tuple(run.synthesis.image.shape[1:3]) if run.synthesis is not None else tuple(shape)
+    advice = ("lower ", Field("image_size"), " (", Field("dry_run"), " shows the size of every scale)")
+    return OutOfMemory(run.step + 1, size, device.group(1) if device else "TensorFlow", saved_to, advice)
+
+
 #: A run whose final loss is this many times the loss its final scale started at is reported: it
 #: made the picture worse (Adam with too large a step does; L-BFGS's line search never accepts a
 #: rise). Measured against the final scale's start, because the loss of a coarser scale, summed
@@ -103,4 +117,4 @@ def loss_rose(run: RunState) -> RunWarning | None:
     )
 
 
-__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "unfinished_picture", "write_unfinished"]
+__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "out_of_memory", "unfinished_picture", "write_unfinished"]

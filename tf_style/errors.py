@@ -81,7 +81,19 @@ class Interrupted(KeyboardInterrupt):
         self.image = image  # the picture so far (uint8 [H, W, 3]), None before the first step
 
 
-class Diverged(ArithmeticError):
+class _Advised:
+    """A run that failed: `head` says what happened, `advice` (parts as in InputError) what to change."""
+
+    head: str
+    advice: tuple[str | Field, ...]
+
+    def render(self, name_of: Callable[[str], str]) -> str:
+        """The message with the advice's Fields written by `name_of` (as InputError.render)."""
+        advice = "".join(name_of(p.name) if isinstance(p, Field) else p for p in self.advice)
+        return self.head + (f"; {advice}" if advice else "")
+
+
+class Diverged(_Advised, ArithmeticError):
     """The loss became `value` (inf or NaN) at step `step`: the optimisation broke down.
 
     The loop raises it; `tf_style.api.run` adds where the last finite image went (`saved_to`)
@@ -95,7 +107,19 @@ class Diverged(ArithmeticError):
             self.head += f"; the last finite image was written to {saved_to}"
         super().__init__(self.render(str))
 
-    def render(self, name_of: Callable[[str], str]) -> str:
-        """The message with the advice's Fields written by `name_of` (as InputError.render)."""
-        advice = "".join(name_of(p.name) if isinstance(p, Field) else p for p in self.advice)
-        return self.head + (f"; {advice}" if advice else "")
+
+class OutOfMemory(_Advised, MemoryError):
+    """`device` could not allocate what step `step` needed, optimising an image of `shape` (H, W).
+
+    On a GPU this is the card's own memory, which the check before a run (the host's) does not
+    model. `tf_style.api.run` raises it with the image of the last finished step at `saved_to`
+    (None: no output, or no step finished) and what to change.
+    """
+
+    def __init__(self, step: int, shape: tuple[int, int], device: str, saved_to: str | None = None,
+                 advice: tuple[str | Field, ...] = ()):
+        self.step, self.shape, self.device, self.saved_to, self.advice = step, shape, device, saved_to, advice
+        self.head = f"{device} ran out of memory at step {step}, optimising a {shape[1]}x{shape[0]} image"
+        if saved_to:
+            self.head += f"; the image of step {step - 1} was written to {saved_to}"
+        super().__init__(self.render(str))
