@@ -96,3 +96,47 @@ def test_in_a_folder_the_photo_fails_and_the_next_one_is_made(tmp_path, content_
     assert outcomes[0].message == (f"GPU:0 ran out of memory at step 2, optimising a 32x21 image; the image of step 1 "
                                    f"was written to {outputs[0]}; lower image_size (dry_run shows the size of every scale)")
     assert read(outputs[0]).shape == read(outputs[1]).shape == (21, 32, 3)
+
+
+def test_out_of_memory_while_building_a_scale_names_that_scale(monkeypatch, tmp_path, content_image, style_image):
+    """Building a scale computes its style targets, a likely place for a GPU to run out: the message
+    names the scale being built (43x64 here), not the coarse one that finished."""
+    from tf_style import schedule, stages
+
+    built = []
+    real = stages.build_synthesis
+
+    def build(*args, **kwargs):
+        built.append(1)
+        if len(built) == 2:
+            raise tf.errors.ResourceExhaustedError(None, None, GPU_OOM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "build_synthesis", build)
+    config = Config(weights="random", image_size=64, scales=2, coarsest_size=32, num_steps=2)
+    with pytest.raises(OutOfMemory) as info:
+        api.run(config, content_image, style_image, output=str(tmp_path / "o.png"))
+    coarse_steps = schedule.plan_for_inputs(config, content_image.shape[:2], [style_image.shape[:2]])[0].steps
+    assert (info.value.step, info.value.shape) == (coarse_steps + 1, (43, 64))
+    assert read(tmp_path / "o.png").shape == (43, 64, 3)  # the coarse result, at the final size
+
+
+def test_checkpoints_go_since_the_advice_is_a_smaller_size(tmp_path, content_image, style_image):
+    from tf_style.config import RunOptions
+
+    out = tmp_path / "o.png"
+    with pytest.raises(OutOfMemory):
+        api.run(Config(weights="random", image_size=32, num_steps=5, scales=1), content_image, style_image,
+                output=str(out), callbacks=[ExhaustAfter(2)], options=RunOptions(checkpoint_every=1))
+    assert out.exists() and not (tmp_path / "o.png.checkpoints").exists()
+
+
+def test_the_errors_pickle_with_their_fields():
+    import pickle
+
+    from tf_style.errors import Diverged, Field
+
+    for error in (OutOfMemory(3, (22, 32), "GPU:0", "o.png", ("lower ", Field("image_size"))),
+                  Diverged(4, float("inf"), "o.png", ("lower ", Field("learning_rate")))):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error) and again.__dict__ == error.__dict__

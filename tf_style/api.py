@@ -182,6 +182,8 @@ def run(
             checkpointing.checkpoints.remove()
         raise endings.diverged(e, state, config, output, existed, final) from None
     except tf.errors.ResourceExhaustedError as e:  # a GPU's own memory: check_memory models the host's
+        if checkpointing is not None:  # the advice is a smaller image_size, which these would refuse
+            checkpointing.checkpoints.remove()
         raise endings.out_of_memory(e.message, state, output, existed, final) from None
     warning = endings.loss_rose(state)
     result = Result(image=images.to_uint8(state.picture()), history=state.history, config=config, seconds=state.elapsed,

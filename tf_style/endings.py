@@ -90,7 +90,8 @@ def out_of_memory(message: str, run: RunState, output: str | None, existed: bool
     saved_to = None
     if output is not None and run.step > 0 and run.last_finite is not None:
         saved_to = write_unfinished(unfinished_picture(run.last_finite, shape, run), output, existed, run)
-    size = tuple(run.synthesis.image.shape[1:3]) if run.synthesis is not None else tuple(shape)
+    k = run.building if run.building is not None else run.scale  # the scale being built, or stepped
+    size = tuple(run.scales[k].shape) if run.scales else tuple(shape)
     advice = ("lower ", Field("image_size"), " (", Field("dry_run"), " shows the size of every scale)")
     return OutOfMemory(run.step + 1, size, device.group(1) if device else "TensorFlow", saved_to, advice)
 

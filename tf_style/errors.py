@@ -107,6 +107,9 @@ class Diverged(_Advised, ArithmeticError):
             self.head += f"; the last finite image was written to {saved_to}"
         super().__init__(self.render(str))
 
+    def __reduce__(self):  # pickles with its fields (e.g. across processes), not just the text
+        return (type(self), (self.step, self.value, self.saved_to, self.advice))
+
 
 class OutOfMemory(_Advised, MemoryError):
     """`device` could not allocate what step `step` needed, optimising an image of `shape` (H, W).
@@ -123,3 +126,6 @@ class OutOfMemory(_Advised, MemoryError):
         if saved_to:
             self.head += f"; the image of step {step - 1} was written to {saved_to}"
         super().__init__(self.render(str))
+
+    def __reduce__(self):
+        return (type(self), (self.step, self.shape, self.device, self.saved_to, self.advice))

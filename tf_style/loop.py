@@ -47,6 +47,7 @@ class RunState:
     input_names: Mapping[str, str] = field(default_factory=dict)
     scales: Sequence[Any] = ()  # the plan (tf_style.schedule.Scale), when there is one
     scale: int = 0  # index of the scale in progress
+    building: int | None = None  # index of the scale being built (its targets, its step), None once it is
     scale_steps: int = 0  # steps completed at that scale
     step: int = 0  # steps completed
     terms: dict[str, float] = field(default_factory=dict)  # the latest step's terms
@@ -182,7 +183,8 @@ def run_scales(
             previous = run.image() if run.synthesis is not None else None
             if k != run.scale:
                 run.scale_steps = 0
-            run.synthesis, run.scale = stages[k].build(previous), k
+            run.building = k  # an error while building (a GPU out of memory) names this scale
+            run.synthesis, run.scale, run.building = stages[k].build(previous), k, None
             for cb in callbacks:
                 cb.on_scale_start(run)
             run.last_finite = run.image()  # the start of the scale (or the checkpoint restored)
