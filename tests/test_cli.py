@@ -127,10 +127,15 @@ def test_unknown_flag_is_exit_2(capsys):
     assert capsys.readouterr().err == "tf-style: error: Unknown command line flag 'no_such_flag'\n"
 
 
-def test_a_flag_out_of_its_bounds_is_refused_by_the_parser(tmp_path):
-    proc = run_cli(["--image_size=8", "--output=o.png"], tmp_path)
+@pytest.mark.parametrize("flag, message", [
+    ("--image_size=8", "flag --image_size=8: 8 is not an integer in the range [16, 8192]"),
+    # A fraction of the start's projected gradient: above 1 the test holds at once, every scale one step long.
+    ("--tolerance=2", "flag --tolerance=2: 2.0 is not a number in the range [0.0, 1.0]"),
+])
+def test_a_flag_out_of_its_bounds_is_refused_by_the_parser(tmp_path, flag, message):
+    proc = run_cli([flag, "--output=o.png"], tmp_path)
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr == "tf-style: error: flag --image_size=8: 8 is not an integer in the range [16, 8192]\n"
+    assert proc.stderr == f"tf-style: error: {message}\n"
 
 
 @pytest.mark.parametrize("command", [["-m", "tf_style"], ["-c", "from tf_style.cli import run; run()"]])

@@ -107,7 +107,7 @@ ROWS: tuple[Row, ...] = (
     Row("max_seconds", "float", "Run for this many seconds after the first step starts and write the result, "
         "whatever --num_steps says (default: no limit).", lower=0.0),
     Row("tolerance", "float", "lbfgs: finish a scale once the projected gradient has fallen to this fraction of its "
-        "start, below 1 (0: never).", lower=0.0),
+        "start, at most 1 (0: never).", lower=0.0, upper=1.0),
     Row("seed", "integer", "Seeds the white-noise start (and --weights=random)."),
     Row("weights", "string", "VGG19 weights: imagenet (Keras download/cache), random (seeded), or a .h5 PATH."),
     Row("normalize_vgg", "bool",

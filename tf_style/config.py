@@ -137,9 +137,6 @@ class Config(_Settings):
         if self.max_seconds is not None:
             fix("max_seconds", checks.number("max_seconds", self.max_seconds, minimum=0.0, strict=True))
         fix("tolerance", checks.number("tolerance", self.tolerance, minimum=0.0))
-        if self.tolerance >= 1:  # the test would hold after any first step: every scale one step long
-            raise InputError(Field("tolerance"), " must be below 1: a fraction of the projected gradient at a scale's "
-                             f"start (0: never stop early); got {self.tolerance!r}")
         checks.integer("seed", self.seed)
         for name in ("content_weight", "style_weight", "tv_weight"):
             fix(name, checks.number(name, getattr(self, name), minimum=0.0))
