@@ -92,6 +92,12 @@ def device_name() -> str:
     return tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
 
 
+def _evaluations(synthesis, steps: int) -> int:
+    """Objective evaluations so far: L-BFGS counts its own (a line search may try several), Adam
+    spends one a step (`steps`)."""
+    return int(synthesis.state.evaluations.numpy()) if hasattr(synthesis.state, "evaluations") else steps
+
+
 def iterations(config: Config, content: str, style: str, steps: int) -> Iterations:
     """`steps` steps of `config`'s optimiser at config.image_size² (one scale, white noise), timed
     through the loop a run uses, after one untimed step that traces."""
@@ -100,13 +106,13 @@ def iterations(config: Config, content: str, style: str, steps: int) -> Iteratio
     style_arr = api.prepare_images(single, content, style)[1]
     synthesis = api.build_synthesis(single, photo, style_arr)
     loop.run_steps(synthesis, 1)
-    before = float(synthesis.state.evaluations) if hasattr(synthesis.state, "evaluations") else 1.0
+    before = _evaluations(synthesis, 1)
     started = time.perf_counter()
     run = loop.run_steps(synthesis, steps)  # fewer steps if L-BFGS converges first
     loss = float(run.terms["total"])  # a float: the step's results have reached the host
     seconds = time.perf_counter() - started
-    after = float(synthesis.state.evaluations) if hasattr(synthesis.state, "evaluations") else 1.0 + run.step
-    return Iterations(tuple(photo.shape[:2]), run.step, round(after - before), seconds, loss, device_name())
+    evaluations = _evaluations(synthesis, 1 + run.step) - before
+    return Iterations(tuple(photo.shape[:2]), run.step, evaluations, seconds, loss, device_name())
 
 
 def saved_loss(objective: StyleObjective, image: np.ndarray) -> float:
@@ -210,15 +216,13 @@ def trajectories(config: Config, content: np.ndarray, style: np.ndarray, optimiz
     out = {}
     for name in optimizers:
         synthesis = api.build_synthesis(config.replace(optimizer=name), content, style)
-        counts = hasattr(synthesis.state, "evaluations")  # L-BFGS counts its own (a line search may try several)
         steps, trajectory = 1, []
         synthesis.step()
         start = time.perf_counter()
-        while (int(synthesis.state.evaluations.numpy()) if counts else steps) < evaluations:
+        while _evaluations(synthesis, steps) < evaluations:
             total = float(synthesis.step()["total"][0])
             steps += 1
-            done = int(synthesis.state.evaluations.numpy()) if counts else steps
-            trajectory.append((done, time.perf_counter() - start, total))
+            trajectory.append((_evaluations(synthesis, steps), time.perf_counter() - start, total))
         out[name] = trajectory
     return out
 
