@@ -58,6 +58,7 @@ from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 PROG = "benchmark.py"  # as the other tools name themselves in their error lines
 MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]  # the flags' owner, for --help
 FLAGS = flags.FLAGS
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")  # the shipped images
 
 flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers", "iterations"], "Which benchmark to run.",
                   module_name=MODULE)
@@ -132,9 +133,8 @@ def bench_tensorboard() -> None:
     from tf_style.tensorboard_logger import TensorBoardLogger
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, num_steps=FLAGS.steps)
-    data = os.path.join(os.path.dirname(os.path.abspath(api.__file__)), "data")
     content, style = api.prepare_images(
-        config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "hubble_deep_field.jpg")
+        config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, "hubble_deep_field.jpg")
     )
     synthesis = api.build_synthesis(config, content, style)
     h, w = synthesis.image.shape[1:3]
@@ -183,9 +183,8 @@ def bench_optimizers() -> None:
     from tf_style import api, benchmarks
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
-    data = os.path.join(os.path.dirname(os.path.abspath(api.__file__)), "data")
     content, style = api.prepare_images(
-        config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "hubble_deep_field.jpg")
+        config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, "hubble_deep_field.jpg")
     )
     trajectories = benchmarks.trajectories(config, content, style, ("adam", "lbfgs"), FLAGS.evaluations)
 
@@ -228,8 +227,7 @@ def bench_speed() -> None:
 
     from tf_style import benchmarks
 
-    data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")
-    content, style = os.path.join(data, "chelsea.jpg"), os.path.join(data, FLAGS.style)
+    content, style = os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style)
     budgets, single = [float(b) for b in FLAGS.budgets], [float(b) for b in FLAGS.single_scale_budgets]
     print(f"--what=speed: chelsea -> {FLAGS.style}, seeded random VGG19, white-noise start", flush=True)
     rows = [benchmarks.measure(int(s), content, style, FLAGS.scipy_evaluations, budgets, single,
@@ -251,9 +249,8 @@ def bench_speed() -> None:
 def bench_iterations() -> None:
     from tf_style import benchmarks
 
-    data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
-    r = benchmarks.iterations(config, os.path.join(data, "chelsea.jpg"), os.path.join(data, FLAGS.style), FLAGS.steps)
+    r = benchmarks.iterations(config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style), FLAGS.steps)
     print(f"--what=iterations on {r.device}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
           f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}")
 
