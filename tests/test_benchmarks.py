@@ -104,3 +104,16 @@ def test_the_iterations_benchmark_reports_the_steps_that_ran_when_lbfgs_converge
     config = Config(image_size=32, weights="random", seed=0, tolerance=0.5)
     r = benchmarks.iterations(config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg"), 200)
     assert 1 <= r.steps < 200 and r.evaluations >= r.steps and r.shape == (32, 32) and r.device == "CPU"
+
+
+def test_the_tensorboard_benchmark_runs_its_blocks():
+    """Its timing callbacks once lacked the loop's on_scale_start hook, so the benchmark died at its first block."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--what=tensorboard",
+                           "--image_size=32", "--steps=3", "--rounds=2", "--image_every=2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("--what=tensorboard at 32x21 (VGG19 random weights, paper layers, adam), 2 rounds x 3 steps "
+                        "per variant, image every 2 steps")
+    assert re.fullmatch(r"  inside the logger per step:   mean [\d.]+ ms = [\d.]+% of the step \(max [\d.]+ ms, "
+                        r"2 image steps included\)", lines[4])
