@@ -117,3 +117,11 @@ def test_the_tensorboard_benchmark_runs_its_blocks():
                         "per variant, image every 2 steps")
     assert re.fullmatch(r"  inside the logger per step:   mean [\d.]+ ms = [\d.]+% of the step \(max [\d.]+ ms, "
                         r"2 image steps included\)", lines[4])
+
+
+def test_too_few_evaluations_for_the_optimizers_benchmark_is_one_line():
+    """The first (traced) step is not timed; when it uses every evaluation nothing is left to compare (an IndexError once)."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--what=optimizers",
+                           "--image_size=32", "--evaluations=1"], capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2, "", "benchmark.py: error: --evaluations=1 is used up by the first (untimed) step; give more\n")

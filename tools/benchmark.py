@@ -184,13 +184,13 @@ def bench_tensorboard() -> None:
 
 def bench_optimizers() -> None:
     from tf_style import api, benchmarks
-
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
     content, style = api.prepare_images(
         config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, "hubble_deep_field.jpg")
     )
     trajectories = benchmarks.trajectories(config, content, style, ("adam", "lbfgs"), FLAGS.evaluations)
-
+    if not all(trajectories.values()):  # the untimed first step used them all: nothing was timed
+        fail(f"--evaluations={FLAGS.evaluations} is used up by the first (untimed) step; give more")
     adam_evals, adam_time, adam_loss = trajectories["adam"][-1]
     lbfgs_evals, lbfgs_time, lbfgs_loss = trajectories["lbfgs"][-1]
     h, w = content.shape[:2]
