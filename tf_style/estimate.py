@@ -20,7 +20,14 @@ from typing import Sequence
 
 from tf_style.config import MIN_IMAGE_SIZE, Config
 from tf_style.errors import Field, InputError
-from tf_style.layers import KERAS_LAYER_NAMES, VGG19_BLOCKS, channels, keras_layer_name, pools_through
+from tf_style.layers import (
+    KERAS_LAYER_NAMES,
+    VGG19_BLOCKS,
+    WINOGRAD_MIN_CHANNELS,
+    channels,
+    keras_layer_name,
+    pools_through,
+)
 from tf_style.images import size_for_longest_side
 from tf_style.schedule import Budget, Scale, plan_for_inputs, style_shapes
 
@@ -72,6 +79,13 @@ def activations_per_pixel(layers: Sequence[str]) -> float:
     return sum(c_out / 4**pools for _, c_out, pools in _conv_layers(_deepest(layers)))
 
 
+def winograd_kernel_bytes(layers: Sequence[str]) -> float:
+    """Bytes of the transformed kernels `Config.winograd` keeps (tf_style.winograd: two [16, C, K]
+    float32 arrays per layer with at least WINOGRAD_MIN_CHANNELS inputs, up to the deepest layer)."""
+    return sum(2 * 16 * c_in * c_out * 4 for c_in, c_out, _ in _conv_layers(_deepest(layers))
+               if c_in >= WINOGRAD_MIN_CHANNELS)
+
+
 def guided_floats_per_pixel(style_layers: Sequence[str]) -> float:
     """Floats per image pixel that one region mask adds to a step (tf_style.losses.
     guided_style_layer_loss keeps each style layer's mask-weighted features for the gradient)."""
@@ -115,6 +129,7 @@ def costs(
     if config.style_masks is not None and has_style:  # each region: its mask, its weighted features and their gradient
         per_pixel += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
+    base += winograd_kernel_bytes(layers) if config.winograd else 0
     styles = style_shapes(style_shape)
     base += 4 * 3 * sum(h * w for h, w in [content_shape or (0, 0), *styles])  # float RGB, held all run
     out = []

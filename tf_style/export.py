@@ -36,6 +36,7 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
     "max_seconds": "an answer must not depend on how busy the server is; TensorFlow Serving has its own deadlines",
     "style_blend_weights": "a request carries one style image: several styles are not in the export yet",
     "style_masks": "a request carries one style image and no masks: regions are not in the export yet",
+    "winograd": "the export keeps VGG19's weights as variables and convolves as TensorFlow Serving's build does",
     "preserve_colors": "colour control runs on the host (tf_style.colour), not in the graph yet; recolour before sending",
 }
 

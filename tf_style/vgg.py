@@ -36,6 +36,7 @@ from tf_style.layers import (  # noqa: F401 - re-exported: vgg is where users lo
     keras_layer_name,
     layer_depth,
 )
+from tf_style.winograd import MIN_CHANNELS, WinogradConv2D
 
 #: Caffe's ImageNet mean pixel in BGR order, as used by Keras's `preprocess_input(mode="caffe")`.
 CAFFE_MEAN_BGR: tuple[float, float, float] = (103.939, 116.779, 123.68)
@@ -96,6 +97,7 @@ def build_vgg19(
     weights: str | os.PathLike | None = "imagenet",
     pooling: str = "avg",
     seed: int = 0,
+    winograd: bool = False,
 ) -> keras.Model:
     """Builds VGG19's convolutional base with Keras's layer names and the chosen pooling.
 
@@ -103,6 +105,9 @@ def build_vgg19(
       weights: "imagenet", a path to a weights file (see the module docstring), or None/"random".
       pooling: "avg" (the paper's choice, AveragePooling2D) or "max" (Keras's VGG19).
       seed: seeds the Glorot-uniform initialisers when weights is None/"random".
+      winograd: the layers with at least `winograd.MIN_CHANNELS` input channels convolve by
+        Winograd's F(2 x 2, 3 x 3) on a CPU (`tf_style.winograd.WinogradConv2D`: the same weights;
+        a traced function keeps the weights of its trace).
 
     Returns:
       A keras.Model from *preprocessed* input [B, H, W, 3] (see `preprocess`) to
@@ -114,10 +119,11 @@ def build_vgg19(
 
     inputs = keras.Input(shape=(None, None, 3), name="input_layer")
     x = inputs
-    index = 0
+    index, channels = 0, 3
     for block, n_convs, filters in VGG19_BLOCKS:
         for c in range(1, n_convs + 1):
-            x = keras.layers.Conv2D(
+            conv_cls = WinogradConv2D if winograd and channels >= MIN_CHANNELS else keras.layers.Conv2D
+            x = conv_cls(
                 filters,
                 3,
                 padding="same",
@@ -126,7 +132,7 @@ def build_vgg19(
                 bias_initializer="zeros",
                 name=f"block{block}_conv{c}",
             )(x)
-            index += 1
+            index, channels = index + 1, filters
         x = pool_cls(2, strides=2, name=f"block{block}_pool")(x)
     model = keras.Model(inputs, x, name=f"vgg19_{pooling}pool")
 
@@ -140,18 +146,18 @@ def build_vgg19(
     return model
 
 
-_CACHE: dict[tuple[str, str, int], keras.Model] = {}
+_CACHE: dict[tuple[str, str, int, bool], keras.Model] = {}
 
 
-def cached_vgg19(weights: str = "imagenet", pooling: str = "avg", seed: int = 0) -> keras.Model:
-    """`build_vgg19`, built once per (weights, pooling, seed) in this process and shared.
+def cached_vgg19(weights: str = "imagenet", pooling: str = "avg", seed: int = 0, winograd: bool = False) -> keras.Model:
+    """`build_vgg19`, built once per (weights, pooling, seed, winograd) in this process and shared.
 
     The seed counts only for random weights. The model is only ever read (feature models are
     cut from it, `tf_style.normalize` rescales a copy), so sharing it is safe.
     """
-    key = (os.fspath(weights), pooling, seed if weights == "random" else 0)
+    key = (os.fspath(weights), pooling, seed if weights == "random" else 0, bool(winograd))
     if key not in _CACHE:
-        _CACHE[key] = build_vgg19(weights=key[0], pooling=pooling, seed=key[2])
+        _CACHE[key] = build_vgg19(weights=key[0], pooling=pooling, seed=key[2], winograd=key[3])
     return _CACHE[key]
 
 

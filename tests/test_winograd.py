@@ -1,0 +1,125 @@
+"""Winograd F(2x2, 3x3) convolutions (tf_style.winograd, Config.winograd) against float64 NumPy."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_style import estimate, vgg, winograd
+from tf_style.config import Config
+
+U32 = 2.0**-24  # float32's unit roundoff
+
+
+def _same_conv64(x, kernel):
+    """The 'same' 3 x 3 convolution in float64 NumPy: x [B, H, W, C], kernel [3, 3, C, K]."""
+    x = np.asarray(x, np.float64)
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    h, w = x.shape[1:3]
+    return sum(np.einsum("bhwc,ck->bhwk", padded[:, i:i + h, j:j + w], kernel[i, j].astype(np.float64))
+               for i in range(3) for j in range(3))
+
+
+def _bound(x, kernel):
+    """A float32 error bound for `conv3x3`, elementwise: the algorithm run on absolute values
+    (|A^T| (|G w G^T| |B^T x B|) |A|), times gamma_n = n u / (1 - n u) with n = C + 16: the sum
+    over C channels in the matrix product, two additions per side in the input transform, two
+    of three terms per side in the output transform, and the kernel transform's rounding."""
+    x = np.abs(np.asarray(x, np.float64))
+    b, h, w, c = x.shape
+    th, tw = (h + 1) // 2, (w + 1) // 2
+    padded = np.pad(x, [(0, 0), (1, 1 + 2 * th - h), (1, 1 + 2 * tw - w), (0, 0)])
+    u = np.abs(np.einsum("ai,ijck,bj->abck", winograd.G, kernel.astype(np.float64), winograd.G))
+    out = np.zeros((b, 2 * th, 2 * tw, kernel.shape[3]))
+    bt, at = np.abs(winograd.B_T), np.abs(winograd.A_T)
+    for i in range(th):
+        for j in range(tw):
+            v = np.einsum("ar,xrsc,bs->xabc", bt, padded[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4], bt)  # [B, 4, 4, C]
+            m = np.einsum("xabc,abck->xabk", v, u)
+            out[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2] = np.einsum("ra,xabk,sb->xrsk", at, m, at)
+    n = c + 16
+    return (n * U32 / (1 - n * U32)) * out[:, :h, :w]
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5, 3, 4), (1, 1, 1, 8, 8), (1, 6, 9, 40, 24), (1, 2, 3, 300, 2)])
+def test_conv3x3_is_the_same_convolution_within_float32s_error(shape):
+    b, h, w, c, k = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.uniform(-2, 3, (b, h, w, c)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, c, k)).astype(np.float32)
+    dy = rng.standard_normal((b, h, w, k)).astype(np.float32)
+    u, u_gradient = winograd.transform_kernel(kernel), winograd.transform_kernel_for_gradient(kernel)
+    x_t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_t)
+        y = winograd.conv3x3(x_t, tf.constant(u), tf.constant(u_gradient))
+        loss = tf.reduce_sum(y * dy)
+    grad = tape.gradient(loss, x_t).numpy()
+
+    expected = _same_conv64(x, kernel)
+    assert np.all(np.abs(y.numpy() - expected) <= _bound(x, kernel))
+    # d(sum y . dy)/dx is the 'same' convolution of dy with the kernel flipped and transposed.
+    flipped = np.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+    assert np.all(np.abs(grad - _same_conv64(dy, flipped)) <= _bound(dy, flipped))
+    # ... and the bound is tight: an answer 1 % off is outside it.
+    assert not np.all(np.abs(1.01 * expected - expected) <= _bound(x, kernel))
+
+
+def test_a_kernel_that_is_not_3x3_is_refused():
+    with pytest.raises(ValueError, match=r"expected a \[3, 3, C, K\] kernel; got shape \(5, 5, 2, 2\)"):
+        winograd.transform_kernel(np.zeros((5, 5, 2, 2), np.float32))
+
+
+def test_the_winograd_network_puts_it_in_the_deep_layers_only_and_computes_the_same_features():
+    direct = vgg.build_vgg19(weights="random", seed=3)
+    fast = vgg.build_vgg19(weights="random", seed=3, winograd=True)
+    kinds = {layer.name: type(layer) for layer in vgg.conv_layers(fast)}
+    assert [n for n, t in kinds.items() if t is winograd.WinogradConv2D] == [
+        n for n in kinds if n not in ("block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1")]
+    layers = ["conv1_1", "conv3_2", "conv4_2", "conv5_1"]
+    x = tf.constant(np.random.default_rng(0).uniform(-120, 130, (1, 37, 29, 3)).astype(np.float32))
+    f_direct, f_fast = vgg.feature_model(direct, layers), vgg.feature_model(fast, layers)
+
+    traced = tf.function(lambda x: f_fast(x), autograph=False)
+    graph = traced.get_concrete_function(x).graph.as_graph_def()
+    ops = [n.op for n in graph.node] + [n.op for f in graph.library.function for n in f.node_def]
+    assert ops.count("Conv2D") == 5  # conv1_1..conv3_1 direct; the 8 deeper ones by matrix products
+    for a, b in zip(f_direct(x), traced(x)):
+        a, b = a.numpy(), b.numpy()
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * np.abs(a).max())
+
+
+def test_new_weights_are_used_from_the_next_trace_on():
+    layer = winograd.WinogradConv2D(4, 3, padding="same")
+    x = tf.constant(np.random.default_rng(1).standard_normal((1, 5, 6, 3)).astype(np.float32))
+    layer.build(x.shape)
+    before = layer(x).numpy()
+    kernel, bias = layer.get_weights()
+    layer.set_weights([2 * kernel, bias])
+    np.testing.assert_allclose(layer(x).numpy(), 2 * before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tf.function(layer, autograph=False)(x).numpy(), 2 * before, rtol=1e-5, atol=1e-6)
+
+
+def test_a_winograd_run_matches_the_direct_one_and_its_memory_estimate_counts_the_kernels():
+    common = dict(image_size=48, weights="random", num_steps=2, scales=1, seed=5)
+    from tf_style import api
+
+    plain = api.run(Config(**common), "tf_style/data/chelsea.jpg", "tf_style/data/gravel.jpg")
+    fast = api.run(Config(winograd=True, **common), "tf_style/data/chelsea.jpg", "tf_style/data/gravel.jpg")
+    assert abs(fast.final_terms["total"] - plain.final_terms["total"]) <= 1e-4 * plain.final_terms["total"]
+    # two [16, C, K] float32 arrays for block3_conv2..block5_conv1: 3 x 256^2 + 256 x 512 + 4 x 512^2 weights
+    assert estimate.winograd_kernel_bytes(Config().style_layers) == 2 * 16 * 4 * (3 * 256**2 + 256 * 512 + 4 * 512**2)
+
+
+def test_an_export_refuses_winograd_and_the_flag_sets_it():
+    from absl import flags
+
+    from tf_style import cli_flags, export
+    from tf_style.errors import InputError
+
+    with pytest.raises(InputError, match=r"^winograd cannot be exported \(the export keeps VGG19's weights as variables"):
+        export.check_exportable(Config(winograd=True))
+    export.check_exportable(Config())
+    values = flags.FlagValues()
+    cli_flags.define_flags(["winograd"], __name__, values)
+    values(["prog", "--winograd"])
+    assert cli_flags.settings_from_flags(Config, ["winograd"], values).winograd is True
