@@ -125,3 +125,27 @@ def test_too_few_evaluations_for_the_optimizers_benchmark_is_one_line():
                            "--image_size=32", "--evaluations=1"], capture_output=True, text=True, timeout=300)
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         2, "", "benchmark.py: error: --evaluations=1 is used up by the first (untimed) step; give more\n")
+
+
+def test_the_convolutions_benchmark_times_both_and_checks_winograds_memory_estimate():
+    from tf_style import estimate
+    from tf_style.benchmarks import predicted_peak
+    from tf_style.config import Config
+
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--what=convolutions",
+                           "--sizes=32", "--memory_sizes=32", "--rounds=1", "--steps=2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "--what=convolutions: chelsea -> gravel.jpg, seeded random VGG19, direct -> --winograd"
+    assert re.fullmatch(r"  32px: floor [\d.]+ -> [\d.]+ s \([\d.]+x\); our step per evaluation [\d.]+ -> [\d.]+ s "
+                        r"\([\d.]+x\); step / floor [\d.]+x -> [\d.]+x", lines[1])
+    memory = re.fullmatch(r"peak memory at 32px \(tf-style, defaults --winograd\): measured (\d+) MB, dry run "
+                          r"predicted (\d+) MB \([-+][\d.]+%\)", lines[2])
+    assert memory is not None, lines[2]
+    data = os.path.join(ROOT, "tf_style", "data")
+    with_kernels = predicted_peak(Config(image_size=32, winograd=True), os.path.join(data, "chelsea.jpg"),
+                                  os.path.join(data, "gravel.jpg"))
+    plain = predicted_peak(Config(image_size=32), os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg"))
+    assert int(memory.group(2)) == round(with_kernels)  # the estimate of a --winograd run, not the default's
+    assert with_kernels - plain == pytest.approx(estimate.winograd_kernel_bytes(Config().style_layers) / estimate.MB)

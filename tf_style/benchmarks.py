@@ -9,7 +9,8 @@ same arithmetic as ImageNet's):
 * our default settings given `max_seconds` = fractions of scipy's time, and, next to them, the
   same with `scales=1` (the paper's single resolution, which reaches a lower loss per second
   with random weights: BUILD_NOTES.md, "Coarse to fine");
-* the dry run's peak-memory estimate (tools/benchmark.py measures real `tf-style` runs against it).
+* the dry run's peak-memory estimate (tools/benchmark.py measures real `tf-style` runs against it);
+* `convolutions`: the floor and our step with VGG19's direct convolutions and with Config.winograd.
 
 Loss is always the paper's objective of the saved 8-bit image at full size. scipy is needed
 here (it is the reference), not by the library.
@@ -256,6 +257,21 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
     return row
 
 
+def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: int = 8) -> dict[str, tuple[float, float]]:
+    """{"direct": (floor, step), "winograd": (...)}: seconds of the floor and of our step per evaluation with
+    VGG19's direct convolutions and with Config.winograd, alternating in one process, each the best of `rounds`."""
+    setups = {}
+    for name in ("direct", "winograd"):
+        config = Config(image_size=size, weights="random", seed=0, scales=1, winograd=name == "winograd")
+        setups[name] = (config, *full_size_objective(config, content, style))
+    best = {name: [float("inf"), float("inf")] for name in setups}
+    for _ in range(rounds):
+        for name, (config, objective, x0) in setups.items():
+            best[name][0] = min(best[name][0], floor_seconds(objective, x0, repeats=3))
+            best[name][1] = min(best[name][1], step_seconds(config, content, style, steps)[0])
+    return {name: (floor, step) for name, (floor, step) in best.items()}
+
+
 def speed_table(rows: Sequence[SpeedRow]) -> str:
     """The side-by-side table: step against the floor, and our budgeted loss against scipy's."""
     lines = []
@@ -274,6 +290,6 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Budgeted", "Iterations", "SpeedRow", "device_name", "floor_seconds", "full_size_objective",
+__all__ = ["Budgeted", "Iterations", "SpeedRow", "convolutions", "device_name", "floor_seconds", "full_size_objective",
            "iterations", "measure", "predicted_peak", "saved_loss", "scipy_lbfgsb", "speed_table", "square_photo",
            "step_seconds", "trajectories", "under_budget"]

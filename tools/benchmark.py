@@ -30,6 +30,12 @@ uses; prints the device TensorFlow used. The speed issue's GPU goal: 500 steps a
 
     python tools/benchmark.py --what=iterations --image_size=512 --steps=500
 
+--what=convolutions: at each of --sizes, the floor and our step per evaluation with VGG19's direct
+convolutions and with --winograd, alternating (best of --rounds); then --winograd's peak memory of
+real runs at --memory_sizes against the dry run's estimate.
+
+    python tools/benchmark.py --what=convolutions --sizes=256,512,1024 --steps=8
+
 Add a benchmark by writing a function and registering it in BENCHMARKS.
 """
 
@@ -40,7 +46,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -60,15 +65,17 @@ MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]  # 
 FLAGS = flags.FLAGS
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")  # the shipped images
 
-flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers", "iterations"], "Which benchmark to run.",
-                  module_name=MODULE)
-flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed: image sizes.", module_name=MODULE)
+flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers", "iterations", "convolutions"],
+                  "Which benchmark to run.", module_name=MODULE)
+flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed, convolutions: image sizes.", module_name=MODULE)
 flags.DEFINE_list("budgets", ["0.5", "0.25"], "--what=speed: our time budgets, as fractions of scipy's time.", module_name=MODULE)
 flags.DEFINE_list("single_scale_budgets", ["0.5"], "--what=speed: budgets (fractions of scipy's time) also run "
                   "with --scales=1, the paper's single resolution, next to the defaults.", module_name=MODULE)
 flags.DEFINE_integer("scipy_evaluations", 300, "--what=speed: evaluations given to scipy's L-BFGS-B.", module_name=MODULE)
-flags.DEFINE_list("memory_sizes", ["256", "512", "1024"], "--what=speed: sizes whose peak memory is measured.", module_name=MODULE)
-flags.DEFINE_string("style", "gravel.jpg", "--what=speed, iterations: the style image, in tf_style/data.", module_name=MODULE)
+flags.DEFINE_list("memory_sizes", ["256", "512", "1024"], "--what=speed, convolutions: sizes whose peak memory is "
+                  "measured.", module_name=MODULE)
+flags.DEFINE_string("style", "gravel.jpg", "--what=speed, iterations, convolutions: the style image, in tf_style/data.",
+                    module_name=MODULE)
 flags.DEFINE_string("json", None, "--what=speed: write the results there as JSON.", module_name=MODULE)
 flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.", module_name=MODULE)
 flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.", module_name=MODULE)
@@ -85,55 +92,10 @@ def fail(message: str) -> None:
     cli_flags.fail(PROG, message)
 
 
-class Clock:
-    """A loop callback: step-to-step wall time, last in the list so that it includes every other callback."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._last = 0.0
-
-    def on_run_start(self, run) -> None:
-        self._last = time.perf_counter()
-
-    def on_step_end(self, run) -> None:
-        now = time.perf_counter()
-        self.times.append(now - self._last)
-        self._last = now
-
-    def on_scale_start(self, run) -> None:  # the loop's other hooks: nothing to time
-        pass
-
-    on_run_end = on_scale_start
-
-
-class Timed:
-    """A loop callback that delegates to another and accumulates the time spent inside each hook."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.step_times, self.run_times = inner, [], []  # seconds inside on_step_end; inside the rest, a run
-
-    def on_run_start(self, run) -> None:
-        t = time.perf_counter()
-        self.inner.on_run_start(run)
-        self.run_times.append(time.perf_counter() - t)
-
-    def on_scale_start(self, run) -> None:
-        self.inner.on_scale_start(run)
-
-    def on_step_end(self, run) -> None:
-        t = time.perf_counter()
-        self.inner.on_step_end(run)
-        self.step_times.append(time.perf_counter() - t)
-
-    def on_run_end(self, run) -> None:
-        t = time.perf_counter()
-        self.inner.on_run_end(run)
-        self.run_times[-1] += time.perf_counter() - t
-
-
 def bench_tensorboard() -> None:
     from tf_style import api, loop
     from tf_style.tensorboard_logger import TensorBoardLogger
+    from tf_style.timers import Clock, Timed
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, num_steps=FLAGS.steps)
     content, style = api.prepare_images(
@@ -224,6 +186,21 @@ def cli_peak_rss(size: int, content: str, style: str, folder: str, flags: tuple[
     return int(out.stdout.strip()) / 1024
 
 
+def peak_memory(content: str, style: str, config: Config, extra: tuple[str, ...] = ()) -> list[dict]:
+    """Peak memory of real `tf-style` runs (`extra` flags added) at --memory_sizes against the dry run's estimate."""
+    from tf_style import benchmarks
+
+    memory = []
+    with tempfile.TemporaryDirectory() as folder:
+        for size in (int(s) for s in FLAGS.memory_sizes):
+            predicted = benchmarks.predicted_peak(config.replace(image_size=size), content, style)
+            measured = cli_peak_rss(size, content, style, folder, extra)
+            memory.append({"size": size, "predicted_mb": predicted, "measured_mb": measured})
+            print(f"peak memory at {size}px (tf-style, defaults{''.join(' ' + f for f in extra)}): measured "
+                  f"{measured:.0f} MB, dry run predicted {predicted:.0f} MB ({100 * (predicted - measured) / measured:+.1f}%)", flush=True)
+    return memory
+
+
 def bench_speed() -> None:
     import dataclasses
     import json
@@ -236,14 +213,7 @@ def bench_speed() -> None:
     rows = [benchmarks.measure(int(s), content, style, FLAGS.scipy_evaluations, budgets, single,
                                log=lambda line: print(line, flush=True)) for s in FLAGS.sizes]
     print(benchmarks.speed_table(rows))
-    memory = []
-    with tempfile.TemporaryDirectory() as folder:
-        for size in (int(s) for s in FLAGS.memory_sizes):
-            predicted = benchmarks.predicted_peak(Config(image_size=size), content, style)
-            measured = cli_peak_rss(size, content, style, folder)
-            memory.append({"size": size, "predicted_mb": predicted, "measured_mb": measured})
-            print(f"peak memory at {size}px (tf-style, defaults): measured {measured:.0f} MB, dry run predicted "
-                  f"{predicted:.0f} MB ({100 * (predicted - measured) / measured:+.1f}%)", flush=True)
+    memory = peak_memory(content, style, Config())
     if FLAGS.json:  # whole or not at all: a file already there is replaced only by a complete one
         results = {"speed": [dataclasses.asdict(r) for r in rows], "memory": memory}
         write_atomically(FLAGS.json, lambda f: f.write(json.dumps(results, indent=2).encode()))
@@ -258,9 +228,21 @@ def bench_iterations() -> None:
           f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}")
 
 
-BENCHMARKS: dict[str, Callable[[], None]] = {
-    "speed": bench_speed, "tensorboard": bench_tensorboard, "optimizers": bench_optimizers, "iterations": bench_iterations
-}
+def bench_convolutions() -> None:
+    from tf_style import benchmarks
+
+    content, style = os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style)
+    print(f"--what=convolutions: chelsea -> {FLAGS.style}, seeded random VGG19, direct -> --winograd", flush=True)
+    for size in (int(s) for s in FLAGS.sizes):
+        (f0, s0), (f1, s1) = benchmarks.convolutions(size, content, style, FLAGS.rounds, FLAGS.steps).values()
+        print(f"  {size}px: floor {f0:.3f} -> {f1:.3f} s ({f0 / f1:.2f}x); our step per evaluation {s0:.3f} -> "
+              f"{s1:.3f} s ({s0 / s1:.2f}x); step / floor {s0 / f0:.2f}x -> {s1 / f1:.2f}x", flush=True)
+    peak_memory(content, style, Config(winograd=True), ("--winograd",))
+
+
+BENCHMARKS: dict[str, Callable[[], None]] = {"speed": bench_speed, "tensorboard": bench_tensorboard,
+                                             "optimizers": bench_optimizers, "iterations": bench_iterations,
+                                             "convolutions": bench_convolutions}
 
 
 def main(argv: list[str]) -> None:
