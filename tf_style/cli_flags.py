@@ -113,8 +113,8 @@ ROWS: tuple[Row, ...] = (
     Row("normalize_vgg", "bool",
         "Rescale VGG19 so each filter's mean activation over the run's content and style images is 1, "
         "as the paper's network was (the paper averaged over ImageNet images instead)."),
-    Row("winograd", "bool", "On a CPU, convolve VGG19's deeper layers by Winograd's F(2x2, 3x3): the same "
-        "network, about 1.2-1.3x faster per step, ~180 MB more memory."),
+    Row("winograd", "bool", "On a CPU, convolve VGG19's layers with 128 or more input channels by Winograd's "
+        "F(4x4, 3x3): the same network, rounded differently, each step faster (measured on Intel only), more memory."),
     Row("output_size", "string",
         "Texture synthesis only (no --content): output size as WIDTHxHEIGHT (e.g. 300x200: 300 wide, "
         "200 high) or one number for a square; default: the style image's size.", parse=parse_output_size),

@@ -77,9 +77,10 @@ class Config(_Settings):
       weights: "imagenet", "random", or a path to a VGG19 weights file.
       normalize_vgg: rescale VGG19's filters so that each one's mean activation is 1 over the run's
         content and style images, as the paper's network was (see tf_style.normalize).
-      winograd: on a CPU, VGG19's layers with 256 or more input channels convolve by Winograd's
-        F(2x2, 3x3) (tf_style.winograd): the same network and objective, rounded differently
-        (relative 1e-6), about 1.2-1.3x faster per step at 256-512 px; ~180 MB more memory.
+      winograd: on a CPU, VGG19's layers with 128 or more input channels convolve by Winograd's
+        F(4x4, 3x3) (tf_style.winograd): the same network and objective, rounded differently
+        (relative 1e-5), each step 1.5-1.6x faster at 256-1024 px on an Intel Xeon; about 1.1-1.4 GB
+        more memory.
       output_size: (height, width) of the output when there is no content image (texture
         synthesis); None: the style image's size. Giving it together with a content image is an error.
       preserve_colors: "none"; "luminance" (the transfer on luminance alone, the photo's chroma

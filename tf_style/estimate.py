@@ -50,6 +50,10 @@ LBFGS_HISTORY = 30  # tf_style.lbfgs.LBFGS's default (a test keeps them equal)
 #: A run is refused when its predicted peak times this exceeds the memory available: the estimate
 #: came out up to 12 % below the measured peak (BUILD_NOTES.md), and the system needs some room too.
 MEMORY_MARGIN = 1.2
+#: With Config.winograd, the process holds the transformed kernels and, measured, 1.66x as much again (not
+#: explained: TensorFlow's or oneDNN's copies): fitted on the peaks of `tools/benchmark.py --what=convolutions`
+#: at 256, 512 and 1024 px (2063, 2706, 4662 MB; BUILD_NOTES.md, "Winograd convolutions").
+WINOGRAD_KERNEL_FACTOR = 2.66
 
 
 def _conv_layers(deepest: str) -> list[tuple[int, int, int]]:
@@ -80,10 +84,17 @@ def activations_per_pixel(layers: Sequence[str]) -> float:
 
 
 def winograd_kernel_bytes(layers: Sequence[str]) -> float:
-    """Bytes of the transformed kernels `Config.winograd` keeps (tf_style.winograd: two [16, C, K]
+    """Bytes of the transformed kernels `Config.winograd` keeps (tf_style.winograd: two [36, C, K]
     float32 arrays per layer with at least WINOGRAD_MIN_CHANNELS inputs, up to the deepest layer)."""
-    return sum(2 * 16 * c_in * c_out * 4 for c_in, c_out, _ in _conv_layers(_deepest(layers))
+    return sum(2 * 36 * c_in * c_out * 4 for c_in, c_out, _ in _conv_layers(_deepest(layers))
                if c_in >= WINOGRAD_MIN_CHANNELS)
+
+
+def winograd_floats_per_pixel(layers: Sequence[str]) -> float:
+    """Floats per image pixel of the largest Winograd layer's passing tensors: its input tiles and their
+    transform (36/16 of the input each: a 6 x 6 tile per 4 x 4 outputs) and the products (36/16 of the output)."""
+    return max((36 / 16 * (2 * c_in + c_out) / 4**pools for c_in, c_out, pools in _conv_layers(_deepest(layers))
+                if c_in >= WINOGRAD_MIN_CHANNELS), default=0.0)
 
 
 def guided_floats_per_pixel(style_layers: Sequence[str]) -> float:
@@ -129,7 +140,9 @@ def costs(
     if config.style_masks is not None and has_style:  # each region: its mask, its weighted features and their gradient
         per_pixel += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
-    base += winograd_kernel_bytes(layers) if config.winograd else 0
+    if config.winograd:  # the transformed kernels and the largest layer's passing tiles
+        base += WINOGRAD_KERNEL_FACTOR * winograd_kernel_bytes(layers)
+        per_pixel += 4 * winograd_floats_per_pixel(layers)
     styles = style_shapes(style_shape)
     base += 4 * 3 * sum(h * w for h, w in [content_shape or (0, 0), *styles])  # float RGB, held all run
     out = []

@@ -11,10 +11,10 @@ from tf_style.errors import InputError
 
 POOLING_CHOICES: tuple[str, ...] = ("avg", "max")
 
-#: With `Config.winograd`, the conv layers with at least this many input channels (block3_conv2 on)
-#: convolve by Winograd's F(2 x 2, 3 x 3) (tf_style.winograd); with 64 or 128 the transforms cost
-#: more than the products save on a CPU (BUILD_NOTES.md, "Winograd convolutions").
-WINOGRAD_MIN_CHANNELS = 256
+#: With `Config.winograd`, the conv layers with at least this many input channels (block2_conv2 on)
+#: convolve by Winograd's F(4 x 4, 3 x 3) (tf_style.winograd); with 64 the tile copies cost more
+#: than the products save on a CPU (BUILD_NOTES.md, "Winograd convolutions").
+WINOGRAD_MIN_CHANNELS = 128
 
 # (block, number of conv layers, filters): the 16 conv layers of VGG19, configuration E.
 VGG19_BLOCKS: tuple[tuple[int, int, int], ...] = (

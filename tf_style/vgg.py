@@ -106,7 +106,7 @@ def build_vgg19(
       pooling: "avg" (the paper's choice, AveragePooling2D) or "max" (Keras's VGG19).
       seed: seeds the Glorot-uniform initialisers when weights is None/"random".
       winograd: the layers with at least `winograd.MIN_CHANNELS` input channels convolve by
-        Winograd's F(2 x 2, 3 x 3) on a CPU (`tf_style.winograd.WinogradConv2D`: the same weights;
+        Winograd's F(4 x 4, 3 x 3) on a CPU (`tf_style.winograd.WinogradConv2D`: the same weights;
         a traced function keeps the weights of its trace).
 
     Returns:

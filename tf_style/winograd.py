@@ -1,20 +1,24 @@
-"""VGG19's 3 x 3 convolutions by Winograd's minimal filtering, F(2 x 2, 3 x 3), on the CPU.
+"""VGG19's 3 x 3 convolutions by Winograd's minimal filtering, F(m x m, 3 x 3), on the CPU.
 
-A 3 x 3 'same' convolution computes each 2 x 2 block of outputs from a 4 x 4 tile of inputs with
-16 multiplications per channel pair instead of 36 (Lavin & Gray 2016, "Fast Algorithms for
-Convolutional Neural Networks"): Y = A^T [(G w G^T) . (B^T d B)] A. The 16 products are 16
-matrix products [tiles, C] x [C, K], which run at the CPU's matrix-product speed; the transforms of
-the input and output tiles are cheap where the channels are many. On this CPU the layers with
-at least 256 input channels (block3_conv2 on) ran 1.3-1.8x faster, forward and backward, and
-those with 64 or 128 slower (the transforms' memory traffic outweighs the saving):
-BUILD_NOTES.md, "Winograd convolutions".
+A 3 x 3 'same' convolution computes each m x m block of outputs from an (m + 2) x (m + 2) tile of
+inputs with (m + 2)^2 multiplications per channel pair instead of 9 m^2 (Lavin & Gray 2016, "Fast
+Algorithms for Convolutional Neural Networks"): Y = A^T [(G w G^T) . (B^T d B)] A. The products
+are (m + 2)^2 matrix products [tiles, C] x [C, K], which run at the CPU's matrix-product speed.
+F(4 x 4, 3 x 3) takes 36 products for 16 outputs (4x fewer than the direct 144) and F(2 x 2, 3 x 3)
+16 for 4 (2.25x fewer); F(4 x 4)'s tiles are also fewer floats per output (36/16 against 16/4),
+which matters as much here: the tile copies run at the memory's speed. Measured per layer on this
+CPU, forward and backward, F(4 x 4) ran 1.3x (128 channels) to 1.7-2.2x (256 and 512) faster than
+TensorFlow's direct convolution and F(2 x 2) 0.8x to 1.5x; at 64 channels both are slower
+(BUILD_NOTES.md, "Winograd convolutions"). `WinogradConv2D` uses F(4 x 4).
 
 The gradient to the input of a 3 x 3 'same' convolution is the 'same' convolution of the
 upstream gradient with the kernel flipped in space and transposed in channels, so it runs by the
 same algorithm (a custom gradient; the kernel gets none: the network is never trained here).
 
-The same arithmetic in float32: the transforms' entries are 0, +-1 and +-1/2, and the result
-differs from the direct convolution by a few float32 roundings (relative 1e-6 on VGG's layers).
+Rounding: the input and output transforms have integer entries, G's are rounded once (the
+kernel's transform is computed in float64); the result differs from the direct convolution by
+float32 roundings amplified by the transforms' entries (up to 8 in F(4 x 4)'s A): relative 1e-5 on
+VGG's layers with F(4 x 4), 1e-6 with F(2 x 2). tests/test_winograd.py checks an error bound.
 """
 
 from __future__ import annotations
@@ -27,65 +31,75 @@ import tensorflow as tf
 
 from tf_style.layers import WINOGRAD_MIN_CHANNELS
 
-#: Winograd F(2, 3)'s matrices: Y = A^T [(G w G^T) . (B^T d B)] A for a 4 x 4 tile d.
-B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
-A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+#: (B^T, G, A^T) of F(m x m, 3 x 3), by m: Y = A^T [(G w G^T) . (B^T d B)] A for an (m + 2)^2 tile d.
+#: F(2 x 2) interpolates at 0, 1, -1 and infinity, F(4 x 4) at 0, 1, -1, 2, -2 and infinity.
+MATRICES: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
+    2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
+        np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]], np.float64),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)),
+    4: (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                  [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64),
+        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)),
+}
+
+#: The output block `WinogradConv2D` computes per tile.
+TILE = 4
 
 
-def _input_matrix() -> np.ndarray:
-    """[16, 16]: B^T d B as one product, over the tile's 16 inputs in the order `_tiles` stacks them.
-
-    `_tiles` takes the tile at rows 2i..2i+3 from the 2 x 2 blocks (i, j) of space_to_depth(x, 2),
-    within a block at sub-position (r, c): tile row 2 bi + r, column 2 bj + c.
-    """
-    m = np.zeros((16, 16))
-    for bi in range(2):
-        for bj in range(2):
-            for r in range(2):
-                for c in range(2):
-                    m[:, ((bi * 2 + bj) * 2 + r) * 2 + c] = np.outer(B_T[:, 2 * bi + r], B_T[:, 2 * bj + c]).ravel()
+def _tile_of(points: int) -> int:
+    m = {(m + 2) ** 2: m for m in MATRICES}.get(points)
+    if m is None:
+        raise ValueError(f"expected a transformed kernel of {' or '.join(str((m + 2) ** 2) for m in MATRICES)} "
+                         f"points; got {points}")
     return m
 
 
-_IN = _input_matrix().astype(np.float32)
-_OUT = np.einsum("ra,cb->rcab", A_T, A_T).reshape(4, 16).astype(np.float32)  # [(r, c) of the output, (a, b)]
-
-
-def transform_kernel(kernel: np.ndarray) -> np.ndarray:
-    """G w G^T of a [3, 3, C, K] kernel (HWIO, Keras's layout), as [16, C, K] float32 (float64 math)."""
+def transform_kernel(kernel: np.ndarray, tile: int = TILE) -> np.ndarray:
+    """G w G^T of a [3, 3, C, K] kernel (HWIO, Keras's layout), as [(tile + 2)^2, C, K] float32 (float64 math)."""
     kernel = np.asarray(kernel)
     if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
         raise ValueError(f"expected a [3, 3, C, K] kernel; got shape {kernel.shape}")
-    u = np.einsum("ai,ijck,bj->abck", G, kernel.astype(np.float64), G)
-    return u.reshape(16, kernel.shape[2], kernel.shape[3]).astype(np.float32)
+    if tile not in MATRICES:
+        raise ValueError(f"tile must be one of {sorted(MATRICES)}; got {tile}")
+    g = MATRICES[tile][1]
+    u = np.einsum("ai,ijck,bj->abck", g, kernel.astype(np.float64), g)
+    return u.reshape(-1, kernel.shape[2], kernel.shape[3]).astype(np.float32)
 
 
-def transform_kernel_for_gradient(kernel: np.ndarray) -> np.ndarray:
+def transform_kernel_for_gradient(kernel: np.ndarray, tile: int = TILE) -> np.ndarray:
     """The transformed kernel whose 'same' convolution is the gradient to the input: flipped, C <-> K."""
-    return transform_kernel(np.transpose(np.asarray(kernel)[::-1, ::-1], (0, 1, 3, 2)))
+    return transform_kernel(np.transpose(np.asarray(kernel)[::-1, ::-1], (0, 1, 3, 2)), tile)
 
 
 def _convolve(x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
-    """The 'same' convolution of x [B, H, W, C] with the transformed kernel u [16, C, K]: [B, H, W, K]."""
+    """The 'same' convolution of x [B, H, W, C] with the transformed kernel u [n^2, C, K]: [B, H, W, K]."""
+    m = _tile_of(u.shape[0])
+    n, (b_t, _, a_t) = m + 2, MATRICES[m]
     shape = tf.shape(x)
     b, h, w = shape[0], shape[1], shape[2]
     c, k = u.shape[1], u.shape[2]
-    th, tw = (h + 1) // 2, (w + 1) // 2  # 2 x 2 output tiles
-    padded = tf.pad(x, [[0, 0], [1, 1 + 2 * th - h], [1, 1 + 2 * tw - w], [0, 0]])
-    blocks = tf.nn.space_to_depth(padded, 2)  # [B, th + 1, tw + 1, 4 C]: a tile is 2 x 2 blocks
-    tiles = tf.stack([blocks[:, bi:bi + th, bj:bj + tw, q * c:(q + 1) * c]
-                      for bi in (0, 1) for bj in (0, 1) for q in range(4)])  # [16, B, th, tw, C]
-    v = tf.reshape(tf.linalg.matmul(_IN, tf.reshape(tiles, [16, -1])), [16, -1, c])  # B^T d B
-    m = tf.linalg.matmul(v, u)  # [16, B th tw, K]: the 16 products, as matrix products over channels
-    y = tf.linalg.matmul(_OUT, tf.reshape(m, [16, -1]))  # A^T m A: [4, B th tw K]
-    y = tf.transpose(tf.reshape(y, [2, 2, b, th, tw, k]), [2, 3, 0, 4, 1, 5])  # [B, th, r, tw, c, K]
-    return tf.reshape(y, [b, 2 * th, 2 * tw, k])[:, :h, :w]
+    th, tw = (h + m - 1) // m, (w + m - 1) // m  # m x m output tiles
+    # (th + 1) m rows and columns: a tile's n = m + 2 rows are all of one m-block and two of the next.
+    padded = tf.pad(x, [[0, 0], [1, m * th + m - 1 - h], [1, m * tw + m - 1 - w], [0, 0]])
+    rows = tf.reshape(tf.nn.space_to_depth(padded, m), [-1, c])  # one row of C per (image, block, position)
+    image, i, j = tf.range(b)[:, None, None], tf.range(th)[None, :, None], tf.range(tw)[None, None, :]
+    index = [(((image * (th + 1) + i + r // m) * (tw + 1) + j + s // m) * m + r % m) * m + s % m
+             for r in range(n) for s in range(n)]
+    tiles = tf.gather(rows, tf.reshape(tf.stack(index), [-1]))  # [n^2 B th tw, C]: one copy, contiguous rows
+    into = np.einsum("ar,bs->abrs", b_t, b_t).reshape(n * n, n * n).astype(np.float32)
+    v = tf.reshape(tf.linalg.matmul(into, tf.reshape(tiles, [n * n, -1])), [n * n, -1, c])  # B^T d B
+    products = tf.linalg.matmul(v, u)  # [n^2, B th tw, K]: the products, as matrix products over channels
+    out = np.einsum("ra,sb->rsab", a_t, a_t).reshape(m * m, n * n).astype(np.float32)
+    y = tf.linalg.matmul(out, tf.reshape(products, [n * n, -1]))  # A^T (.) A: [m^2, B th tw K]
+    y = tf.transpose(tf.reshape(y, [m, m, b, th, tw, k]), [2, 3, 0, 4, 1, 5])  # [B, th, r, tw, s, K]
+    return tf.reshape(y, [b, m * th, m * tw, k])[:, :h, :w]
 
 
 def conv3x3(x: tf.Tensor, u: tf.Tensor, u_gradient: tf.Tensor) -> tf.Tensor:
     """The 'same', stride-1 convolution of x [B, H, W, C] by a 3 x 3 kernel given as
-    `transform_kernel(kernel)` and `transform_kernel_for_gradient(kernel)`; differentiable in x."""
+    `transform_kernel(kernel, m)` and `transform_kernel_for_gradient(kernel, m)`; differentiable in x."""
 
     @tf.custom_gradient
     def convolve(x):
@@ -100,7 +114,7 @@ MIN_CHANNELS = WINOGRAD_MIN_CHANNELS
 
 @keras.saving.register_keras_serializable(package="tf_style")
 class WinogradConv2D(keras.layers.Conv2D):
-    """keras.layers.Conv2D whose 3 x 3, stride-1, 'same' convolution runs by `conv3x3` on a CPU.
+    """keras.layers.Conv2D whose 3 x 3, stride-1, 'same' convolution runs by `conv3x3` (F(4 x 4, 3 x 3)) on a CPU.
 
     The same weights, names and configuration as Conv2D (a VGG19 weights file loads into it
     unchanged). Where a GPU is visible, or the layer is not 3 x 3 / stride 1 / 'same', it is
@@ -129,4 +143,5 @@ class WinogradConv2D(keras.layers.Conv2D):
         return cached[1], cached[2]
 
 
-__all__ = ["MIN_CHANNELS", "WinogradConv2D", "conv3x3", "transform_kernel", "transform_kernel_for_gradient"]
+__all__ = ["MATRICES", "MIN_CHANNELS", "TILE", "WinogradConv2D", "conv3x3", "transform_kernel",
+           "transform_kernel_for_gradient"]
