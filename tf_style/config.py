@@ -79,8 +79,8 @@ class Config(_Settings):
         content and style images, as the paper's network was (see tf_style.normalize).
       winograd: on a CPU, VGG19's layers with 128 or more input channels convolve by Winograd's
         F(4x4, 3x3) (tf_style.winograd): the same network and objective, rounded differently
-        (relative 1e-5), each step 1.5-1.6x faster at 256-1024 px on an Intel Xeon; about 1.1-1.4 GB
-        more memory.
+        (relative 1e-5), each step 1.5-1.6x faster at 256-1024 px on an Intel Xeon; about 0.5-0.9 GB
+        more memory and ~3 s more set-up per scale.
       output_size: (height, width) of the output when there is no content image (texture
         synthesis); None: the style image's size. Giving it together with a content image is an error.
       preserve_colors: "none"; "luminance" (the transfer on luminance alone, the photo's chroma

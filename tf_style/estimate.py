@@ -50,10 +50,6 @@ LBFGS_HISTORY = 30  # tf_style.lbfgs.LBFGS's default (a test keeps them equal)
 #: A run is refused when its predicted peak times this exceeds the memory available: the estimate
 #: came out up to 12 % below the measured peak (BUILD_NOTES.md), and the system needs some room too.
 MEMORY_MARGIN = 1.2
-#: With Config.winograd, the process holds the transformed kernels and, measured, 1.66x as much again (not
-#: explained: TensorFlow's or oneDNN's copies): fitted on the peaks of `tools/benchmark.py --what=convolutions`
-#: at 256, 512 and 1024 px (2063, 2706, 4662 MB; BUILD_NOTES.md, "Winograd convolutions").
-WINOGRAD_KERNEL_FACTOR = 2.66
 
 
 def _conv_layers(deepest: str) -> list[tuple[int, int, int]]:
@@ -141,7 +137,7 @@ def costs(
         per_pixel += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
     if config.winograd:  # the transformed kernels and the largest layer's passing tiles
-        base += WINOGRAD_KERNEL_FACTOR * winograd_kernel_bytes(layers)
+        base += winograd_kernel_bytes(layers)
         per_pixel += 4 * winograd_floats_per_pixel(layers)
     styles = style_shapes(style_shape)
     base += 4 * 3 * sum(h * w for h, w in [content_shape or (0, 0), *styles])  # float RGB, held all run
