@@ -44,6 +44,13 @@ MATRICES: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
         np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)),
 }
 
+#: By m: B^T (.) B and A^T (.) A as matrices on a tile's (m + 2)^2 values in row-major order,
+#: [(a, b), (r, s)] and [(r, s) of the output, (a, b)]: each transform is one matrix product.
+_TRANSFORMS: dict[int, tuple[np.ndarray, np.ndarray]] = {
+    m: (np.kron(b_t, b_t).astype(np.float32), np.kron(a_t, a_t).astype(np.float32))
+    for m, (b_t, _, a_t) in MATRICES.items()
+}
+
 #: The output block `WinogradConv2D` computes per tile.
 TILE = 4
 
@@ -78,7 +85,7 @@ def transform_kernel_for_gradient(kernel: np.ndarray, tile: int = TILE) -> np.nd
 def _convolve(x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
     """The 'same' convolution of x [B, H, W, C] with the transformed kernel u [n^2, C, K]: [B, H, W, K]."""
     m = _tile_of(u.shape[0])
-    n, (b_t, _, a_t) = m + 2, MATRICES[m]
+    n, (into, out) = m + 2, _TRANSFORMS[m]
     shape = tf.shape(x)
     b, h, w = shape[0], shape[1], shape[2]
     c, k = u.shape[1], u.shape[2]
@@ -92,10 +99,8 @@ def _convolve(x: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
     down = (r // m)[:, None].astype(np.int32)
     within = ((r % m) * m + s % m + (s // m) * m * m)[:, None].astype(np.int32)
     tiles = tf.gather(rows, tf.reshape(corner + down * (tw + 1) * m * m + within, [-1]))  # [n^2 B th tw, C]: one copy
-    into = np.einsum("ar,bs->abrs", b_t, b_t).reshape(n * n, n * n).astype(np.float32)
     v = tf.reshape(tf.linalg.matmul(into, tf.reshape(tiles, [n * n, -1])), [n * n, -1, c])  # B^T d B
     products = tf.linalg.matmul(v, u)  # [n^2, B th tw, K]: the products, as matrix products over channels
-    out = np.einsum("ra,sb->rsab", a_t, a_t).reshape(m * m, n * n).astype(np.float32)
     y = tf.linalg.matmul(out, tf.reshape(products, [n * n, -1]))  # A^T (.) A: [m^2, B th tw K]
     y = tf.transpose(tf.reshape(y, [m, m, b, th, tw, k]), [2, 3, 0, 4, 1, 5])  # [B, th, r, tw, s, K]
     return tf.reshape(y, [b, m * th, m * tw, k])[:, :h, :w]
