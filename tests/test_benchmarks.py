@@ -14,6 +14,12 @@ from tf_style.benchmarks import Budgeted, SpeedRow, speed_table
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _benchmark(*args: str, timeout: int = 300, cwd=None) -> subprocess.CompletedProcess:
+    """tools/benchmark.py run with `args` in a fresh process, its output captured as text."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
 def test_the_speed_table_labels_each_budgeted_run_and_judges_it_against_scipy():
     row = SpeedRow(size=256, shape=(170, 256), floor=0.25, step=0.275, evaluations_per_step=1.0,
                    scipy_evaluations=301, scipy_seconds=100.0, scipy_loss=181.0)
@@ -41,16 +47,14 @@ def test_the_speed_table_labels_each_budgeted_run_and_judges_it_against_scipy():
     ],
 )
 def test_bad_benchmark_flags_are_one_line_before_any_work(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), *args],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = _benchmark(*args, cwd=tmp_path, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"benchmark.py: error: {message}\n")
     assert os.listdir(tmp_path) == []
 
 
 def test_a_json_path_under_a_file_is_refused_before_any_work(tmp_path):
     (tmp_path / "afile").write_text("kept")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--json=afile/x.json"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = _benchmark("--json=afile/x.json", cwd=tmp_path, timeout=120)
     assert (proc.returncode, proc.stderr) == (2, "benchmark.py: error: --json: cannot write 'afile/x.json'; expected a "
                                                  "file name in an existing, writable folder\n")
     assert sorted(os.listdir(tmp_path)) == ["afile"] and (tmp_path / "afile").read_text() == "kept"
@@ -72,8 +76,7 @@ def test_the_benchmark_image_is_the_photos_centre_square(tmp_path):
 
 def test_the_iterations_benchmark_runs_the_steps_it_names():
     """--what=iterations: the steps asked for, one evaluation or more each, at size x size, and the device."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--what=iterations",
-                           "--image_size=32", "--steps=4"], capture_output=True, text=True, timeout=300)
+    proc = _benchmark("--what=iterations", "--image_size=32", "--steps=4")
     assert proc.returncode == 0, proc.stderr
     match = re.fullmatch(r"--what=iterations on CPU: 4 lbfgs steps \((\d+) evaluations\) at 32x32 in [\d.]+ s, "
                          r"[\d.]+ ms a step; loss ([\d.e+]+)\n", proc.stdout)
@@ -108,9 +111,7 @@ def test_the_iterations_benchmark_reports_the_steps_that_ran_when_lbfgs_converge
 
 def test_the_tensorboard_benchmark_runs_its_blocks():
     """Its timing callbacks once lacked the loop's on_scale_start hook, so the benchmark died at its first block."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--what=tensorboard",
-                           "--image_size=32", "--steps=3", "--rounds=2", "--image_every=2"],
-                          capture_output=True, text=True, timeout=300)
+    proc = _benchmark("--what=tensorboard", "--image_size=32", "--steps=3", "--rounds=2", "--image_every=2")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == ("--what=tensorboard at 32x21 (VGG19 random weights, paper layers, adam), 2 rounds x 3 steps "
@@ -121,8 +122,7 @@ def test_the_tensorboard_benchmark_runs_its_blocks():
 
 def test_too_few_evaluations_for_the_optimizers_benchmark_is_one_line():
     """The first (traced) step is not timed; when it uses every evaluation nothing is left to compare (an IndexError once)."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--what=optimizers",
-                           "--image_size=32", "--evaluations=1"], capture_output=True, text=True, timeout=300)
+    proc = _benchmark("--what=optimizers", "--image_size=32", "--evaluations=1")
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         2, "", "benchmark.py: error: --evaluations=1 is used up by the first (untimed) step; give more\n")
 
@@ -132,9 +132,7 @@ def test_the_convolutions_benchmark_times_both_and_checks_winograds_memory_estim
     from tf_style.benchmarks import predicted_peak
     from tf_style.config import Config
 
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--what=convolutions",
-                           "--sizes=32", "--memory_sizes=32", "--rounds=1", "--steps=2"],
-                          capture_output=True, text=True, timeout=600)
+    proc = _benchmark("--what=convolutions", "--sizes=32", "--memory_sizes=32", "--rounds=1", "--steps=2", timeout=600)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "--what=convolutions: chelsea -> gravel.jpg, seeded random VGG19, direct -> --winograd"
