@@ -168,3 +168,16 @@ def test_an_export_refuses_winograd_and_the_flag_sets_it():
     cli_flags.define_flags(["winograd"], __name__, values)
     values(["prog", "--winograd"])
     assert cli_flags.settings_from_flags(Config, ["winograd"], values).winograd is True
+
+
+def test_a_trace_without_the_sizes_builds_the_tile_indices_from_ops_and_gets_the_same_answer():
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.standard_normal((2, 9, 6, 5)).astype(np.float32))
+    kernel = rng.standard_normal((3, 3, 5, 4)).astype(np.float32)
+    u = tf.constant(winograd.transform_kernel(kernel)), tf.constant(winograd.transform_kernel_for_gradient(kernel))
+    unknown = tf.function(lambda x: winograd.conv3x3(x, *u), autograph=False,
+                          input_signature=[tf.TensorSpec([None, None, None, 5], tf.float32)])
+    known = tf.function(lambda x: winograd.conv3x3(x, *u), autograph=False)
+    count = lambda f: sum(n.op == "Range" for n in f.get_concrete_function(x).graph.as_graph_def().node)
+    assert (count(unknown), count(known)) == (3, 0)  # the indices: ops on tf.shape, or one NumPy constant
+    np.testing.assert_array_equal(unknown(x).numpy(), known(x).numpy())

@@ -146,18 +146,21 @@ def _fastest(fn, x, repeats: int) -> float:
     return best
 
 
-def step_seconds(config: Config, content: str, style: str, steps: int = 10) -> tuple[float, float]:
-    """(seconds per objective evaluation, evaluations per step) of our loop at the final size."""
+def step_seconds(config: Config, content: str, style: str, steps: int = 10) -> tuple[float, float, float]:
+    """(seconds per objective evaluation, evaluations per step) of our loop at the final size, and the seconds
+    of its set-up: building the synthesis and its first, traced step."""
     single = config.replace(scales=1, max_seconds=None)
     content_arr, style_arr = api.prepare_images(single, content, style)
+    started = time.perf_counter()
     synthesis = api.build_synthesis(single, content_arr, style_arr)
     synthesis.step()  # traces
+    setup = time.perf_counter() - started
     before = float(synthesis.state.evaluations)
     started = time.perf_counter()
     for _ in range(steps):
         float(synthesis.step()["total"][0])
     evaluations = float(synthesis.state.evaluations) - before
-    return (time.perf_counter() - started) / evaluations, evaluations / steps
+    return (time.perf_counter() - started) / evaluations, evaluations / steps, setup
 
 
 def scipy_lbfgsb(objective: StyleObjective, x0: np.ndarray, evaluations: int, history: int = 20):
@@ -243,7 +246,7 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
     objective, x0 = full_size_objective(config, content, style)
     row = SpeedRow(size=size, shape=tuple(x0.shape[1:3]))
     row.floor = floor_seconds(objective, x0)
-    row.step, row.evaluations_per_step = step_seconds(config, content, style)
+    row.step, row.evaluations_per_step, _ = step_seconds(config, content, style)
     log(f"  {size}px: floor {row.floor:.3f} s, our step {row.step:.3f} s per evaluation; scipy ...")
     x, row.scipy_seconds, row.scipy_evaluations = scipy_lbfgsb(objective, x0, evaluations)
     row.scipy_loss = saved_loss(objective, x)
@@ -257,19 +260,21 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
     return row
 
 
-def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: int = 8) -> dict[str, tuple[float, float]]:
-    """{"direct": (floor, step), "winograd": (...)}: seconds of the floor and of our step per evaluation with
-    VGG19's direct convolutions and with Config.winograd, alternating in one process, each the best of `rounds`."""
+def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: int = 8) -> dict[str, tuple[float, ...]]:
+    """{"direct": (floor, step, first set-up, set-up), "winograd": (...)}: seconds with VGG19's direct convolutions
+    and with Config.winograd, alternating in one process: the floor and our step per evaluation, the best of
+    `rounds`; `step_seconds`' set-up in the first round (one-off work included: the network's build, Winograd's
+    kernel transforms) and the best of all (a run's later scales)."""
     setups = {}
     for name in ("direct", "winograd"):
         config = Config(image_size=size, weights="random", seed=0, scales=1, winograd=name == "winograd")
         setups[name] = (config, *full_size_objective(config, content, style))
-    best = {name: [float("inf"), float("inf")] for name in setups}
+    times = {name: [] for name in setups}
     for _ in range(rounds):
         for name, (config, objective, x0) in setups.items():
-            best[name][0] = min(best[name][0], floor_seconds(objective, x0, repeats=3))
-            best[name][1] = min(best[name][1], step_seconds(config, content, style, steps)[0])
-    return {name: (floor, step) for name, (floor, step) in best.items()}
+            times[name].append((floor_seconds(objective, x0, repeats=3), *step_seconds(config, content, style, steps)))
+    return {name: (min(t[0] for t in ts), min(t[1] for t in ts), ts[0][3], min(t[3] for t in ts))
+            for name, ts in times.items()}
 
 
 def speed_table(rows: Sequence[SpeedRow]) -> str:

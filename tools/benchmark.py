@@ -234,9 +234,11 @@ def bench_convolutions() -> None:
     content, style = os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style)
     print(f"--what=convolutions: chelsea -> {FLAGS.style}, seeded random VGG19, direct -> --winograd", flush=True)
     for size in (int(s) for s in FLAGS.sizes):
-        (f0, s0), (f1, s1) = benchmarks.convolutions(size, content, style, FLAGS.rounds, FLAGS.steps).values()
+        (f0, s0, a0, b0), (f1, s1, a1, b1) = benchmarks.convolutions(size, content, style, FLAGS.rounds,
+                                                                     FLAGS.steps).values()
         print(f"  {size}px: floor {f0:.3f} -> {f1:.3f} s ({f0 / f1:.2f}x); our step per evaluation {s0:.3f} -> "
-              f"{s1:.3f} s ({s0 / s1:.2f}x); step / floor {s0 / f0:.2f}x -> {s1 / f1:.2f}x", flush=True)
+              f"{s1:.3f} s ({s0 / s1:.2f}x); step / floor {s0 / f0:.2f}x -> {s1 / f1:.2f}x; set-up (synthesis and "
+              f"traced first step) {a0:.2f} -> {a1:.2f} s the first time, then {b0:.2f} -> {b1:.2f} s", flush=True)
     peak_memory(content, style, Config(winograd=True), ("--winograd",))
 
 
