@@ -181,3 +181,25 @@ def test_a_trace_without_the_sizes_builds_the_tile_indices_from_ops_and_gets_the
     count = lambda f: sum(n.op == "Range" for n in f.get_concrete_function(x).graph.as_graph_def().node)
     assert (count(unknown), count(known)) == (3, 0)  # the indices: ops on tf.shape, or one NumPy constant
     np.testing.assert_array_equal(unknown(x).numpy(), known(x).numpy())
+
+
+def test_with_a_gpu_visible_or_another_shape_of_convolution_the_layer_is_keras_conv2d(monkeypatch):
+    x = tf.constant(np.random.default_rng(2).standard_normal((1, 8, 7, 3)).astype(np.float32))
+
+    def traced(layer):  # (Conv2D ops in the traced call, its output), the output checked against Keras's Conv2D
+        plain = keras.layers.Conv2D.from_config(layer.get_config())
+        plain.build(x.shape)
+        plain.set_weights(layer.get_weights())
+        f = tf.function(layer, autograph=False)
+        ops = [n.op for n in f.get_concrete_function(x).graph.as_graph_def().node]
+        return ops.count("Conv2D"), np.array_equal(f(x).numpy(), plain(x).numpy())
+
+    layers = [winograd.WinogradConv2D(4, 3, padding="same"), winograd.WinogradConv2D(4, 5, padding="same"),
+              winograd.WinogradConv2D(4, 3, strides=2, padding="same"), winograd.WinogradConv2D(4, 3, padding="valid")]
+    for layer in layers:
+        layer.build(x.shape)
+    assert traced(layers[0])[0] == 0  # 3 x 3, stride 1, 'same', on a CPU: Winograd
+    assert [traced(layer) for layer in layers[1:]] == [(1, True)] * 3
+    listed = tf.config.list_logical_devices
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else listed(kind))
+    assert traced(layers[0]) == (1, True)  # where a GPU is visible, cuDNN's choice
