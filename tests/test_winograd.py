@@ -92,7 +92,7 @@ def _pool64(a):
 def _layer_error_and_bound(layer, x, y):
     """How far a network layer's float32 output y is from its float64 result on the same float32
     input x, and a bound on it from float32 error analysis (any summation order, so any CPU):
-    a Winograd layer's `_bound`, a direct convolution's gamma_9C (|w| * |x|), gamma_1 more for the
+    a Winograd layer's `_bound`, a direct convolution's gamma_9C (|w| * |x|), one rounding more for the
     bias (ReLU does not enlarge a difference); a 2 x 2 average's gamma_4 times the average of |x|.
     No error is carried from layer to layer: worst-case bounds grow ~30x a layer through |w|."""
     x = np.asarray(x, np.float64)
@@ -100,13 +100,18 @@ def _layer_error_and_bound(layer, x, y):
         return np.abs(y - _pool64(x)), _gamma(4) * _pool64(np.abs(x))
     kernel, bias = layer.get_weights()
     magnitude = _same_conv64(np.abs(x), np.abs(kernel)) + np.abs(bias)
-    rounding = (_bound(x, kernel, 4) if isinstance(layer, winograd.WinogradConv2D)
-                else _gamma(9 * kernel.shape[2]) * magnitude)
-    return np.abs(y - np.maximum(_same_conv64(x, kernel) + bias, 0)), rounding + _gamma(1) * magnitude
+    if isinstance(layer, winograd.WinogradConv2D):  # fl(c + b) = (c + b)(1 + d): the product's error grows by 1 + u
+        bound = (1 + U32) * _bound(x, kernel, 4) + _gamma(1) * magnitude
+    else:
+        bound = _gamma(9 * kernel.shape[2] + 1) * magnitude
+    return np.abs(y - np.maximum(_same_conv64(x, kernel) + bias, 0)), bound
 
 
 def test_the_winograd_network_puts_it_in_the_deep_layers_only_and_computes_each_layer_within_float32s_error():
     fast = vgg.build_vgg19(weights="random", seed=3, winograd=True)
+    direct = vgg.build_vgg19(weights="random", seed=3)
+    for a, b in zip(vgg.conv_layers(direct), vgg.conv_layers(fast)):  # the same network: weights and settings
+        assert a.get_config() == b.get_config() and all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights()))
     kinds = {layer.name: type(layer) for layer in vgg.conv_layers(fast)}
     assert [n for n, t in kinds.items() if t is winograd.WinogradConv2D] == [
         n for n in kinds if n not in ("block1_conv1", "block1_conv2", "block2_conv1")]
@@ -121,7 +126,9 @@ def test_the_winograd_network_puts_it_in_the_deep_layers_only_and_computes_each_
     for name, x_in, y in zip(names, outputs, outputs[1:]):
         error, bound = _layer_error_and_bound(fast.get_layer(name), x_in, y)
         assert np.all(error <= bound), name
-        # ... and the bound means something: a convolution's output 1 % off is outside it.
+        # ... and the bound means something: a convolution's output 1 % off is outside it somewhere (worst-case
+        # bounds are loose: in block4, 90 % of the elements' bounds exceed 2.6 % of |y|; the per-convolution test
+        # above is the precise one).
         assert name.endswith("pool") or not np.all(np.abs(0.01 * y) <= bound), name
 
 
@@ -144,9 +151,9 @@ def test_a_winograd_run_convolves_by_winograd_and_its_memory_estimate_counts_the
     monkeypatch.setattr(winograd, "conv3x3", lambda x, *u: inputs.append(x.shape[-1]) or original(x, *u))
     config = Config(image_size=48, weights="random", num_steps=4, scales=1, seed=5, winograd=True)
     run = api.run(config, "tf_style/data/chelsea.jpg", "tf_style/data/gravel.jpg")
-    # The step's trace convolved the images of the 10 layers from block2_conv2 on by Winograd (their
-    # inputs' channels; the features of the style and content images too), and the loss fell.
-    assert sorted(set(inputs)) == [128, 256, 512] and inputs[:10] == [128, 128, 256, 256, 256, 256, 512, 512, 512, 512]
+    # The 10 layers from block2_conv2 on convolved by Winograd (their inputs' channels) three times: the content
+    # image's and the style image's targets, then the step's trace; and the loss fell.
+    assert inputs == [128, 128, 256, 256, 256, 256, 512, 512, 512, 512] * 3
     assert run.history[-1]["total"] < 0.5 * run.history[0]["total"]
     # two [36, C, K] float32 arrays for block2_conv2..block5_conv1: 128^2 + 128 x 256 + 3 x 256^2 + 256 x 512 +
     # 4 x 512^2 weights; the largest passing tiles: block2_conv2's, 36/16 x (2 x 128 + 128) / 4 floats per pixel

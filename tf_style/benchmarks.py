@@ -261,10 +261,10 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
 
 
 def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: int = 8) -> dict[str, tuple[float, ...]]:
-    """{"direct": (floor, step, first set-up, set-up), "winograd": (...)}: seconds with VGG19's direct convolutions
-    and with Config.winograd, alternating in one process: the floor and our step per evaluation, the best of
-    `rounds`; `step_seconds`' set-up in the first round (one-off work included: the network's build, Winograd's
-    kernel transforms) and the best of all (a run's later scales)."""
+    """{"direct": (floor, step, first set-up, later set-up), "winograd": (...)}: seconds with VGG19's direct
+    convolutions and with Config.winograd, alternating in one process (each network and its Winograd kernels built
+    before): the floor and our step per evaluation, the best of `rounds`; `step_seconds`' set-up in the first round
+    and the best of the later ones (nan for one round)."""
     setups = {}
     for name in ("direct", "winograd"):
         config = Config(image_size=size, weights="random", seed=0, scales=1, winograd=name == "winograd")
@@ -273,7 +273,7 @@ def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: in
     for _ in range(rounds):
         for name, (config, objective, x0) in setups.items():
             times[name].append((floor_seconds(objective, x0, repeats=3), *step_seconds(config, content, style, steps)))
-    return {name: (min(t[0] for t in ts), min(t[1] for t in ts), ts[0][3], min(t[3] for t in ts))
+    return {name: (min(t[0] for t in ts), min(t[1] for t in ts), ts[0][3], min((t[3] for t in ts[1:]), default=float("nan")))
             for name, ts in times.items()}
 
 

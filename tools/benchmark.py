@@ -31,8 +31,9 @@ uses; prints the device TensorFlow used. The speed issue's GPU goal: 500 steps a
     python tools/benchmark.py --what=iterations --image_size=512 --steps=500
 
 --what=convolutions: at each of --sizes, the floor and our step per evaluation with VGG19's direct
-convolutions and with --winograd, alternating (best of --rounds); then --winograd's peak memory of
-real runs at --memory_sizes against the dry run's estimate.
+convolutions and with --winograd, alternating (best of --rounds), and each one's set-up (building the
+synthesis and its traced first step: the first round's, then the best of the others); then
+--winograd's peak memory of real runs at --memory_sizes against the dry run's estimate.
 
     python tools/benchmark.py --what=convolutions --sizes=256,512,1024 --steps=8
 
@@ -238,7 +239,8 @@ def bench_convolutions() -> None:
                                                                      FLAGS.steps).values()
         print(f"  {size}px: floor {f0:.3f} -> {f1:.3f} s ({f0 / f1:.2f}x); our step per evaluation {s0:.3f} -> "
               f"{s1:.3f} s ({s0 / s1:.2f}x); step / floor {s0 / f0:.2f}x -> {s1 / f1:.2f}x; set-up (synthesis and "
-              f"traced first step) {a0:.2f} -> {a1:.2f} s the first time, then {b0:.2f} -> {b1:.2f} s", flush=True)
+              f"traced first step) {a0:.2f} -> {a1:.2f} s the first time"
+              + (f", then {b0:.2f} -> {b1:.2f} s" if FLAGS.rounds > 1 else ""), flush=True)
     peak_memory(content, style, Config(winograd=True), ("--winograd",))
 
 
