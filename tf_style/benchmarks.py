@@ -9,8 +9,9 @@ same arithmetic as ImageNet's):
 * our default settings given `max_seconds` = fractions of scipy's time, and, next to them, the
   same with `scales=1` (the paper's single resolution, which reaches a lower loss per second
   with random weights: BUILD_NOTES.md, "Coarse to fine");
-* the dry run's peak-memory estimate (tools/benchmark.py measures real `tf-style` runs against it);
-* `convolutions`: the floor and our step with VGG19's direct convolutions and with Config.winograd.
+* the dry run's peak-memory estimate (tools/benchmark.py measures real `tf-style` runs against it).
+
+The floor and the step are measured by tf_style.step_costs.
 
 Loss is always the paper's objective of the saved 8-bit image at full size. scipy is needed
 here (it is the reference), not by the library.
@@ -25,10 +26,11 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import api, estimate, images, loop, schedule, vgg
+from tf_style import api, estimate, images, loop, schedule
 from tf_style.config import Config
 from tf_style.errors import InputError
 from tf_style.objective import StyleObjective
+from tf_style.step_costs import floor_seconds, full_size_objective, step_seconds
 
 
 @dataclass
@@ -54,14 +56,6 @@ class SpeedRow:
     scipy_seconds: float = 0.0
     scipy_loss: float = 0.0
     budgeted: list[Budgeted] = field(default_factory=list)
-
-
-def full_size_objective(config: Config, content: str, style: str) -> tuple[StyleObjective, np.ndarray]:
-    """The objective at the final size (one scale) and its white-noise start."""
-    single = config.replace(scales=1, max_seconds=None)
-    content_arr, style_arr = api.prepare_images(single, content, style)
-    synthesis = api.build_synthesis(single, content_arr, style_arr)
-    return synthesis.objective, synthesis.image.numpy()
 
 
 @dataclass
@@ -120,47 +114,6 @@ def saved_loss(objective: StyleObjective, image: np.ndarray) -> float:
     """The total loss of `image` as written to a file: rounded to 8 bits."""
     pixels = images.to_uint8(np.asarray(image).reshape(np.asarray(image).shape[-3:])).astype(np.float32)
     return float(objective(tf.constant(pixels[None]))["total"][0])
-
-
-def floor_seconds(objective: StyleObjective, image: np.ndarray, repeats: int = 5) -> float:
-    """The fastest of `repeats` bare forward + backward passes of the objective's cut VGG19."""
-    model = objective.extractor.model
-
-    @tf.function
-    def forward_backward(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            total = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(model(vgg.preprocess(x), training=False))])
-        return tape.gradient(total, x)
-
-    return _fastest(forward_backward, tf.constant(image), repeats)
-
-
-def _fastest(fn, x, repeats: int) -> float:
-    fn(x).numpy()  # trace
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn(x).numpy()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
-def step_seconds(config: Config, content: str, style: str, steps: int = 10) -> tuple[float, float, float]:
-    """(seconds per objective evaluation, evaluations per step) of our loop at the final size, and the seconds
-    of its set-up: building the synthesis and its first, traced step."""
-    single = config.replace(scales=1, max_seconds=None)
-    content_arr, style_arr = api.prepare_images(single, content, style)
-    started = time.perf_counter()
-    synthesis = api.build_synthesis(single, content_arr, style_arr)
-    synthesis.step()  # traces
-    setup = time.perf_counter() - started
-    before = float(synthesis.state.evaluations)
-    started = time.perf_counter()
-    for _ in range(steps):
-        float(synthesis.step()["total"][0])
-    evaluations = float(synthesis.state.evaluations) - before
-    return (time.perf_counter() - started) / evaluations, evaluations / steps, setup
 
 
 def scipy_lbfgsb(objective: StyleObjective, x0: np.ndarray, evaluations: int, history: int = 20):
@@ -260,23 +213,6 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
     return row
 
 
-def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: int = 8) -> dict[str, tuple[float, ...]]:
-    """{"direct": (floor, step, first set-up, later set-up), "winograd": (...)}: seconds with VGG19's direct
-    convolutions and with Config.winograd, alternating in one process (each network and its Winograd kernels built
-    before): the floor and our step per evaluation, the best of `rounds`; `step_seconds`' set-up in the first round
-    and the best of the later ones (nan for one round)."""
-    setups = {}
-    for name in ("direct", "winograd"):
-        config = Config(image_size=size, weights="random", seed=0, scales=1, winograd=name == "winograd")
-        setups[name] = (config, *full_size_objective(config, content, style))
-    times = {name: [] for name in setups}
-    for _ in range(rounds):
-        for name, (config, objective, x0) in setups.items():
-            times[name].append((floor_seconds(objective, x0, repeats=3), *step_seconds(config, content, style, steps)))
-    return {name: (min(t[0] for t in ts), min(t[1] for t in ts), ts[0][3], min((t[3] for t in ts[1:]), default=float("nan")))
-            for name, ts in times.items()}
-
-
 def speed_table(rows: Sequence[SpeedRow]) -> str:
     """The side-by-side table: step against the floor, and our budgeted loss against scipy's."""
     lines = []
@@ -295,6 +231,5 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Budgeted", "Iterations", "SpeedRow", "convolutions", "device_name", "floor_seconds", "full_size_objective",
-           "iterations", "measure", "predicted_peak", "saved_loss", "scipy_lbfgsb", "speed_table", "square_photo",
-           "step_seconds", "trajectories", "under_budget"]
+__all__ = ["Budgeted", "Iterations", "SpeedRow", "device_name", "iterations", "measure", "predicted_peak", "saved_loss",
+           "scipy_lbfgsb", "speed_table", "square_photo", "trajectories", "under_budget"]

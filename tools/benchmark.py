@@ -230,13 +230,13 @@ def bench_iterations() -> None:
 
 
 def bench_convolutions() -> None:
-    from tf_style import benchmarks
+    from tf_style import step_costs
 
     content, style = os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style)
     print(f"--what=convolutions: chelsea -> {FLAGS.style}, seeded random VGG19, direct -> --winograd", flush=True)
     for size in (int(s) for s in FLAGS.sizes):
-        (f0, s0, a0, b0), (f1, s1, a1, b1) = benchmarks.convolutions(size, content, style, FLAGS.rounds,
-                                                                     FLAGS.steps).values()
+        costs = step_costs.convolutions(size, content, style, FLAGS.rounds, FLAGS.steps)
+        (f0, s0, a0, b0), (f1, s1, a1, b1) = costs["direct"], costs["winograd"]
         print(f"  {size}px: floor {f0:.3f} -> {f1:.3f} s ({f0 / f1:.2f}x); our step per evaluation {s0:.3f} -> "
               f"{s1:.3f} s ({s0 / s1:.2f}x); step / floor {s0 / f0:.2f}x -> {s1 / f1:.2f}x; set-up (synthesis and "
               f"traced first step) {a0:.2f} -> {a1:.2f} s the first time"

@@ -1,0 +1,86 @@
+"""What an objective evaluation and a step cost, the library twin of tools/benchmark.py --what=convolutions.
+
+The floor (a bare forward and backward pass of the cut VGG19), our step per evaluation and a scale's
+set-up, with VGG19's direct convolutions and with Config.winograd; tf_style.benchmarks compares them
+with scipy's L-BFGS-B. Seeded random VGG19 weights (the same arithmetic as ImageNet's).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tf_style import api, vgg
+from tf_style.config import Config
+from tf_style.objective import StyleObjective
+
+
+def full_size_objective(config: Config, content: str, style: str) -> tuple[StyleObjective, np.ndarray]:
+    """The objective at the final size (one scale) and its white-noise start."""
+    single = config.replace(scales=1, max_seconds=None)
+    content_arr, style_arr = api.prepare_images(single, content, style)
+    synthesis = api.build_synthesis(single, content_arr, style_arr)
+    return synthesis.objective, synthesis.image.numpy()
+
+
+def floor_seconds(objective: StyleObjective, image: np.ndarray, repeats: int = 5) -> float:
+    """The fastest of `repeats` bare forward + backward passes of the objective's cut VGG19."""
+    model = objective.extractor.model
+
+    @tf.function
+    def forward_backward(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(model(vgg.preprocess(x), training=False))])
+        return tape.gradient(total, x)
+
+    return _fastest(forward_backward, tf.constant(image), repeats)
+
+
+def _fastest(fn, x, repeats: int) -> float:
+    fn(x).numpy()  # trace
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn(x).numpy()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def step_seconds(config: Config, content: str, style: str, steps: int = 10) -> tuple[float, float, float]:
+    """(seconds per objective evaluation, evaluations per step) of our loop at the final size, and the seconds
+    of its set-up: building the synthesis and its first, traced step."""
+    single = config.replace(scales=1, max_seconds=None)
+    content_arr, style_arr = api.prepare_images(single, content, style)
+    started = time.perf_counter()
+    synthesis = api.build_synthesis(single, content_arr, style_arr)
+    synthesis.step()  # traces
+    setup = time.perf_counter() - started
+    before = float(synthesis.state.evaluations)
+    started = time.perf_counter()
+    for _ in range(steps):
+        float(synthesis.step()["total"][0])
+    evaluations = float(synthesis.state.evaluations) - before
+    return (time.perf_counter() - started) / evaluations, evaluations / steps, setup
+
+
+def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: int = 8) -> dict[str, tuple[float, ...]]:
+    """{"direct": (floor, step, first set-up, later set-up), "winograd": (...)}: seconds with VGG19's direct
+    convolutions and with Config.winograd, alternating in one process (each network and its Winograd kernels built
+    before): the floor and our step per evaluation, the best of `rounds`; `step_seconds`' set-up in the first round
+    and the best of the later ones (nan for one round)."""
+    setups = {}
+    for name in ("direct", "winograd"):
+        config = Config(image_size=size, weights="random", seed=0, scales=1, winograd=name == "winograd")
+        setups[name] = (config, *full_size_objective(config, content, style))
+    times = {name: [] for name in setups}
+    for _ in range(rounds):
+        for name, (config, objective, x0) in setups.items():
+            times[name].append((floor_seconds(objective, x0, repeats=3), *step_seconds(config, content, style, steps)))
+    return {name: (min(t[0] for t in ts), min(t[1] for t in ts), ts[0][3], min((t[3] for t in ts[1:]), default=float("nan")))
+            for name, ts in times.items()}
+
+
+__all__ = ["convolutions", "floor_seconds", "full_size_objective", "step_seconds"]
