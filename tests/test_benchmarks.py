@@ -109,6 +109,20 @@ def test_the_iterations_benchmark_reports_the_steps_that_ran_when_lbfgs_converge
     assert 1 <= r.steps < 200 and r.evaluations >= r.steps and r.shape == (32, 32) and r.device == "CPU"
 
 
+def test_the_iterations_benchmark_can_compile_the_whole_step_with_xla(monkeypatch):
+    from tf_style import api, benchmarks
+    from tf_style.config import Config
+
+    built, original = [], api.build_synthesis
+    monkeypatch.setattr(api, "build_synthesis", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    data = os.path.join(ROOT, "tf_style", "data")
+    config = Config(image_size=16, weights="random", seed=0, style_layers=("conv1_1", "conv2_1"), content_layers=("conv2_2",))
+    r = benchmarks.iterations(config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg"), 3, True)
+    # the step XLA compiled (this raises for a function not marked jit_compile), line search loop and all
+    assert "while" in built[0].step.experimental_get_compiler_ir()(stage="hlo")
+    assert r.steps == 3 and r.loss < 0.5 * r.start_loss  # and it optimises
+
+
 def test_the_tensorboard_benchmark_runs_its_blocks():
     """Its timing callbacks once lacked the loop's on_scale_start hook, so the benchmark died at its first block."""
     proc = _benchmark("--what=tensorboard", "--image_size=32", "--steps=3", "--rounds=2", "--image_every=2")

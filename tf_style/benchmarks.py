@@ -68,6 +68,7 @@ class Iterations:
     seconds: float  # the steps' wall time, the loop's per-step work included
     loss: float  # the total loss after the last step
     device: str  # where TensorFlow placed the work: a GPU's name, or "CPU"
+    start_loss: float = float("nan")  # the total loss the first (traced) step reported
 
 
 def square_photo(path: str, size: int) -> np.ndarray:
@@ -93,21 +94,25 @@ def _evaluations(synthesis, steps: int) -> int:
     return int(synthesis.state.evaluations.numpy()) if hasattr(synthesis.state, "evaluations") else steps
 
 
-def iterations(config: Config, content: str, style: str, steps: int) -> Iterations:
+def iterations(config: Config, content: str, style: str, steps: int, jit_compile: bool = False) -> Iterations:
     """`steps` steps of `config`'s optimiser at config.image_size² (one scale, white noise), timed
-    through the loop a run uses, after one untimed step that traces."""
+    through the loop a run uses, after one untimed step that traces. `jit_compile`: XLA compiles the
+    whole step, line search included (the speed issue's XLA trial for a GPU; on a CPU XLA's
+    convolutions are ~100x slower: BUILD_NOTES.md, "GPU")."""
     single = config.replace(scales=1, max_seconds=None, num_steps=steps)
     photo = square_photo(content, config.image_size)
     style_arr = api.prepare_images(single, content, style)[1]
     synthesis = api.build_synthesis(single, photo, style_arr)
-    loop.run_steps(synthesis, 1)
+    if jit_compile:
+        synthesis.step = tf.function(synthesis.eager_step, autograph=False, jit_compile=True)
+    start_loss = float(loop.run_steps(synthesis, 1).terms["total"])
     before = _evaluations(synthesis, 1)
     started = time.perf_counter()
     run = loop.run_steps(synthesis, steps)  # fewer steps if L-BFGS converges first
     loss = float(run.terms["total"])  # a float: the step's results have reached the host
     seconds = time.perf_counter() - started
     evaluations = _evaluations(synthesis, 1 + run.step) - before
-    return Iterations(tuple(photo.shape[:2]), run.step, evaluations, seconds, loss, device_name())
+    return Iterations(tuple(photo.shape[:2]), run.step, evaluations, seconds, loss, device_name(), start_loss)
 
 
 def saved_loss(objective: StyleObjective, image: np.ndarray) -> float:

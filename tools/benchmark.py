@@ -28,7 +28,10 @@ and writes --json.
 photo's centre square, one scale, white noise), after one traced step, through the loop a run
 uses; prints the device TensorFlow used. The speed issue's GPU goal: 500 steps at 512² in 3 s.
 
-    python tools/benchmark.py --what=iterations --image_size=512 --steps=500
+    python tools/benchmark.py --what=iterations --image_size=512 --steps=500 [--jit_compile]
+
+--jit_compile: the same with the whole step compiled by XLA (line search and all), the speed
+issue's XLA trial for a GPU.
 
 --what=convolutions: at each of --sizes, the floor and our step per evaluation with VGG19's direct
 convolutions and with --winograd, alternating (best of --rounds), and each one's set-up (building the
@@ -84,6 +87,8 @@ flags.DEFINE_integer("steps", 10, "Steps per timed block (--what=iterations: ste
 flags.DEFINE_integer("rounds", 3, "Timed blocks per variant (the variants alternate).", module_name=MODULE)
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN set-up).", module_name=MODULE)
 flags.DEFINE_integer("image_every", 10, "TensorBoard image interval in the logged blocks (a 500-step run's default is 50).", module_name=MODULE)
+flags.DEFINE_bool("jit_compile", False, "--what=iterations: XLA compiles the whole step (for a GPU; ~100x slower on "
+                  "a CPU).", module_name=MODULE)
 flags.DEFINE_integer("seed", 0, "Seeds the random VGG19 weights and the start image.", module_name=MODULE)
 
 TENSORBOARD_GOAL = 0.03  # of the step time
@@ -224,8 +229,9 @@ def bench_iterations() -> None:
     from tf_style import benchmarks
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
-    r = benchmarks.iterations(config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style), FLAGS.steps)
-    print(f"--what=iterations on {r.device}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
+    r = benchmarks.iterations(config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style), FLAGS.steps,
+                              FLAGS.jit_compile)
+    print(f"--what=iterations on {r.device}{', XLA' if FLAGS.jit_compile else ''}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
           f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}")
 
 
