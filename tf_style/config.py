@@ -80,7 +80,7 @@ class Config(_Settings):
       winograd: on a CPU, VGG19's layers with 128 or more input channels convolve by Winograd's
         F(4x4, 3x3) (tf_style.winograd): the same network and objective, rounded differently
         (relative 1e-5), each step 1.5-1.6x faster at 256-1024 px on an Intel Xeon; about 0.5-0.9 GB
-        more memory and ~3 s more set-up per scale.
+        more memory, and a scale's set-up ~1 s longer at 128 px, shorter at 512 px and up.
       output_size: (height, width) of the output when there is no content image (texture
         synthesis); None: the style image's size. Giving it together with a content image is an error.
       preserve_colors: "none"; "luminance" (the transfer on luminance alone, the photo's chroma

@@ -79,8 +79,8 @@ def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: in
     for _ in range(rounds):
         for name, (config, objective, x0) in setups.items():
             times[name].append((floor_seconds(objective, x0, repeats=3), *step_seconds(config, content, style, steps)))
-    return {name: (min(t[0] for t in ts), min(t[1] for t in ts), ts[0][3], min((t[3] for t in ts[1:]), default=float("nan")))
-            for name, ts in times.items()}
+    return {name: (min(t[0] for t in ts), min(t[1] for t in ts), ts[0][3],
+                   min((t[3] for t in ts[1:]), default=float("nan"))) for name, ts in times.items()}
 
 
 __all__ = ["convolutions", "floor_seconds", "full_size_objective", "step_seconds"]

@@ -32,11 +32,12 @@ from tf_style.layers import (  # noqa: F401 - re-exported: vgg is where users lo
     PAPER_TO_KERAS,
     POOLING_CHOICES,
     VGG19_BLOCKS,
+    WINOGRAD_MIN_CHANNELS,
     canonical_layer_name,
     keras_layer_name,
     layer_depth,
 )
-from tf_style.winograd import MIN_CHANNELS, WinogradConv2D
+from tf_style.winograd import WinogradConv2D
 
 #: Caffe's ImageNet mean pixel in BGR order, as used by Keras's `preprocess_input(mode="caffe")`.
 CAFFE_MEAN_BGR: tuple[float, float, float] = (103.939, 116.779, 123.68)
@@ -105,7 +106,7 @@ def build_vgg19(
       weights: "imagenet", a path to a weights file (see the module docstring), or None/"random".
       pooling: "avg" (the paper's choice, AveragePooling2D) or "max" (Keras's VGG19).
       seed: seeds the Glorot-uniform initialisers when weights is None/"random".
-      winograd: the layers with at least `winograd.MIN_CHANNELS` input channels convolve by
+      winograd: the layers with at least `layers.WINOGRAD_MIN_CHANNELS` input channels convolve by
         Winograd's F(4 x 4, 3 x 3) on a CPU (`tf_style.winograd.WinogradConv2D`: the same weights;
         a traced function keeps the weights of its trace).
 
@@ -122,7 +123,7 @@ def build_vgg19(
     index, channels = 0, 3
     for block, n_convs, filters in VGG19_BLOCKS:
         for c in range(1, n_convs + 1):
-            conv_cls = WinogradConv2D if winograd and channels >= MIN_CHANNELS else keras.layers.Conv2D
+            conv_cls = WinogradConv2D if winograd and channels >= WINOGRAD_MIN_CHANNELS else keras.layers.Conv2D
             x = conv_cls(
                 filters,
                 3,

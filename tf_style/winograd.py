@@ -29,8 +29,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_style.layers import WINOGRAD_MIN_CHANNELS
-
 #: (B^T, G, A^T) of F(m x m, 3 x 3), by m: Y = A^T [(G w G^T) . (B^T d B)] A for an (m + 2)^2 tile d.
 #: F(2 x 2) interpolates at 0, 1, -1 and infinity, F(4 x 4) at 0, 1, -1, 2, -2 and infinity.
 MATRICES: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
@@ -126,10 +124,6 @@ def conv3x3(x: tf.Tensor, u: tf.Tensor, u_gradient: tf.Tensor) -> tf.Tensor:
     return convolve(x)
 
 
-#: Layers with fewer input channels keep the direct convolution (tf_style.layers says why).
-MIN_CHANNELS = WINOGRAD_MIN_CHANNELS
-
-
 @keras.saving.register_keras_serializable(package="tf_style")
 class WinogradConv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D whose 3 x 3, stride-1, 'same' convolution runs by `conv3x3` (F(4 x 4, 3 x 3)) on a CPU.
@@ -161,5 +155,5 @@ class WinogradConv2D(keras.layers.Conv2D):
         return cached[1], cached[2]
 
 
-__all__ = ["MATRICES", "MIN_CHANNELS", "TILE", "WinogradConv2D", "conv3x3", "transform_kernel",
+__all__ = ["MATRICES", "TILE", "WinogradConv2D", "conv3x3", "transform_kernel",
            "transform_kernel_for_gradient"]

@@ -231,7 +231,8 @@ def bench_iterations() -> None:
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
     r = benchmarks.iterations(config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style), FLAGS.steps,
                               FLAGS.jit_compile)
-    print(f"--what=iterations on {r.device}{', XLA' if FLAGS.jit_compile else ''}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
+    xla = ", XLA" if FLAGS.jit_compile else ""
+    print(f"--what=iterations on {r.device}{xla}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
           f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}")
 
 
