@@ -75,13 +75,18 @@ def test_the_benchmark_image_is_the_photos_centre_square(tmp_path):
 
 
 def test_the_iterations_benchmark_runs_the_steps_it_names():
-    """--what=iterations: the steps asked for, one evaluation or more each, at size x size, and the device."""
-    proc = _benchmark("--what=iterations", "--image_size=32", "--steps=4")
-    assert proc.returncode == 0, proc.stderr
-    match = re.fullmatch(r"--what=iterations on CPU: 4 lbfgs steps \((\d+) evaluations\) at 32x32 in [\d.]+ s, "
-                         r"[\d.]+ ms a step; loss ([\d.e+]+)\n", proc.stdout)
-    assert match, proc.stdout
-    assert int(match.group(1)) >= 4
+    """--what=iterations: the steps asked for, one evaluation or more each, at size x size, and the device;
+    with --dtype_policy=mixed_bfloat16 a network in bfloat16 (whose loss differs from float32's by ~1 %)."""
+    losses = []
+    for flag, label in (("--dtype_policy=float32", ""), ("--dtype_policy=mixed_bfloat16", ", mixed_bfloat16")):
+        proc = _benchmark("--what=iterations", "--image_size=32", "--steps=4", flag)
+        assert proc.returncode == 0, proc.stderr
+        match = re.fullmatch(rf"--what=iterations on CPU{label}: 4 lbfgs steps \((\d+) evaluations\) at 32x32 in "
+                             r"[\d.]+ s, [\d.]+ ms a step; loss ([\d.e+]+)\n", proc.stdout)
+        assert match, proc.stdout
+        assert int(match.group(1)) >= 4
+        losses.append(float(match.group(2)))
+    assert abs(losses[1] - losses[0]) > 1e-3 * losses[0], losses
 
 
 def test_the_optimizer_trajectories_count_evaluations_as_each_optimiser_spends_them(content_image, style_image):

@@ -266,7 +266,8 @@ def dry_run_report(config: Config, content, style, options: RunOptions = RunOpti
 
     check_plan(config, plan, shapes[1] or (), has_content=content is not None)  # the sizes the run would refuse
     costs = estimate.costs(config, plan, style is not None, *shapes)
-    return estimate.report(costs, estimate.measure_flop_rate(), api.memory_for(options), config.max_seconds)
+    rate = estimate.measure_flop_rate(dtype_policy=config.dtype_policy)
+    return estimate.report(costs, rate, api.memory_for(options), config.max_seconds)
 
 
 def run() -> None:

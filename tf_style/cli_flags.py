@@ -21,7 +21,7 @@ from absl import app, flags
 
 from tf_style.config import COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions
 from tf_style.errors import Field, InputError
-from tf_style.layers import POOLING_CHOICES
+from tf_style.layers import DTYPE_POLICY_CHOICES, POOLING_CHOICES
 
 FLAGS = flags.FLAGS
 _S = TypeVar("_S", Config, RunOptions)
@@ -115,6 +115,9 @@ ROWS: tuple[Row, ...] = (
         "as the paper's network was (the paper averaged over ImageNet images instead)."),
     Row("winograd", "bool", "On a CPU, convolve VGG19's layers with 128 or more input channels by Winograd's "
         "F(4x4, 3x3): the same network, rounded differently, each step faster (measured on Intel only), more memory."),
+    Row("dtype_policy", "enum", "Keras dtype policy of VGG19: float32 (the paper), or mixed_bfloat16 (convolutions in "
+        "bfloat16 for GPUs with bfloat16 tensor cores; Gram matrices and losses stay float32; slower on most CPUs).",
+        choices=DTYPE_POLICY_CHOICES),
     Row("output_size", "string",
         "Texture synthesis only (no --content): output size as WIDTHxHEIGHT (e.g. 300x200: 300 wide, "
         "200 high) or one number for a square; default: the style image's size.", parse=parse_output_size),

@@ -152,12 +152,15 @@ def costs(
     return out
 
 
-def measure_flop_rate(seconds: float = 0.5) -> float:
-    """Floating-point operations per second of a 3 x 3 convolution like VGG19's, on this machine."""
+def measure_flop_rate(seconds: float = 0.5, dtype_policy: str = "float32") -> float:
+    """Floating-point operations per second of a 3 x 3 convolution like VGG19's, on this machine, in
+    the compute dtype of `dtype_policy` (Config.dtype_policy: bfloat16's rate differs by a factor of
+    several, up or down, with the hardware)."""
     import tensorflow as tf
 
-    x = tf.random.stateless_uniform([1, 64, 64, 128], seed=[1, 2])
-    w = tf.random.stateless_uniform([3, 3, 128, 128], seed=[3, 4])
+    dtype = tf.bfloat16 if dtype_policy == "mixed_bfloat16" else tf.float32
+    x = tf.cast(tf.random.stateless_uniform([1, 64, 64, 128], seed=[1, 2]), dtype)
+    w = tf.cast(tf.random.stateless_uniform([3, 3, 128, 128], seed=[3, 4]), dtype)
     conv = tf.function(lambda x: tf.nn.conv2d(x, w, 1, "SAME"))
     conv(x).numpy()  # trace and warm up
     flops, runs, started = 2 * 9 * 128 * 128 * 64 * 64, 0, time.perf_counter()

@@ -36,11 +36,16 @@ class FeatureExtractor:
         self.model = vgg_lib.feature_model(vgg, self.layers)
 
     def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        """RGB pixels [B, H, W, 3] in [0, 255] -> layer name -> post-ReLU features [B, H_l, W_l, N_l]."""
+        """RGB pixels [B, H, W, 3] in [0, 255] -> layer name -> post-ReLU features [B, H_l, W_l, N_l], float32.
+
+        A network computing in bfloat16 (Config.dtype_policy) hands its features over as float32:
+        the Gram matrices sum M_l products each, and the style loss is a small difference of large
+        Gram entries, which bfloat16's 8 bits could not hold.
+        """
         outputs = self.model(vgg_lib.preprocess(image), training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        return dict(zip(self.layers, outputs))
+        return {name: tf.cast(out, tf.float32) for name, out in zip(self.layers, outputs)}
 
     def content_targets(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """The photograph's content representation P^l for each content layer, computed once."""

@@ -158,12 +158,13 @@ _CACHE: dict[tuple, keras.Model] = {}
 
 
 def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.Model:
-    """The backbone a `tf_style.Config` asks for (weights, pooling, seed, winograd, normalize_vgg), cached.
+    """The backbone a `tf_style.Config` asks for (weights, pooling, seed, winograd, dtype_policy,
+    normalize_vgg), cached.
 
     With config.normalize_vgg the network is normalised on `normalization_images`; the copy is
     cached per set of images (one at a time: each is a whole VGG19).
     """
-    base = vgg_lib.cached_vgg19(config.weights, config.pooling, config.seed, config.winograd)
+    base = vgg_lib.cached_vgg19(config.weights, config.pooling, config.seed, config.winograd, config.dtype_policy)
     if not config.normalize_vgg:
         return base
     if not len(normalization_images):
@@ -174,7 +175,7 @@ def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.M
         digest.update(repr(arr.shape).encode())
         digest.update(arr.tobytes())
     key = (config.weights, config.pooling, config.seed if config.weights == "random" else 0, config.winograd,
-           digest.hexdigest())
+           config.dtype_policy, digest.hexdigest())
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = normalize_vgg(base, normalization_images)

@@ -30,6 +30,7 @@ from tf_style.layers import (  # noqa: F401 - re-exported: vgg is where users lo
     KERAS_LAYER_NAMES,
     KERAS_TO_PAPER,
     PAPER_TO_KERAS,
+    DTYPE_POLICY_CHOICES,
     POOLING_CHOICES,
     VGG19_BLOCKS,
     WINOGRAD_MIN_CHANNELS,
@@ -99,6 +100,7 @@ def build_vgg19(
     pooling: str = "avg",
     seed: int = 0,
     winograd: bool = False,
+    dtype_policy: str = "float32",
 ) -> keras.Model:
     """Builds VGG19's convolutional base with Keras's layer names and the chosen pooling.
 
@@ -109,6 +111,8 @@ def build_vgg19(
       winograd: the layers with at least `layers.WINOGRAD_MIN_CHANNELS` input channels convolve by
         Winograd's F(4 x 4, 3 x 3) on a CPU (`tf_style.winograd.WinogradConv2D`: the same weights;
         a traced function keeps the weights of its trace).
+      dtype_policy: the layers' Keras dtype policy ("float32" or "mixed_bfloat16": float32
+        weights, computed in bfloat16; the input stays float32 and each layer casts it).
 
     Returns:
       A keras.Model from *preprocessed* input [B, H, W, 3] (see `preprocess`) to
@@ -116,6 +120,8 @@ def build_vgg19(
     """
     if pooling not in POOLING_CHOICES:
         raise InputError(Field("pooling"), f" must be one of {', '.join(POOLING_CHOICES)}; got {pooling!r}")
+    if dtype_policy not in DTYPE_POLICY_CHOICES:
+        raise InputError(Field("dtype_policy"), f" must be one of {', '.join(DTYPE_POLICY_CHOICES)}; got {dtype_policy!r}")
     pool_cls = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
 
     inputs = keras.Input(shape=(None, None, 3), name="input_layer")
@@ -132,9 +138,10 @@ def build_vgg19(
                 kernel_initializer=keras.initializers.GlorotUniform(seed=seed * 100 + index),
                 bias_initializer="zeros",
                 name=f"block{block}_conv{c}",
+                dtype=dtype_policy,
             )(x)
             index, channels = index + 1, filters
-        x = pool_cls(2, strides=2, name=f"block{block}_pool")(x)
+        x = pool_cls(2, strides=2, name=f"block{block}_pool", dtype=dtype_policy)(x)
     model = keras.Model(inputs, x, name=f"vgg19_{pooling}pool")
 
     if weights is None or (isinstance(weights, str) and weights == "random"):
@@ -147,18 +154,20 @@ def build_vgg19(
     return model
 
 
-_CACHE: dict[tuple[str, str, int, bool], keras.Model] = {}
+_CACHE: dict[tuple[str, str, int, bool, str], keras.Model] = {}
 
 
-def cached_vgg19(weights: str = "imagenet", pooling: str = "avg", seed: int = 0, winograd: bool = False) -> keras.Model:
-    """`build_vgg19`, built once per (weights, pooling, seed, winograd) in this process and shared.
+def cached_vgg19(
+    weights: str = "imagenet", pooling: str = "avg", seed: int = 0, winograd: bool = False, dtype_policy: str = "float32"
+) -> keras.Model:
+    """`build_vgg19`, built once per (weights, pooling, seed, winograd, dtype_policy) in this process and shared.
 
     The seed counts only for random weights. The model is only ever read (feature models are
     cut from it, `tf_style.normalize` rescales a copy), so sharing it is safe.
     """
-    key = (os.fspath(weights), pooling, seed if weights == "random" else 0, bool(winograd))
+    key = (os.fspath(weights), pooling, seed if weights == "random" else 0, bool(winograd), dtype_policy)
     if key not in _CACHE:
-        _CACHE[key] = build_vgg19(weights=key[0], pooling=pooling, seed=key[2], winograd=key[3])
+        _CACHE[key] = build_vgg19(weights=key[0], pooling=pooling, seed=key[2], winograd=key[3], dtype_policy=dtype_policy)
     return _CACHE[key]
 
 

@@ -31,7 +31,8 @@ uses; prints the device TensorFlow used. The speed issue's GPU goal: 500 steps a
     python tools/benchmark.py --what=iterations --image_size=512 --steps=500 [--jit_compile]
 
 --jit_compile: the same with the whole step compiled by XLA (line search and all), the speed
-issue's XLA trial for a GPU.
+issue's XLA trial for a GPU. --dtype_policy=mixed_bfloat16: VGG19 in bfloat16 (Gram matrices and
+losses float32), the mixed-precision trial; the loss printed is the mixed objective's own.
 
 --what=convolutions: at each of --sizes, the floor and our step per evaluation with VGG19's direct
 convolutions and with --winograd, alternating (best of --rounds), and each one's set-up (building the
@@ -62,6 +63,7 @@ from tf_style import cli_flags  # noqa: E402
 from tf_style.atomic import writable_file, write_atomically  # noqa: E402
 from tf_style.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
 from tf_style.errors import InputError  # noqa: E402
+from tf_style.layers import DTYPE_POLICY_CHOICES  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "benchmark.py"  # as the other tools name themselves in their error lines
@@ -90,6 +92,8 @@ flags.DEFINE_integer("image_every", 10, "TensorBoard image interval in the logge
 flags.DEFINE_bool("jit_compile", False, "--what=iterations: XLA compiles the whole step (for a GPU; ~100x slower on "
                   "a CPU).", module_name=MODULE)
 flags.DEFINE_integer("seed", 0, "Seeds the random VGG19 weights and the start image.", module_name=MODULE)
+flags.DEFINE_enum("dtype_policy", "float32", list(DTYPE_POLICY_CHOICES), "--what=iterations: VGG19's Keras dtype "
+                  "policy (mixed_bfloat16: for a GPU; slower on most CPUs).", module_name=MODULE)
 
 TENSORBOARD_GOAL = 0.03  # of the step time
 
@@ -228,10 +232,10 @@ def bench_speed() -> None:
 def bench_iterations() -> None:
     from tf_style import benchmarks
 
-    config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
+    config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, dtype_policy=FLAGS.dtype_policy)
     r = benchmarks.iterations(config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style), FLAGS.steps,
                               FLAGS.jit_compile)
-    xla = ", XLA" if FLAGS.jit_compile else ""
+    xla = (", XLA" if FLAGS.jit_compile else "") + (f", {config.dtype_policy}" if config.dtype_policy != "float32" else "")
     print(f"--what=iterations on {r.device}{xla}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
           f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}")
 
