@@ -145,6 +145,29 @@ def test_a_failed_line_search_keeps_the_image_and_reports_its_loss():
     assert float(tf.reduce_sum(image**2)) < 3.9
 
 
+def test_out_of_trials_the_search_takes_its_last_sufficient_decrease():
+    """f = sum(x^2), but the gradient reported is the start's everywhere (an inexact gradient, as a
+    network in bfloat16 gives): the slope never rises, so the Wolfe curvature condition can never
+    hold. The step must take the last trial with sufficient decrease, not stay put."""
+    start = np.array([3.0, -1.0, 0.5, 2.0]).reshape(1, 2, 2, 1)
+
+    def value_and_grad(image):
+        return {"total": tf.reduce_sum(image**2, axis=[1, 2, 3])}, tf.constant(2 * start, tf.float32)
+
+    opt = LBFGS(learning_rate=1.0, max_evaluations=7, bounds=None)
+    image = tf.constant(start, tf.float32)
+    new, state, terms = opt.step(value_and_grad, image, opt.init_state(image))
+    # Trials by hand: the direction is -g = -2 start; the first moves the largest entry by 0.1
+    # levels (t = 0.1 / 6); f(t) = |start|^2 (1 - 2t)^2 has sufficient decrease up to t ~ 1, and the
+    # slope never rises, so the trials double: t = 1/60, ..., 32/60 pass Armijo (none the
+    # curvature test), the seventh, t = 64/60, overshoots (f = 1.28 f(0)). The sixth is taken.
+    expected = start * (1 - 2 * 32 / 60)
+    np.testing.assert_allclose(new.numpy(), expected, rtol=1e-5)
+    assert float(terms["total"][0]) == pytest.approx(float(np.sum(expected**2)), rel=1e-5)
+    assert float(state.f) == pytest.approx(float(np.sum(expected**2)), rel=1e-5)
+    assert int(state.count) == 0 and float(state.evaluations) == 8  # y = 0: no pair; 1 + 7 trials
+
+
 @pytest.mark.parametrize("history", [1, 3])
 def test_the_ring_buffers_hold_the_newest_pairs_in_their_slots(history):
     """Five pairs pushed into `history` slots: pair k (1-based) lands in slot (k - 1) % history, the

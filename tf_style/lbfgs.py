@@ -16,7 +16,8 @@ Each step (Nocedal & Wright, Alg. 7.4, with the bounds handled as projected L-BF
 
    Doubling matters: from white noise the style loss is concave along the path for the first
    steps (its slope steepens as the features grow), and the curvature condition makes every
-   stored pair usable (y.s > 0);
+   stored pair usable (y.s > 0). Out of trials, the last one with sufficient decrease is taken
+   (with an inexact gradient, as a network in bfloat16 gives, the curvature condition may never hold);
 4. the pair (s, y) = (p, g_new - g) is stored when y.s > 0;
 5. the projected gradient's largest entry, |clip(x - g) - x|_inf, is kept in the state: zero
    exactly at a box-constrained stationary point, it is the stopping test (`converged`: at
@@ -209,12 +210,14 @@ class LBFGS:
             armijo = tf.logical_and(tf.math.is_finite(f_t), f_t <= f + self.c1 * slope)
             return armijo, tf.reduce_sum(grad * step) >= self.c2 * slope
 
-        def cond(i, t, lo, hi, step, terms, grad):
+        def cond(i, t, lo, hi, step, terms, grad, best):
             armijo, curvature = wolfe(step, terms, grad)
             return tf.logical_and(i < self.max_evaluations, tf.logical_not(tf.logical_and(armijo, curvature)))
 
-        def body(i, t, lo, hi, step, terms, grad):
+        def body(i, t, lo, hi, step, terms, grad, best):
             armijo, _ = wolfe(step, terms, grad)
+            # The last trial with sufficient decrease (the bracket's lower end), to fall back on.
+            best = tf.cond(armijo, lambda: (t, step, terms, grad), lambda: best)
             hi = tf.where(armijo, hi, t)
             lo = tf.where(armijo, t, lo)
             # Along this trial's step: psi(0) = f, psi'(0) = g.step, psi(1) = f(t), psi'(1) = grad.step.
@@ -228,12 +231,19 @@ class LBFGS:
                               tf.clip_by_value(-s0 / (2.0 * tf.maximum(bend, 1e-30)), 0.1, 0.5), 0.5)
             bisect = tf.logical_or(armijo, lo > 0.0)  # a bracket with a sufficient-decrease end
             t_next = tf.where(tf.math.is_finite(hi), tf.where(bisect, 0.5 * (lo + hi), t * shrink), t * grow)
-            return (i + 1, t_next, lo, hi, *trial(t_next))
+            return (i + 1, t_next, lo, hi, *trial(t_next), best)
 
-        start = (tf.constant(1), t0, tf.constant(0.0), tf.constant(float("inf")), *trial(t0))
-        i, t, _, _, step, terms, grad = tf.while_loop(cond, body, start)
-        accepted, _ = wolfe(step, terms, grad)
-        return _Search(accepted, t, step, terms, grad, tf.cast(i, tf.float32))
+        first = trial(t0)
+        none = (tf.constant(0.0), *first)  # t = 0: no trial with sufficient decrease yet
+        start = (tf.constant(1), t0, tf.constant(0.0), tf.constant(float("inf")), *first, none)
+        i, t, _, _, step, terms, grad, best = tf.while_loop(cond, body, start)
+        armijo, _ = wolfe(step, terms, grad)
+        # Out of trials: the last one if it has sufficient decrease, else the last that had (the
+        # Wolfe curvature condition unmet: where the gradient is inexact, as in bfloat16, it may
+        # never be met, and dropping a decrease stalled the run); none: not accepted.
+        fall_back = tf.logical_and(tf.logical_not(armijo), best[0] > 0.0)
+        t, step, terms, grad = tf.cond(fall_back, lambda: best, lambda: (t, step, terms, grad))
+        return _Search(tf.logical_or(armijo, fall_back), t, step, terms, grad, tf.cast(i, tf.float32))
 
     def _remember(self, state: LBFGSState, s: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> LBFGSState:
         """The state with the pair (s, y) pushed into the ring buffers when `keep`."""
@@ -274,7 +284,7 @@ class LBFGS:
         ok = search.accepted
         y = search.grad - g
         state = self._remember(state, search.step, y, tf.logical_and(ok, tf.reduce_sum(y * search.step) > 1e-10))
-        # Out of evaluations without sufficient decrease (rare): stay put, forget the history so
+        # Out of evaluations without any sufficient decrease (rare): stay put, forget the history so
         # the next step starts over from scaled steepest descent, and make its first trial half
         # the shortest one that failed. The terms reported are those of the image returned: on
         # a failure the old image, evaluated once more.
