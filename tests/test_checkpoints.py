@@ -114,6 +114,23 @@ def test_resume_refuses_other_settings_and_other_images_naming_them(tmp_path, co
     assert result.resumed_at == 2 and len(result.history) > 2
 
 
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(tmp_path, content_image, style_image):
+    """An earlier tf_style wrote no dtype_policy (nor any later field): it ran with the default, so the
+    same settings resume; a run asking for another value is refused, naming it."""
+    config, output = stopped_run(tmp_path, content_image, style_image, 2)
+    record_path = os.path.join(output + ".checkpoints", checkpoints.RECORD)
+    with open(record_path) as f:
+        record = json.load(f)
+    del record["config"]["dtype_policy"]
+    with open(record_path, "w") as f:
+        json.dump(record, f)
+    resume = RunOptions(resume=True)
+    with pytest.raises(InputError, match=r"\(differing: dtype_policy; see"):
+        api.run(config.replace(dtype_policy="mixed_bfloat16"), content_image, style_image, output=output, options=resume)
+    result = api.run(config, content_image, style_image, output=output, options=resume)
+    assert result.resumed_at == 2 and len(result.history) == 20
+
+
 def test_an_unfinished_runs_checkpoint_is_never_overwritten_by_a_fresh_start(tmp_path, content_image, style_image):
     config, output = stopped_run(tmp_path, content_image, style_image, 3)
     before = sorted(os.listdir(output + ".checkpoints"))
