@@ -8,7 +8,7 @@ Each step (Nocedal & Wright, Alg. 7.4, with the bounds handled as projected L-BF
    (in compact form, `_direction`), restricted to the free pixels: their products y.s and y.y are taken over the free pixels
    only, so a pixel held at a bound (which cannot move) does not bend the metric of the others,
    and pairs that have no positive curvature there are skipped;
-3. a line search along the *projected* path x(t) = clip(x + t d), by bisection and doubling
+3. a line search (tf_style.line_search) along the *projected* path x(t) = clip(x + t d), by bisection and doubling
    (Lewis & Overton), until the weak Wolfe conditions hold for the step p = x(t) - x:
 
        f(x(t)) <= f(x) + c1 g.p                (sufficient decrease)
@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tf_style.line_search import weak_wolfe
 from tf_style.objective import Terms, ValueAndGrad
 
 
@@ -57,17 +58,6 @@ class LBFGSState(NamedTuple):
     evaluations: tf.Tensor  # objective evaluations so far, float32
     pg_norm: tf.Tensor  # |clip(x - g) - x|_inf at the current image (inf before the first step)
     pg_start: tf.Tensor  # the same at the start image
-
-
-class _Search(NamedTuple):
-    """The outcome of one line search."""
-
-    accepted: tf.Tensor  # bool: sufficient decrease was found
-    t: tf.Tensor  # the last trial step length
-    step: tf.Tensor  # x(t) - x, the projected step
-    terms: Terms  # the terms at x(t)
-    grad: tf.Tensor  # the gradient there
-    evaluations: tf.Tensor  # how many trials it took (float32)
 
 
 class LBFGS:
@@ -192,59 +182,6 @@ class LBFGS:
         hg = gamma * q + (su - gamma * yp) * mask
         return -tf.reshape(hg, tf.shape(g))
 
-    def _line_search(
-        self, value_and_grad: ValueAndGrad, image: tf.Tensor, f: tf.Tensor, g: tf.Tensor, d: tf.Tensor, t0: tf.Tensor
-    ) -> _Search:
-        """From t0 along the projected path until the weak Wolfe conditions hold: growing (secant
-        extrapolation, or doubling) while the decrease is sufficient but the slope still steep,
-        shrinking (quadratic interpolation) after too long a step, bisecting once bracketed."""
-
-        def trial(t):
-            step = self.project(image + t * d) - image
-            terms, grad = value_and_grad(image + step)
-            return step, terms, grad
-
-        def wolfe(step, terms, grad):
-            slope = tf.reduce_sum(g * step)  # < 0 along a descent path
-            f_t = tf.reduce_sum(terms["total"])
-            armijo = tf.logical_and(tf.math.is_finite(f_t), f_t <= f + self.c1 * slope)
-            return armijo, tf.reduce_sum(grad * step) >= self.c2 * slope
-
-        def cond(i, t, lo, hi, step, terms, grad, best):
-            armijo, curvature = wolfe(step, terms, grad)
-            return tf.logical_and(i < self.max_evaluations, tf.logical_not(tf.logical_and(armijo, curvature)))
-
-        def body(i, t, lo, hi, step, terms, grad, best):
-            armijo, _ = wolfe(step, terms, grad)
-            # The last trial with sufficient decrease (the bracket's lower end), to fall back on.
-            best = tf.cond(armijo, lambda: (t, step, terms, grad), lambda: best)
-            hi = tf.where(armijo, hi, t)
-            lo = tf.where(armijo, t, lo)
-            # Along this trial's step: psi(0) = f, psi'(0) = g.step, psi(1) = f(t), psi'(1) = grad.step.
-            s0, s1 = tf.reduce_sum(g * step), tf.reduce_sum(grad * step)
-            # Still descending steeply: go further, to the secant's zero of psi' where the slope
-            # rises (2x to 8x), else twice as far (concave: the slope steepens).
-            grow = tf.where(s1 > s0, tf.clip_by_value(s0 / tf.minimum(s0 - s1, -1e-30), 2.0, 8.0), 2.0)
-            # Too far (no sufficient decrease): the minimum of the quadratic through psi(0), psi'(0), psi(1), 0.1x-0.5x.
-            bend = tf.reduce_sum(terms["total"]) - f - s0
-            shrink = tf.where(tf.logical_and(tf.math.is_finite(bend), bend > 0.0),
-                              tf.clip_by_value(-s0 / (2.0 * tf.maximum(bend, 1e-30)), 0.1, 0.5), 0.5)
-            bisect = tf.logical_or(armijo, lo > 0.0)  # a bracket with a sufficient-decrease end
-            t_next = tf.where(tf.math.is_finite(hi), tf.where(bisect, 0.5 * (lo + hi), t * shrink), t * grow)
-            return (i + 1, t_next, lo, hi, *trial(t_next), best)
-
-        first = trial(t0)
-        none = (tf.constant(0.0), *first)  # t = 0: no trial with sufficient decrease yet
-        start = (tf.constant(1), t0, tf.constant(0.0), tf.constant(float("inf")), *first, none)
-        i, t, _, _, step, terms, grad, best = tf.while_loop(cond, body, start)
-        armijo, _ = wolfe(step, terms, grad)
-        # Out of trials: the last one if it has sufficient decrease, else the last that had (the
-        # Wolfe curvature condition unmet: where the gradient is inexact, as in bfloat16, it may
-        # never be met, and dropping a decrease stalled the run); none: not accepted.
-        fall_back = tf.logical_and(tf.logical_not(armijo), best[0] > 0.0)
-        t, step, terms, grad = tf.cond(fall_back, lambda: best, lambda: (t, step, terms, grad))
-        return _Search(tf.logical_or(armijo, fall_back), t, step, terms, grad, tf.cast(i, tf.float32))
-
     def _remember(self, state: LBFGSState, s: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> LBFGSState:
         """The state with the pair (s, y) pushed into the ring buffers when `keep`."""
 
@@ -280,7 +217,7 @@ class LBFGS:
         width = 1.0 if self.bounds is None else self.bounds[1] - self.bounds[0]
         first_t = FIRST_STEP * width / tf.maximum(tf.reduce_max(tf.abs(d)), 1e-30)
         t0 = self.lr * tf.where(first, first_t, 1.0)
-        search = self._line_search(value_and_grad, image, f, g, d, t0)
+        search = weak_wolfe(value_and_grad, self.project, image, f, g, d, t0, self.c1, self.c2, self.max_evaluations)
         ok = search.accepted
         y = search.grad - g
         state = self._remember(state, search.step, y, tf.logical_and(ok, tf.reduce_sum(y * search.step) > 1e-10))
