@@ -69,6 +69,7 @@ class Iterations:
     loss: float  # the total loss after the last step
     device: str  # where TensorFlow placed the work: a GPU's name, or "CPU"
     start_loss: float = float("nan")  # the total loss the first (traced) step reported
+    float32_loss: float = float("nan")  # with Config.dtype_policy: the final image's loss in float32 (the paper's)
 
 
 def square_photo(path: str, size: int) -> np.ndarray:
@@ -112,7 +113,11 @@ def iterations(config: Config, content: str, style: str, steps: int, jit_compile
     loss = float(run.terms["total"])  # a float: the step's results have reached the host
     seconds = time.perf_counter() - started
     evaluations = _evaluations(synthesis, 1 + run.step) - before
-    return Iterations(tuple(photo.shape[:2]), run.step, evaluations, seconds, loss, device_name(), start_loss)
+    float32_loss = loss
+    if single.dtype_policy != "float32":  # its own objective's loss is not the paper's: score the image in float32
+        paper = api.build_synthesis(single.replace(dtype_policy="float32"), photo, style_arr).objective
+        float32_loss = float(paper(tf.constant(synthesis.image_array()[None], tf.float32))["total"][0])
+    return Iterations(tuple(photo.shape[:2]), run.step, evaluations, seconds, loss, device_name(), start_loss, float32_loss)
 
 
 def saved_loss(objective: StyleObjective, image: np.ndarray) -> float:

@@ -32,7 +32,8 @@ uses; prints the device TensorFlow used. The speed issue's GPU goal: 500 steps a
 
 --jit_compile: the same with the whole step compiled by XLA (line search and all), the speed
 issue's XLA trial for a GPU. --dtype_policy=mixed_bfloat16: VGG19 in bfloat16 (Gram matrices and
-losses float32), the mixed-precision trial; the loss printed is the mixed objective's own.
+losses float32), the mixed-precision trial; it prints the mixed objective's loss and the final
+image's loss in float32.
 
 --what=convolutions: at each of --sizes, the floor and our step per evaluation with VGG19's direct
 convolutions and with --winograd, alternating (best of --rounds), and each one's set-up (building the
@@ -237,7 +238,8 @@ def bench_iterations() -> None:
                               FLAGS.jit_compile)
     xla = (", XLA" if FLAGS.jit_compile else "") + (f", {config.dtype_policy}" if config.dtype_policy != "float32" else "")
     print(f"--what=iterations on {r.device}{xla}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
-          f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}")
+          f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}"
+          + (f" (in float32: {r.float32_loss:.5g})" if config.dtype_policy != "float32" else ""))
 
 
 def bench_convolutions() -> None:
