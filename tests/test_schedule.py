@@ -217,7 +217,7 @@ def test_the_work_and_memory_of_a_step_by_hand():
     assert lbfgs[0].peak_bytes < lbfgs[1].peak_bytes < lbfgs[2].peak_bytes
     assert adam[2].peak_bytes < lbfgs[2].peak_bytes
     per_pixel = (lbfgs[2].peak_bytes - lbfgs[1].peak_bytes) / (plan[2].pixels - plan[1].pixels)
-    assert per_pixel == pytest.approx(estimate.BYTES_PER_ACTIVATION * 290 + 4 * 3 * (4 * 30 + 8))
+    assert per_pixel == pytest.approx(estimate.BYTES_PER_ACTIVATION * 290 + 4 * 3 * (4 * 30 + 10))
     from tf_style.lbfgs import LBFGS
 
     assert estimate.LBFGS_HISTORY == LBFGS().history

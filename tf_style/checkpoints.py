@@ -112,11 +112,11 @@ class Checkpoints:
             with open(path) as f:
                 previous = json.load(f)
             before, inputs = previous["config"], previous.get("inputs", {})
+            # A record written before a field existed (an earlier tf_style) ran with that field's default.
+            before = {**{k: v for k, v in Config().to_dict().items() if k not in before}, **before}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise InputError(Field("checkpoint_dir"), f": cannot read {path} ({e}); delete the folder to start afresh") from None
         now = self._record()["config"]
-        # A record written before a field existed (an earlier tf_style) ran with that field's default.
-        before = {**{k: v for k, v in Config().to_dict().items() if k not in before}, **before}
         differing = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
         differing += [f"the {k} image" for k in sorted(set(inputs) | set(self.inputs)) if inputs.get(k) != self.inputs.get(k)]
         if differing:

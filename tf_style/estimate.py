@@ -44,8 +44,9 @@ BYTES_PER_ACTIVATION = 4 * 1.7
 STEP_OVERHEAD = 1.25
 #: Image-sized float buffers an optimiser holds at its peak, besides the image (L-BFGS: the
 #: history twice, as stored and reordered for the compact direction, and its gradients and trial
-#: points; Adam: its two moments and the gradient).
-OPTIMIZER_BUFFERS = {"lbfgs": lambda history: 4 * history + 8, "adam": lambda history: 6}
+#: points, fitted as 8, plus 2 for the step and gradient of the line search's best trial, which it
+#: falls back on; Adam: its two moments and the gradient).
+OPTIMIZER_BUFFERS = {"lbfgs": lambda history: 4 * history + 10, "adam": lambda history: 6}
 LBFGS_HISTORY = 30  # tf_style.lbfgs.LBFGS's default (a test keeps them equal)
 #: A run is refused when its predicted peak times this exceeds the memory available: the estimate
 #: came out up to 12 % below the measured peak (BUILD_NOTES.md), and the system needs some room too.

@@ -233,7 +233,7 @@ class LBFGS:
             f=tf.where(ok, tf.reduce_sum(search.terms["total"]), f),
             g=new_g,
             count=tf.where(ok, state.count, 0),
-            h_diag=tf.where(ok, state.h_diag, state.h_diag * 0.5 * search.t / t0),
+            h_diag=tf.where(ok, state.h_diag, state.h_diag * 0.5 * search.t / t0),  # t: the shortest trial that failed
             evaluations=state.evaluations + tf.where(first, 1.0, 0.0) + search.evaluations + tf.where(ok, 0.0, 1.0),
             pg_norm=self.projected_gradient_norm(new_image, new_g),
             pg_start=pg_start,

@@ -23,8 +23,10 @@ from tf_style.objective import Terms, ValueAndGrad
 class Search(NamedTuple):
     """The outcome of one line search."""
 
-    accepted: tf.Tensor  # bool: sufficient decrease was found
-    t: tf.Tensor  # the last trial step length
+    accepted: tf.Tensor  # bool: the step taken has sufficient decrease (the Wolfe conditions, or the fall-back)
+    # The step length taken; not accepted, the last trial's, which is then also the shortest: with no
+    # trial of sufficient decrease the search only shrank (L-BFGS starts its next search below it).
+    t: tf.Tensor
     step: tf.Tensor  # x(t) - x, the projected step
     terms: Terms  # the terms at x(t)
     grad: tf.Tensor  # the gradient there

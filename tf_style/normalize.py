@@ -113,9 +113,10 @@ class Normalization:
         )
 
 
-def normalize(model: keras.Model, images: Sequence[np.ndarray]) -> Normalization:
-    """Rescales a copy of `model` (see the module docstring); `model` is not changed."""
-    means = filter_means(model, images)
+def normalize(model: keras.Model, images: Sequence[np.ndarray], measure_on: keras.Model | None = None) -> Normalization:
+    """Rescales a copy of `model` (see the module docstring); `model` is not changed. The means are
+    measured on `measure_on` (the same network in float32 for one computing in bfloat16), else on `model`."""
+    means = filter_means(measure_on if measure_on is not None else model, images)
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     previous_scale: np.ndarray | None = None  # the factors of the previous conv layer's filters
@@ -134,7 +135,7 @@ def normalize(model: keras.Model, images: Sequence[np.ndarray]) -> Normalization
     return Normalization(model=clone, means=means, left_unscaled=left_unscaled)
 
 
-def normalize_vgg(model: keras.Model, images: Sequence[np.ndarray]) -> keras.Model:
+def normalize_vgg(model: keras.Model, images: Sequence[np.ndarray], measure_on: keras.Model | None = None) -> keras.Model:
     """A copy of `model` (from `tf_style.vgg.build_vgg19`) rescaled so that every conv filter's
     mean activation over `images` is one (see the module docstring). `model` is not changed.
 
@@ -142,13 +143,14 @@ def normalize_vgg(model: keras.Model, images: Sequence[np.ndarray]) -> keras.Mod
       model: a VGG19 from `build_vgg19` (any pooling).
       images: the images the means are taken over: RGB pixels in [0, 255], each [H, W, 3]
         (or a batch [B, H, W, 3]); sizes may differ.
+      measure_on: the network the means are measured on, if not `model` (same weights; see `normalize`).
 
     Returns:
       A new keras.Model with the same layers and names whose every conv layer's output equals
       the original's divided by that layer's per-filter means, except for the filters that are
       dead or nearly silent on `images` (left unscaled; the count is logged as a warning).
     """
-    result = normalize(model, images)
+    result = normalize(model, images, measure_on)
     if any(result.left_unscaled.values()):
         _log.warning(result.report())
     return result.model
@@ -178,7 +180,11 @@ def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.M
            config.dtype_policy, digest.hexdigest())
     if key not in _CACHE:
         _CACHE.clear()
-        _CACHE[key] = normalize_vgg(base, normalization_images)
+        # Measured in float32 whatever the policy: MIN_RELATIVE_MEAN's cut-off between silent and
+        # live filters rests on float32's rounding; bfloat16's (2^-8) would move filters across it.
+        twin = None if config.dtype_policy == "float32" else vgg_lib.cached_vgg19(config.weights, config.pooling,
+                                                                                  config.seed, config.winograd)
+        _CACHE[key] = normalize_vgg(base, normalization_images, twin)
     return _CACHE[key]
 
 
