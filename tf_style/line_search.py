@@ -69,8 +69,8 @@ def weak_wolfe(
 
     def body(i, t, lo, hi, step, terms, grad, best):
         armijo, _ = wolfe(step, terms, grad)
-        # The last trial with sufficient decrease (the bracket's lower end), to fall back on.
-        best = tf.cond(armijo, lambda: (t, step, terms, grad), lambda: best)
+        # The last trial with sufficient decrease (the bracket's lower end, lo), to fall back on.
+        best = tf.cond(armijo, lambda: (step, terms, grad), lambda: best)
         hi = tf.where(armijo, hi, t)
         lo = tf.where(armijo, t, lo)
         # Along this trial's step: psi(0) = f, psi'(0) = g.step, psi(1) = f(t), psi'(1) = grad.step.
@@ -87,15 +87,14 @@ def weak_wolfe(
         return (i + 1, t_next, lo, hi, *trial(t_next), best)
 
     first = trial(t0)
-    none = (tf.constant(0.0), *first)  # t = 0: no trial with sufficient decrease yet
-    start = (tf.constant(1), t0, tf.constant(0.0), tf.constant(float("inf")), *first, none)
-    i, t, _, _, step, terms, grad, best = tf.while_loop(cond, body, start)
+    start = (tf.constant(1), t0, tf.constant(0.0), tf.constant(float("inf")), *first, first)  # lo = 0: no best yet
+    i, t, lo, _, step, terms, grad, best = tf.while_loop(cond, body, start)
     armijo, _ = wolfe(step, terms, grad)
     # Out of trials: the last one if it has sufficient decrease, else the last that had (the
     # Wolfe curvature condition unmet: where the gradient is inexact, as in bfloat16, it may
     # never be met, and dropping a decrease stalled the run); none: not accepted.
-    fall_back = tf.logical_and(tf.logical_not(armijo), best[0] > 0.0)
-    t, step, terms, grad = tf.cond(fall_back, lambda: best, lambda: (t, step, terms, grad))
+    fall_back = tf.logical_and(tf.logical_not(armijo), lo > 0.0)
+    t, step, terms, grad = tf.cond(fall_back, lambda: (lo, *best), lambda: (t, step, terms, grad))
     return Search(tf.logical_or(armijo, fall_back), t, step, terms, grad, tf.cast(i, tf.float32))
 
 

@@ -236,10 +236,11 @@ def bench_iterations() -> None:
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, dtype_policy=FLAGS.dtype_policy)
     r = benchmarks.iterations(config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style), FLAGS.steps,
                               FLAGS.jit_compile)
-    xla = (", XLA" if FLAGS.jit_compile else "") + (f", {config.dtype_policy}" if config.dtype_policy != "float32" else "")
-    print(f"--what=iterations on {r.device}{xla}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
+    mixed = config.dtype_policy != "float32"
+    variant = (", XLA" if FLAGS.jit_compile else "") + (f", {config.dtype_policy}" if mixed else "")
+    print(f"--what=iterations on {r.device}{variant}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
           f"{r.shape[1]}x{r.shape[0]} in {r.seconds:.2f} s, {1000 * r.seconds / r.steps:.1f} ms a step; loss {r.loss:.5g}"
-          + (f" (in float32: {r.float32_loss:.5g})" if config.dtype_policy != "float32" else ""))
+          + (f" (in float32: {r.float32_loss:.5g})" if mixed else ""))
 
 
 def bench_convolutions() -> None:
