@@ -22,6 +22,13 @@ DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 CONTENT_PATH = os.path.join(DATA, "chelsea.jpg")
 STYLE_PATH = os.path.join(DATA, "hubble_deep_field.jpg")
 
+U32 = 2.0**-24  # float32's unit roundoff
+
+
+def gamma(n: int) -> float:
+    """gamma_n = n u / (1 - n u): the relative error bound of n float32 roundings in a chain (Higham, ch. 3)."""
+    return n * U32 / (1 - n * U32)
+
 
 def pytest_configure(config):
     # absl flags start unparsed under pytest; reading one would raise UnparsedFlagAccessError.

@@ -8,19 +8,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import CONTENT_PATH, STYLE_PATH
+from conftest import CONTENT_PATH, STYLE_PATH, U32, gamma
 from tf_style import api, cli, estimate, images, normalize, vgg
 from tf_style.config import Config
 from tf_style.errors import InputError
 from tf_style.loop import run_steps
 
-U32 = 2.0**-24  # float32's unit roundoff
 MIXED = Config(image_size=32, weights="random", seed=3, scales=1, num_steps=12, dtype_policy="mixed_bfloat16")
-
-
-def gamma(n: int) -> float:
-    """gamma_n = n u / (1 - n u): the relative error bound of n float32 roundings in a chain (Higham, ch. 3)."""
-    return n * U32 / (1 - n * U32)
 
 
 def _synthesis(config: Config):

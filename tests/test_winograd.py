@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import U32, gamma
 from tf_style import estimate, vgg, winograd
 from tf_style.config import Config
-
-U32 = 2.0**-24  # float32's unit roundoff
 
 
 def _same_conv64(x, kernel):
@@ -79,10 +78,6 @@ def test_a_kernel_that_is_not_3x3_or_a_tile_without_matrices_is_refused():
         winograd.conv3x3(tf.zeros([1, 4, 4, 2]), tf.zeros([25, 2, 2]), tf.zeros([25, 2, 2]))
 
 
-def _gamma(n):
-    return n * U32 / (1 - n * U32)
-
-
 def _pool64(a):
     """A 2 x 2 'valid' average pool in float64."""
     b, h, w, c = a.shape
@@ -97,13 +92,13 @@ def _layer_error_and_bound(layer, x, y):
     No error is carried from layer to layer: worst-case bounds grow ~30x a layer through |w|."""
     x = np.asarray(x, np.float64)
     if not isinstance(layer, keras.layers.Conv2D):
-        return np.abs(y - _pool64(x)), _gamma(4) * _pool64(np.abs(x))
+        return np.abs(y - _pool64(x)), gamma(4) * _pool64(np.abs(x))
     kernel, bias = layer.get_weights()
     magnitude = _same_conv64(np.abs(x), np.abs(kernel)) + np.abs(bias)
     if isinstance(layer, winograd.WinogradConv2D):  # fl(c + b) = (c + b)(1 + d): the product's error grows by 1 + u
-        bound = (1 + U32) * _bound(x, kernel, 4) + _gamma(1) * magnitude
+        bound = (1 + U32) * _bound(x, kernel, 4) + gamma(1) * magnitude
     else:
-        bound = _gamma(9 * kernel.shape[2] + 1) * magnitude
+        bound = gamma(9 * kernel.shape[2] + 1) * magnitude
     return np.abs(y - np.maximum(_same_conv64(x, kernel) + bias, 0)), bound
 
 
