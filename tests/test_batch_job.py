@@ -72,16 +72,38 @@ def test_images_are_listed_from_a_folder_or_a_glob(tmp_path):
         batch_job.list_images(str(tmp_path / "nothing*"), "style")
 
 
-def test_the_model_dir_is_a_version_or_the_highest_version_of_a_base(tmp_path):
-    for version in ("1", "2", "10", "11"):
-        (tmp_path / version).mkdir()
-        if version != "11":  # 11 has no saved_model.pb yet (an export being written)
-            (tmp_path / version / "saved_model.pb").write_bytes(b"")
-    (tmp_path / "99x").mkdir()
-    assert batch_job.resolve_model_dir(str(tmp_path)) == str(tmp_path / "10")
-    assert batch_job.resolve_model_dir(str(tmp_path / "2")) == str(tmp_path / "2")
-    with pytest.raises(InputError, match="^model_dir: .* holds no SavedModel"):
-        batch_job.resolve_model_dir(str(tmp_path / "99x"))
+@pytest.mark.parametrize("where", ["local", "url"])
+def test_the_model_dir_is_a_version_or_the_highest_version_of_a_base(tmp_path, where):
+    """TensorFlow Serving's rule, the C++ check's too (export.served_folder): the highest integer
+    folder, which must be complete; locally and on a URL filesystem (ram://, standing in for gs://)."""
+    import tensorflow as tf
+
+    base = str(tmp_path) if where == "local" else f"ram://tf_style_model_dir/{tmp_path.name}"
+    for version in ("1", "2", "10", "99x"):
+        tf.io.gfile.makedirs(f"{base}/{version}")
+        if version != "99x":
+            tf.io.gfile.GFile(f"{base}/{version}/saved_model.pb", "wb").write(b"")
+    assert batch_job.resolve_model_dir(base) == f"{base}/10"
+    assert batch_job.resolve_model_dir(f"{base}/2") == f"{base}/2"
+    assert batch_job.resolve_model_dir(f"{base}/2/") == f"{base}/2"
+    tf.io.gfile.makedirs(f"{base}/11")  # an export still being copied: the server would fail on it, not serve 10
+    with pytest.raises(InputError) as e:
+        batch_job.resolve_model_dir(base)
+    assert str(e.value) == (f"model_dir: the highest version folder {base}/11 (the one TensorFlow Serving would "
+                            "serve) has no saved_model.pb; wait until it is complete, remove it, or name a version folder")
+    with pytest.raises(InputError) as e:
+        batch_job.resolve_model_dir(f"{base}/99x")
+    assert str(e.value) == ("model_dir: expected a SavedModel folder (with saved_model.pb) or a base folder of integer "
+                            f"version folders; got {base}/99x, which has neither")
+    with pytest.raises(InputError) as e:
+        batch_job.resolve_model_dir(f"{base}/12")
+    assert str(e.value) == f"model_dir: no such folder: {base}/12"
+
+
+def test_a_model_dir_tensorflow_cannot_read_says_so():
+    with pytest.raises(InputError, match=r"^model_dir: cannot read s3://bucket/model \(.*\); s3:// and hdfs:// need a "
+                       "local copy of the model$"):
+        batch_job.resolve_model_dir("s3://bucket/model")
 
 
 def test_the_output_folder_is_claimed_once_and_kept_from_other_jobs(tmp_path):

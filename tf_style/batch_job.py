@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tf_style.batch import PHOTO_EXTENSIONS
 from tf_style.errors import Field, InputError
-from tf_style.export import CONFIG_ASSET
+from tf_style.export import CONFIG_ASSET, join, served_folder
 
 #: How photos meet styles: every photo with every style, or each photo with the next style in turn.
 PAIRINGS = ("cross", "cycle")
@@ -40,11 +39,6 @@ def _gfile() -> Any:
     import tensorflow as tf  # here, so that listing the flags stays fast
 
     return tf.io.gfile
-
-
-def join(folder: str, name: str) -> str:
-    """`folder/name` for a local path or a URL (gs://...), which always takes '/'."""
-    return posixpath.join(folder, name) if "://" in folder else os.path.join(folder, name)
 
 
 @dataclass(frozen=True)
@@ -135,21 +129,9 @@ def make_pairs(contents: Sequence[str], styles: Sequence[str], pairing: str) -> 
 
 
 def resolve_model_dir(path: str) -> str:
-    """A version folder as given, or a base folder's highest integer version (as TensorFlow Serving picks)."""
-    gfile = _gfile()
-    if gfile.exists(join(path, "saved_model.pb")):
-        return path.rstrip("/")
-    try:
-        versions = [n.rstrip("/") for n in gfile.listdir(path)]
-    except Exception as e:
-        raise InputError(Field("model_dir"), f": cannot read {path} ({type(e).__name__}: {e}); s3:// and hdfs:// "
-                         "need a local copy of the model") from None
-    versions = sorted((int(n) for n in versions if re.fullmatch(r"\d+", n)), reverse=True)
-    for version in versions:
-        if gfile.exists(join(join(path, str(version)), "saved_model.pb")):
-            return join(path, str(version))
-    raise InputError(Field("model_dir"), f": {path} holds no SavedModel, nor integer version folders with one "
-                     "(tools/export_savedmodel.py writes them)")
+    """A version folder as given, or a base folder's highest integer version, by TensorFlow
+    Serving's rule (`export.served_folder`: that version must be complete)."""
+    return served_folder(path, "model_dir")[0].rstrip("/")
 
 
 def model_identity(version_dir: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -159,25 +160,40 @@ def export_savedmodel(
     return final
 
 
+def join(folder: str, name: str) -> str:
+    """`folder/name` for a local path or a URL (gs://...), which always takes '/'."""
+    return posixpath.join(folder, name) if "://" in folder else os.path.join(folder, name)
+
+
 def served_folder(path: str, field: str = "saved_model_dir") -> tuple[str, str]:
     """The SavedModel folder to load: `path` itself, or, as TensorFlow Serving does with a base
-    path, its highest integer version folder. Returns (folder, a note saying which was chosen,
-    "" for `path` itself); an InputError about `field` when there is none."""
-    if not os.path.isdir(path):
-        raise InputError(Field(field), f": no such folder: {path}")
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path, ""
-    versions = sorted((int(n) for n in os.listdir(path) if re.fullmatch(r"\d+", n)), reverse=True)
+    path, its highest integer version folder, which must hold saved_model.pb (the server would
+    fail to load it, not fall back to an older one). Local or gs:// (through tf.io.gfile).
+    Returns (folder, a note saying which was chosen, "" for `path` itself); an InputError about
+    `field` when there is none."""
+    import tensorflow as tf
+
+    gfile = tf.io.gfile
+    try:
+        if not (gfile.exists(path) and gfile.isdir(path)):  # exists() raises for a filesystem TF lacks
+            raise InputError(Field(field), f": no such folder: {path}")
+        if gfile.exists(join(path, "saved_model.pb")):
+            return path, ""
+        names = [n.rstrip("/") for n in gfile.listdir(path)]  # gs:// lists folders with a '/'
+    except tf.errors.OpError as e:
+        raise InputError(Field(field), f": cannot read {path} ({type(e).__name__}: {e.message}); s3:// and hdfs:// "
+                         "need a local copy of the model") from None
+    versions = sorted((int(n) for n in names if re.fullmatch(r"\d+", n)), reverse=True)
     if not versions:
         raise InputError(
             Field(field), f": expected a SavedModel folder (with saved_model.pb) or a base folder of "
             f"integer version folders; got {path}, which has neither"
         )
-    folder = os.path.join(path, str(versions[0]))
-    if not os.path.isfile(os.path.join(folder, "saved_model.pb")):
+    folder = join(path, str(versions[0]))
+    if not gfile.exists(join(folder, "saved_model.pb")):
         raise InputError(
             Field(field), f": the highest version folder {folder} (the one TensorFlow Serving would "
-            "serve) has no saved_model.pb"
+            "serve) has no saved_model.pb; wait until it is complete, remove it, or name a version folder"
         )
     return folder, f"version {versions[0]}, the highest integer folder in {path}, as TensorFlow Serving serves"
 
@@ -195,5 +211,5 @@ def read_config(version_dir: str) -> Config:
 __all__ = [
     "CONFIG_ASSET", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS",
     "MIN_IMAGE_BYTES", "UNSUPPORTED_FIELDS", "check_exportable", "check_limits", "export_config", "export_savedmodel",
-    "next_version", "read_config", "served_folder",
+    "join", "next_version", "read_config", "served_folder",
 ]
