@@ -13,6 +13,10 @@ for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
     os.environ[_var] = "http://127.0.0.1:9"
 for _var in ("no_proxy", "NO_PROXY"):
     os.environ.pop(_var, None)
+# Config.dtype_policy="auto" decides from the CPU's flags (tf_style.precision): every test, and every
+# tool a test runs, sees a CPU without bfloat16 instructions, so that its numbers are the same on every
+# machine. Tests of "auto" itself set the flags they need.
+os.environ["TF_STYLE_CPU_FLAGS"] = ""
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -67,3 +71,4 @@ def random_vgg():
     from tf_style import vgg
 
     return vgg.build_vgg19(weights=None, pooling="avg", seed=0)
+

@@ -124,7 +124,7 @@ def test_the_iterations_benchmark_can_compile_the_whole_step_with_xla(monkeypatc
     config = Config(image_size=16, weights="random", seed=0, style_layers=("conv1_1", "conv2_1"), content_layers=("conv2_2",))
     r = benchmarks.iterations(config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg"), 3, True)
     # the step XLA compiled (this raises for a function not marked jit_compile), line search loop and all
-    assert "while" in built[0].step.experimental_get_compiler_ir()(stage="hlo")
+    assert "while" in built[0].traced_step.experimental_get_compiler_ir()(stage="hlo")
     assert r.steps == 3 and r.loss < 0.5 * r.start_loss  # and it optimises
 
 

@@ -23,7 +23,8 @@ def _synthesis(config: Config):
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"dtype_policy": "mixed_float16"}, "dtype_policy must be one of float32, mixed_bfloat16; got 'mixed_float16'"),
+    ({"dtype_policy": "mixed_float16"}, "dtype_policy must be one of auto, float32, mixed_bfloat16, "
+     "mixed_bfloat16_then_float32; got 'mixed_float16'"),
     ({"dtype_policy": "mixed_bfloat16", "winograd": True},
      "winograd needs dtype_policy=float32 (Winograd's transforms multiply rounding errors, too much in bfloat16); "
      "got 'mixed_bfloat16'. Give one of them"),

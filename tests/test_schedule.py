@@ -172,7 +172,7 @@ def test_a_two_scale_run(content_image, style_image):
     # and each traces its step once.
     assert (first["style_positions"], second["style_positions"]) == (28 * 32, 56 * 64)
     assert first["pairs"] == second["pairs"] == 0
-    assert [s["synthesis"].step.experimental_get_tracing_count() for s in (first, second)] == [1, 1]
+    assert [s["synthesis"].traced_step.experimental_get_tracing_count() for s in (first, second)] == [1, 1]
     # The final scale started from the coarse result, not from noise: its first loss is far lower.
     noise_start = tf_style.run(config.replace(scales=1, num_steps=1), content_image, style_image).history[0]["total"]
     assert result.history[6]["total"] < noise_start / 10

@@ -269,9 +269,12 @@ def test_tool_writes_version_1_with_its_config(export):
     assert sorted(os.listdir(base)) == ["1"]  # the temporary folder was renamed, nothing left over
     with open(os.path.join(export["path"], export_lib.CONFIG_ASSET)) as f:
         saved = json.load(f)
-    # The asset is Config.to_dict(): it gives back exactly the Config the tool's flags made.
-    assert export_lib.read_config(export["path"]) == library_config()
-    assert saved["config"] == library_config().to_dict() and saved["config"]["tv_weight"] == TV
+    # The asset is Config.to_dict(): it gives back exactly the Config the tool's flags made, with
+    # dtype_policy="auto" as the export computes it, float32 (tf_style.precision.exported).
+    assert library_config().dtype_policy == "auto"
+    exported = library_config().replace(dtype_policy="float32")
+    assert export_lib.read_config(export["path"]) == exported
+    assert saved["config"] == exported.to_dict() and saved["config"]["tv_weight"] == TV
     assert Config.from_dict(saved["config"]).effective_learning_rate == 10.0
     assert saved["signatures"] == ["serving_default", "targets", "step", "init_state"]
     assert saved["limits"] == LIMITS == {"max_image_bytes": export_lib.DEFAULT_MAX_IMAGE_BYTES,

@@ -93,7 +93,7 @@ def test_step_traces_once_and_the_loss_falls_tenfold_in_100_steps(extractor, con
     start = initial_image("noise", content_image.shape[:2], seed=0)
     opt = Synthesis(objective, Adam(learning_rate=10.0), start)
     totals = [float(opt.step()["total"][0]) for _ in range(100)]
-    assert opt.step.experimental_get_tracing_count() == 1
+    assert opt.traced_step.experimental_get_tracing_count() == 1
     assert totals[0] / totals[-1] >= 10.0, (totals[0], totals[-1])
     image = opt.image.numpy()
     assert image.min() >= 0.0 and image.max() <= 255.0
@@ -106,7 +106,7 @@ def test_an_lbfgs_step_holds_one_copy_of_the_network(extractor, content_image, s
     from tf_style.lbfgs import LBFGS
 
     objective = make_objective(extractor, content_image, style_image)
-    graph = Synthesis(objective, LBFGS(), initial_image("noise", content_image.shape[:2], seed=0)).step
+    graph = Synthesis(objective, LBFGS(), initial_image("noise", content_image.shape[:2], seed=0)).traced_step
     definition = graph.get_concrete_function().graph.as_graph_def()
     nodes = list(definition.node) + [n for f in definition.library.function for n in f.node_def]
     convolutions = sum(n.op == "Conv2D" for n in nodes)

@@ -105,7 +105,7 @@ def iterations(config: Config, content: str, style: str, steps: int, jit_compile
     style_arr = api.prepare_images(single, content, style)[1]
     synthesis = api.build_synthesis(single, photo, style_arr)
     if jit_compile:
-        synthesis.step = tf.function(synthesis.eager_step, autograph=False, jit_compile=True)
+        synthesis.traced_step = tf.function(synthesis.eager_step, autograph=False, jit_compile=True)
     start_loss = float(loop.run_steps(synthesis, 1).terms["total"])
     before = _evaluations(synthesis, 1)
     started = time.perf_counter()

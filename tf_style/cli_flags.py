@@ -21,7 +21,8 @@ from absl import app, flags
 
 from tf_style.config import COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions
 from tf_style.errors import Field, InputError
-from tf_style.layers import DTYPE_POLICY_CHOICES, POOLING_CHOICES
+from tf_style.layers import POOLING_CHOICES
+from tf_style.precision import DTYPE_POLICY_CHOICES
 
 FLAGS = flags.FLAGS
 _S = TypeVar("_S", Config, RunOptions)
@@ -115,8 +116,10 @@ ROWS: tuple[Row, ...] = (
         "as the paper's network was (the paper averaged over ImageNet images instead)."),
     Row("winograd", "bool", "On a CPU, convolve VGG19's layers with 128 or more input channels by Winograd's "
         "F(4x4, 3x3): the same network, rounded differently, each step faster (measured on Intel only), more memory."),
-    Row("dtype_policy", "enum", "Keras dtype policy of VGG19: float32 (the paper), or mixed_bfloat16 (convolutions in "
-        "bfloat16 for GPUs with bfloat16 tensor cores; Gram matrices and losses stay float32; slower on most CPUs).",
+    Row("dtype_policy", "enum", "VGG19's arithmetic: float32 (the paper's); mixed_bfloat16 (convolutions in bfloat16, "
+        "Gram matrices and losses float32; stops 1-2 % above float32's loss); mixed_bfloat16_then_float32 (L-BFGS: "
+        "each scale goes on in float32 once a line search runs out of trials); auto: the last on a CPU with "
+        "bfloat16 instructions (AVX512_BF16, AMX), else float32.",
         choices=DTYPE_POLICY_CHOICES),
     Row("output_size", "string",
         "Texture synthesis only (no --content): output size as WIDTHxHEIGHT (e.g. 300x200: 300 wide, "

@@ -15,7 +15,8 @@ from typing import Sequence
 
 from tf_style import checks
 from tf_style.errors import Field, InputError
-from tf_style.layers import DTYPE_POLICY_CHOICES, POOLING_CHOICES, deepest_layer, min_side
+from tf_style.layers import POOLING_CHOICES, deepest_layer, min_side
+from tf_style.precision import DTYPE_POLICY_CHOICES
 from tf_style.run_options import RunOptions  # noqa: F401 - re-exported: settings are imported from here
 from tf_style.settings import Settings as _Settings
 
@@ -81,10 +82,13 @@ class Config(_Settings):
         F(4x4, 3x3) (tf_style.winograd): the same network and objective, rounded differently
         (relative 1e-5), each step 1.5-1.6x faster at 256-1024 px on an Intel Xeon; about 0.5-0.9 GB
         more memory, and a scale's set-up ~1 s longer at 128 px, shorter at 512 px and up.
-      dtype_policy: the Keras dtype policy VGG19 computes in: "float32" (the paper), or
-        "mixed_bfloat16" (activations and convolutions in bfloat16, for GPUs with bfloat16 tensor
-        cores; the features are cast to float32, so the Gram matrices and losses stay float32). On
-        a CPU without bfloat16 instructions it is slower (4x per convolution on the development machine).
+      dtype_policy: the arithmetic VGG19 computes in (tf_style.precision): "float32" (the paper's);
+        "mixed_bfloat16" (activations and convolutions in bfloat16; the features are cast to
+        float32, so the Gram matrices and losses stay float32; its inexact gradient stops L-BFGS
+        1-2 % above float32's loss); "mixed_bfloat16_then_float32" (L-BFGS only: each scale goes
+        on in float32 once a line search has spent all its trials); "auto": the last where the CPU
+        has bfloat16 instructions (1.7x per step at 256-512 px on an AMD EPYC), else "float32".
+        Without them bfloat16 is slower (4x per convolution on an Intel Xeon).
       output_size: (height, width) of the output when there is no content image (texture
         synthesis); None: the style image's size. Giving it together with a content image is an error.
       preserve_colors: "none"; "luminance" (the transfer on luminance alone, the photo's chroma
@@ -116,7 +120,7 @@ class Config(_Settings):
     weights: str = "imagenet"
     normalize_vgg: bool = False
     winograd: bool = False
-    dtype_policy: str = "float32"
+    dtype_policy: str = "auto"
     output_size: tuple[int, int] | None = None
     preserve_colors: str = "none"
 
@@ -170,9 +174,12 @@ class Config(_Settings):
                 raise InputError(Field(name), f" must be True or False; got {getattr(self, name)!r}")
         if self.output_size is not None:
             fix("output_size", checks.output_size(self.output_size))
-        if self.winograd and self.dtype_policy != "float32":
+        if self.winograd and self.dtype_policy not in ("auto", "float32"):
             raise InputError(Field("winograd"), " needs ", Field("dtype_policy"), "=float32 (Winograd's transforms "
                              f"multiply rounding errors, too much in bfloat16); got {self.dtype_policy!r}. Give one of them")
+        if self.dtype_policy == "mixed_bfloat16_then_float32" and self.optimizer != "lbfgs":
+            raise InputError(Field("dtype_policy"), "=mixed_bfloat16_then_float32 switches when a line search runs out of "
+                             "trials: it needs ", Field("optimizer"), f"=lbfgs; got {self.optimizer!r}")
 
     @property
     def effective_learning_rate(self) -> float:

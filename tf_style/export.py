@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from typing import Any
 
+from tf_style import precision
 from tf_style.config import Config
 from tf_style.errors import Field, InputError
 
@@ -88,7 +89,7 @@ def export_config(
     from tf_style.serving import SIGNATURES
 
     return {
-        "config": config.to_dict(),
+        "config": config.replace(dtype_policy=precision.exported(config.dtype_policy)).to_dict(),  # "auto": float32
         "limits": {"max_image_bytes": max_image_bytes, "max_image_pixels": max_image_pixels},
         "signatures": list(SIGNATURES),
         "tensorflow": tf.__version__,
@@ -102,6 +103,7 @@ def check_exportable(config: Config) -> None:
     for name, reason in UNSUPPORTED_FIELDS.items():
         if getattr(config, name) != getattr(default, name):
             raise InputError(Field(name), f" cannot be exported ({reason}); got {getattr(config, name)!r}")
+    precision.exported(config.dtype_policy)  # refuses a policy the export's graph cannot run
 
 
 def next_version(base: str) -> int:
@@ -125,6 +127,7 @@ def export_savedmodel(
     decoding it. Nothing is written when the settings, the limits or the version are refused.
     """
     check_exportable(config)
+    config = config.replace(dtype_policy=precision.exported(config.dtype_policy))  # "auto": float32, in the asset too
     check_limits(config, max_image_bytes, max_image_pixels)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise InputError(Field("export_dir"), f": {export_dir} is a file; expected a folder (the model's base path)")

@@ -11,10 +11,11 @@ from tf_style.errors import InputError
 
 POOLING_CHOICES: tuple[str, ...] = ("avg", "max")
 
-#: Keras dtype policies VGG19 may compute in (`Config.dtype_policy`). The Gram matrices and losses
-#: stay float32 either way. Not "mixed_float16": the style gradient flowing back through the network
-#: is ~1e-8 and below (the 1 / (4 N^2 M^2) of Eq. 4), under float16's range without loss scaling.
-DTYPE_POLICY_CHOICES: tuple[str, ...] = ("float32", "mixed_bfloat16")
+#: Keras dtype policies VGG19 may be built with (`Config.dtype_policy`'s phases, tf_style.precision).
+#: The Gram matrices and losses stay float32 either way. Not "mixed_float16": the style gradient
+#: flowing back through the network is ~1e-8 and below (the 1 / (4 N^2 M^2) of Eq. 4), under
+#: float16's range without loss scaling.
+NETWORK_DTYPE_POLICIES: tuple[str, ...] = ("float32", "mixed_bfloat16")
 
 #: With `Config.winograd`, the conv layers with at least this many input channels (block2_conv2 on)
 #: convolve by Winograd's F(4 x 4, 3 x 3) (tf_style.winograd); with 64 the tile copies cost more

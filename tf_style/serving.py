@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from tf_style import graph_images, graph_run, normalize
+from tf_style import graph_images, graph_run, normalize, precision
 from tf_style import layers as layers_lib
 from tf_style.config import Config
 from tf_style.errors import Field, InputError
@@ -81,6 +81,7 @@ class StyleTransferModule(tf.Module):
         super().__init__(name="tf_style")
         if config.init != "noise":
             raise InputError(Field("init"), f": the export starts from white noise (the paper); got {config.init!r}")
+        config = config.replace(dtype_policy=precision.exported(config.dtype_policy))  # "auto" computes in float32
         if vgg is None:
             vgg = normalize.load_vgg(config)
         self.config = config

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import images, losses, masks as masks_lib, normalize, schedule, start
+from tf_style import images, losses, masks as masks_lib, normalize, precision, schedule, start
 from tf_style.config import INIT_CHOICES, MIN_IMAGE_SIZE, Config
 from tf_style.errors import Field, InputError
 from tf_style.images import size_for_longest_side
@@ -36,6 +36,7 @@ def build_synthesis(
     start_image: np.ndarray | None = None,
     normalization_images: Sequence[np.ndarray] | None = None,
     masks: Sequence[np.ndarray] | None = None,
+    final: bool = True,
 ) -> Synthesis:
     """Feature targets, objective, optimiser and start image for prepared (resized) inputs.
 
@@ -51,6 +52,10 @@ def build_synthesis(
         used ImageNet images, which are not available here).
       masks: with config.style_masks, the masks as `tf_style.masks.load_masks` returns them (any
         size: they are resized to the image's); None reads config.style_masks.
+      final: whether this is the run's final scale. With config.dtype_policy resolving to
+        "mixed_bfloat16_then_float32" (tf_style.precision), the final scale goes on in float32
+        after a stall; a coarser one ends there instead (its result is refined at the next scale
+        in any case, so a float32 polish, a second network and a second trace, would be wasted).
     """
     styles = as_list(style)
     config.check_inputs(content=content is not None, style=bool(styles), styles=len(styles))
@@ -60,18 +65,32 @@ def build_synthesis(
     check_sizes(config, size, [s.shape[:2] for s in styles], has_content=content is not None)
     if normalization_images is None:
         normalization_images = [x for x in (content, *styles) if x is not None]
-    extractor = FeatureExtractor(normalize.load_vgg(config, normalization_images), content_layers, style_layers)
-    objective = StyleObjective.from_config(
-        config,
-        extractor,
-        extractor.content_targets(content[None]) if content_layers else {},
-        blended_targets(config, extractor, styles, masks, size) if style_layers else {},
-    )
+    if config.style_masks is not None and masks is None:
+        masks = masks_lib.load_masks(config.style_masks)  # once: a later precision's objective uses the same
+
+    def objective(network_policy: str) -> StyleObjective:  # the same loss, its network in that Keras policy
+        at = config.replace(dtype_policy=network_policy)
+        extractor = FeatureExtractor(normalize.load_vgg(at, normalization_images), content_layers, style_layers)
+        return StyleObjective.from_config(
+            at,
+            extractor,
+            extractor.content_targets(content[None]) if content_layers else {},
+            blended_targets(at, extractor, styles, masks, size) if style_layers else {},
+        )
+
+    first, *then = network_policies(config)
     if start_image is None:
-        first = styles[0] if styles else None
-        start_image = start.initial_image(config.init, tuple(size), config.seed, content, first, start_picture)
+        first_style = styles[0] if styles else None
+        start_image = start.initial_image(config.init, tuple(size), config.seed, content, first_style, start_picture)
     optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance)
-    return Synthesis(objective, optimizer, start_image)
+    return Synthesis(objective(first), optimizer, start_image, then=(lambda: objective(then[0])) if then and final else None,
+                     end_on_stall=bool(then) and not final)
+
+
+def network_policies(config: Config) -> tuple[str, ...]:
+    """The Keras dtype policies config.dtype_policy runs the network in on this machine, in order."""
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    return precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd, gpu=gpu))
 
 
 def check_sizes(config: Config, size: Sequence[int], style_shapes: Sequence[Sequence[int]], *, has_content: bool) -> None:
@@ -165,6 +184,7 @@ def stages(
                 start_image=None if previous is None else images.resize(previous, scale.shape),
                 normalization_images=normalization_images,
                 masks=masks,
+                final=scale is plan[-1],
             )
 
         return Stage(scale.steps, build)
@@ -172,5 +192,5 @@ def stages(
     return [stage(scale) for scale in plan]
 
 
-__all__ = ["as_list", "blended_targets", "build_synthesis", "check_plan", "check_sizes", "load_start", "scale_config",
-           "stages"]
+__all__ = ["as_list", "blended_targets", "build_synthesis", "check_plan", "check_sizes", "load_start", "network_policies",
+           "scale_config", "stages"]

@@ -5,9 +5,13 @@ a GradientTape), then the projection onto the valid pixel range [0, 255] unless 
 keeps its own iterate. `Synthesis` holds the image being synthesised as a tf.Variable, the
 optimiser's state as tf.Variables, and runs `pure_step` in a tf.function; the SavedModel export
 (tf_style.serving) runs the same `pure_step` on loop variables, so the two cannot drift apart.
+A Synthesis given a `then` objective (Config.dtype_policy="mixed_bfloat16_then_float32") goes on
+with it after the first step whose line search spent all its trials.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -33,12 +37,20 @@ def pure_step(
 class Synthesis:
     """The image being synthesised (a tf.Variable), the optimiser's state, and the step.
 
-    `step()` is a tf.function running `pure_step` on the variables and returning the terms
-    ([B] tensors). It traces once: one instance holds one image size, and its only inputs are
-    the variables.
+    `step()` runs `traced_step`, a tf.function of `pure_step` on the variables, and returns the
+    terms ([B] tensors). It traces once per objective: one instance holds one image size, and its
+    only inputs are the variables.
+
+    `then`, when given, makes the objective to go on with (the same loss in float32 after a
+    network in bfloat16): after the first step whose line search spent all of its
+    `optimizer.max_evaluations` trials (a *stall*), the objective is replaced, the step traced
+    again, and L-BFGS's value and gradient re-evaluated with it (its pairs are kept). With
+    `end_on_stall` instead, a stall counts as converged (a coarse scale in bfloat16: the next
+    scale goes on from its image, in bfloat16 again, sooner).
     """
 
-    def __init__(self, objective: StyleObjective, optimizer: Optimizer, initial_image: np.ndarray | tf.Tensor):
+    def __init__(self, objective: StyleObjective, optimizer: Optimizer, initial_image: np.ndarray | tf.Tensor,
+                 then: Callable[[], StyleObjective] | None = None, end_on_stall: bool = False):
         init = tf.convert_to_tensor(initial_image, tf.float32)
         if init.shape.rank == 3:
             init = init[None]
@@ -49,9 +61,41 @@ class Synthesis:
         self.state: State = type(start)(
             *(tf.Variable(v, name=f"{optimizer.name}_{k}", trainable=False) for k, v in zip(start._fields, start))
         )
+        if then is not None and not hasattr(optimizer, "reevaluate"):
+            raise ValueError(f"a switch of objective needs an optimiser that can re-evaluate its state; got {optimizer.name}")
+        self.then, self.end_on_stall = then, end_on_stall
+        self.switched_at: int | None = None  # the steps taken when the objective was replaced
+        self.stalled = False  # with end_on_stall: a step's line search spent all its trials
+        self.steps = 0
+        self._trace()
+
+    def _trace(self) -> None:
         # No AutoGraph: the step's control flow is tf.cond / tf.while_loop already, and converting
         # its Python (and Keras's) took over half of a 2.7 s trace at 256 px.
-        self.step = tf.function(self.eager_step, autograph=False)
+        self.traced_step = tf.function(self.eager_step, autograph=False)
+
+    def step(self) -> Terms:
+        """One step (`traced_step`); then, with a `then` objective or `end_on_stall`, what a stall asks for."""
+        watch = self.then is not None or self.end_on_stall
+        # A first step also evaluates its start point: one more than its line search's trials.
+        before = float(self.state.evaluations) + float(float(self.state.k) == 0.0) if watch else 0.0
+        terms = self.traced_step()
+        self.steps += 1
+        if watch and float(self.state.evaluations) - before >= self.optimizer.max_evaluations:
+            if self.then is not None:
+                self.use_objective(self.then())
+            else:
+                self.stalled = True
+        return terms
+
+    def use_objective(self, objective: StyleObjective) -> None:
+        """Goes on with `objective`: the step traced anew, the optimiser's state re-evaluated at the image."""
+        self.objective, self.then, self.switched_at = objective, None, self.steps
+        state = type(self.state)(*(v.read_value() for v in self.state))
+        new_state = self.optimizer.reevaluate(objective.traced_value_and_grad, self.image.read_value(), state)
+        for var, value in zip(self.state, new_state):
+            var.assign(value)
+        self._trace()
 
     def eager_step(self) -> Terms:
         """The step's body, runnable eagerly (the tf.function `step` traces exactly this)."""
@@ -64,7 +108,7 @@ class Synthesis:
 
     def converged(self) -> bool:
         """Whether the optimiser's own stopping test holds (L-BFGS: its projected gradient)."""
-        return bool(self.optimizer.converged(self.state))
+        return self.stalled or bool(self.optimizer.converged(self.state))
 
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate(self.state))

@@ -30,7 +30,7 @@ from tf_style.layers import (  # noqa: F401 - re-exported: vgg is where users lo
     KERAS_LAYER_NAMES,
     KERAS_TO_PAPER,
     PAPER_TO_KERAS,
-    DTYPE_POLICY_CHOICES,
+    NETWORK_DTYPE_POLICIES,
     POOLING_CHOICES,
     VGG19_BLOCKS,
     WINOGRAD_MIN_CHANNELS,
@@ -120,8 +120,9 @@ def build_vgg19(
     """
     if pooling not in POOLING_CHOICES:
         raise InputError(Field("pooling"), f" must be one of {', '.join(POOLING_CHOICES)}; got {pooling!r}")
-    if dtype_policy not in DTYPE_POLICY_CHOICES:
-        raise InputError(Field("dtype_policy"), f" must be one of {', '.join(DTYPE_POLICY_CHOICES)}; got {dtype_policy!r}")
+    if dtype_policy not in NETWORK_DTYPE_POLICIES:
+        raise InputError(Field("dtype_policy"), f" must be one of {', '.join(NETWORK_DTYPE_POLICIES)} for a network "
+                         f"(tf_style.precision resolves a run's); got {dtype_policy!r}")
     pool_cls = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
 
     inputs = keras.Input(shape=(None, None, 3), name="input_layer")

@@ -64,7 +64,7 @@ from tf_style import cli_flags  # noqa: E402
 from tf_style.atomic import writable_file, write_atomically  # noqa: E402
 from tf_style.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
 from tf_style.errors import InputError  # noqa: E402
-from tf_style.layers import DTYPE_POLICY_CHOICES  # noqa: E402
+from tf_style.precision import DTYPE_POLICY_CHOICES  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
 PROG = "benchmark.py"  # as the other tools name themselves in their error lines
@@ -93,8 +93,8 @@ flags.DEFINE_integer("image_every", 10, "TensorBoard image interval in the logge
 flags.DEFINE_bool("jit_compile", False, "--what=iterations: XLA compiles the whole step (for a GPU; ~100x slower on "
                   "a CPU).", module_name=MODULE)
 flags.DEFINE_integer("seed", 0, "Seeds the random VGG19 weights and the start image.", module_name=MODULE)
-flags.DEFINE_enum("dtype_policy", "float32", list(DTYPE_POLICY_CHOICES), "--what=iterations: VGG19's Keras dtype "
-                  "policy (mixed_bfloat16: for a GPU; slower on most CPUs).", module_name=MODULE)
+flags.DEFINE_enum("dtype_policy", "float32", list(DTYPE_POLICY_CHOICES), "--what=iterations: VGG19's arithmetic "
+                  "(Config.dtype_policy; bfloat16 is slower on a CPU without bfloat16 instructions).", module_name=MODULE)
 
 TENSORBOARD_GOAL = 0.03  # of the step time
 

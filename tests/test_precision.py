@@ -1,0 +1,151 @@
+"""Config.dtype_policy's "auto" and "mixed_bfloat16_then_float32" (tf_style.precision): bfloat16 while
+it pays, float32 once its rounding stalls L-BFGS; the choice from the CPU's flags."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import CONTENT_PATH, STYLE_PATH
+from tf_style import api, cli, estimate, export, loop, precision
+from tf_style.config import Config
+from tf_style.errors import InputError
+from tf_style.lbfgs import LBFGS
+from tf_style.step import Synthesis
+
+THEN = Config(image_size=32, weights="random", seed=3, scales=1, num_steps=80,
+              dtype_policy="mixed_bfloat16_then_float32")
+
+
+def _synthesis(config: Config) -> Synthesis:
+    content, style = api.prepare_images(config, CONTENT_PATH, STYLE_PATH)
+    return api.build_synthesis(config, content, style)
+
+
+def _conv_dtypes(synthesis: Synthesis) -> set[str]:
+    """The dtypes the objective's network convolves in."""
+    return {layer.compute_dtype for layer in synthesis.objective.extractor.model.layers if "conv" in layer.name}
+
+
+@pytest.mark.parametrize("flags, optimizer, winograd, gpu, expected", [
+    ("avx512_bf16", "lbfgs", False, False, "mixed_bfloat16_then_float32"),
+    ("amx_bf16 amx_tile", "lbfgs", False, False, "mixed_bfloat16_then_float32"),
+    ("avx512f avx512_vnni", "lbfgs", False, False, "float32"),  # bfloat16 emulated: 4x slower
+    ("", "lbfgs", False, False, "float32"),
+    ("avx512_bf16", "adam", False, False, "float32"),  # no stall to switch on
+    ("avx512_bf16", "lbfgs", True, False, "float32"),  # Winograd in bfloat16 is refused
+    ("avx512_bf16", "lbfgs", False, True, "float32"),  # not measured on a GPU yet
+])
+def test_auto_decides_from_the_cpu_the_optimiser_winograd_and_a_gpu(monkeypatch, flags, optimizer, winograd, gpu,
+                                                                    expected):
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, flags)
+    assert precision.resolve("auto", optimizer, winograd, gpu=gpu) == expected
+    for given in ("float32", "mixed_bfloat16", "mixed_bfloat16_then_float32"):
+        assert precision.resolve(given, optimizer, winograd, gpu=gpu) == given  # asked for: as asked
+
+
+def test_the_cpu_flags_are_read_from_proc_cpuinfo_unless_the_environment_gives_them(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx512f avx512_bf16 sse\n"
+                    "bugs\t\t: sysret_ss_attrs\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert precision.proc_cpu_flags(str(info)) == {"fpu", "avx512f", "avx512_bf16", "sse"}  # the first processor's
+    assert precision.proc_cpu_flags(str(tmp_path / "missing")) == frozenset()  # macOS, Windows: none known
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "sse avx512_bf16")
+    assert precision.cpu_flags() == {"sse", "avx512_bf16"} and precision.native_bfloat16()
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "")
+    assert precision.cpu_flags() == frozenset() and not precision.native_bfloat16()
+
+
+def test_the_default_starts_in_bfloat16_only_on_a_cpu_with_bfloat16_instructions(monkeypatch):
+    config = THEN.replace(dtype_policy=Config().dtype_policy)
+    assert config.dtype_policy == "auto"
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
+    fast = _synthesis(config)
+    assert _conv_dtypes(fast) == {"bfloat16"} and fast.then is not None
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512f")
+    plain = _synthesis(config)
+    assert _conv_dtypes(plain) == {"float32"} and plain.then is None and not plain.end_on_stall
+
+
+def test_going_on_with_another_objective_keeps_the_pairs_and_takes_its_value_and_gradient():
+    """`use_objective` (what a stall triggers): the step retraced with the float32 objective, L-BFGS's
+    value and gradient those of the float32 objective at the image, bit for bit, its pairs untouched."""
+    synthesis = _synthesis(THEN)
+    for _ in range(6):
+        synthesis.step()
+    assert synthesis.switched_at is None  # no stall yet
+    before = {k: v.numpy().copy() for k, v in synthesis.state._asdict().items()}
+    float32 = synthesis.then()
+    synthesis.use_objective(float32)
+    after = {k: v.numpy() for k, v in synthesis.state._asdict().items()}
+    terms, grad = float32.traced_value_and_grad(synthesis.image.read_value())
+    assert after["f"] == np.float32(tf.reduce_sum(terms["total"]).numpy())
+    np.testing.assert_array_equal(after["g"], grad.numpy())
+    assert abs(after["f"] - before["f"]) > 1e-4 * before["f"]  # bfloat16's value was not kept
+    assert after["evaluations"] == before["evaluations"] + 1
+    for name in ("s", "y", "count", "head", "h_diag", "k", "pg_start"):
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert before["count"] > 0  # pairs were there to keep
+    assert synthesis.objective is float32 and synthesis.then is None and synthesis.switched_at == 6
+    assert _conv_dtypes(synthesis) == {"float32"}
+    totals = [float(synthesis.step()["total"][0]) for _ in range(5)]
+    assert synthesis.traced_step.experimental_get_tracing_count() == 1  # traced anew, once
+    assert all(b <= a for a, b in zip([float(after["f"])] + totals, totals))
+
+
+def test_a_stall_in_bfloat16_switches_to_float32_and_the_loss_falls_further():
+    """At 32 px bfloat16's line search first spends all 10 trials after ~58 steps (measured: seed 3), from
+    where bfloat16 alone makes no more progress; the switched run, scored in float32, ends lower."""
+    synthesis = _synthesis(THEN)
+    run = loop.run_steps(synthesis, THEN.num_steps)
+    switched = synthesis.switched_at
+    assert switched is not None and 20 < switched < THEN.num_steps, switched
+    assert _conv_dtypes(synthesis) == {"float32"}
+    totals = [h["total"] for h in run.history]
+    assert totals[-1] < 0.999 * totals[switched], (totals[switched], totals[-1])
+    alone = _synthesis(THEN.replace(dtype_policy="mixed_bfloat16"))
+    loop.run_steps(alone, THEN.num_steps)
+    scored = synthesis.objective  # float32
+    value = lambda s: float(scored(tf.constant(s.image_array()[None]))["total"][0])  # noqa: E731
+    assert value(synthesis) < 0.995 * value(alone), (value(synthesis), value(alone))
+
+
+def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
+    """Two scales (32 then 64 px): the coarse one, planned for 2 x 80 steps, ends at its first stall (its
+    result is refined at the next scale anyway); the final one is the one that may go on in float32."""
+    seen = []
+
+    class Record(loop.Callback):
+        def on_scale_start(self, run):
+            seen.append(run.synthesis)
+
+    result = api.run(THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=80), CONTENT_PATH, STYLE_PATH,
+                     callbacks=[Record()])
+    coarse, final = seen
+    assert coarse.end_on_stall and coarse.then is None and coarse.stalled
+    assert 20 < float(coarse.state.k) < 160 and _conv_dtypes(coarse) == {"bfloat16"}
+    assert not final.end_on_stall and final.objective is not None
+    assert len(result.history) == int(coarse.state.k) + int(final.state.k)
+
+
+def test_settings_the_switch_cannot_honour_are_refused():
+    with pytest.raises(InputError) as info:
+        Config(dtype_policy="mixed_bfloat16_then_float32", optimizer="adam")
+    assert str(info.value) == ("dtype_policy=mixed_bfloat16_then_float32 switches when a line search runs out of "
+                               "trials: it needs optimizer=lbfgs; got 'adam'")
+    with pytest.raises(InputError) as info:
+        export.check_exportable(THEN)
+    assert str(info.value) == ("dtype_policy=mixed_bfloat16_then_float32 cannot be exported (the switch to float32 "
+                               "runs on the host, between steps; the export's loop is one graph with one network); "
+                               "export float32 or mixed_bfloat16")
+    assert Config(winograd=True).dtype_policy == "auto"  # auto is float32 with Winograd: allowed
+    assert precision.exported("auto") == "float32" and precision.exported("mixed_bfloat16") == "mixed_bfloat16"
+
+
+def test_the_dry_run_measures_the_rate_of_the_arithmetic_a_scale_starts_in(monkeypatch):
+    asked = []
+    monkeypatch.setattr(estimate, "measure_flop_rate", lambda *a, **k: asked.append(k) or 1e11)
+    content, style = api.prepare_images(THEN, CONTENT_PATH, STYLE_PATH)
+    for flags in ("avx512_bf16", ""):
+        monkeypatch.setenv(precision.CPU_FLAGS_ENV, flags)
+        assert "at 100 GFLOP/s" in cli.dry_run_report(THEN.replace(dtype_policy="auto"), content, style)
+    assert asked == [{"dtype_policy": "mixed_bfloat16"}, {"dtype_policy": "float32"}]
