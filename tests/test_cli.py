@@ -134,7 +134,7 @@ def test_unknown_flag_is_exit_2(capsys):
     # A fraction of the start's projected gradient: above 1 the test holds at once, every scale one step long.
     ("--tolerance=2", "flag --tolerance=2: 2.0 is not a number in the range [0.0, 1.0]"),
     # float16 would need loss scaling (the style gradient underflows it): not offered.
-    ("--dtype_policy=mixed_float16", "flag --dtype_policy=mixed_float16: value should be one of <float32|mixed_bfloat16>"),
+    ("--dtype_policy=mixed_float16", "flag --dtype_policy=mixed_float16: value should be one of <auto|float32|mixed_bfloat16|mixed_bfloat16_then_float32>"),
 ])
 def test_a_flag_out_of_its_bounds_is_refused_by_the_parser(tmp_path, flag, message):
     proc = run_cli([flag, "--output=o.png"], tmp_path)

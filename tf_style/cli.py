@@ -262,7 +262,8 @@ def dry_run_report(config: Config, content, style, options: RunOptions = RunOpti
     shapes = [None if content is None else content.shape[:2], [s.shape[:2] for s in api.as_list(style)] or None]
     plan = schedule.plan_for_inputs(config, *shapes)
     import_tensorflow_quietly()
-    from tf_style.stages import check_plan, network_policies
+    from tf_style.normalize import network_policies
+    from tf_style.stages import check_plan
 
     check_plan(config, plan, shapes[1] or (), has_content=content is not None)  # the sizes the run would refuse
     costs = estimate.costs(config, plan, style is not None, *shapes)

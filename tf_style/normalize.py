@@ -40,8 +40,9 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from tf_style import vgg as vgg_lib
+from tf_style import precision, vgg as vgg_lib
 from tf_style.errors import Field, InputError
+from tf_style.layers import NETWORK_DTYPE_POLICIES
 
 #: A filter is rescaled only when its mean activation is at least this fraction of the median of
 #: its layer's positive filter means. Why 1e-2: float32 rounds a filter's response to within about
@@ -159,13 +160,23 @@ def normalize_vgg(model: keras.Model, images: Sequence[np.ndarray], measure_on: 
 _CACHE: dict[tuple, keras.Model] = {}
 
 
+def network_policies(config) -> tuple[str, ...]:
+    """The Keras dtype policies a `tf_style.Config`'s dtype_policy runs VGG19 in on this machine, in
+    order (tf_style.precision: "auto" decided, "mixed_bfloat16_then_float32" as its two)."""
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    return precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd, gpu=gpu))
+
+
 def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.Model:
     """The backbone a `tf_style.Config` asks for (weights, pooling, seed, winograd, dtype_policy,
-    normalize_vgg), cached.
+    normalize_vgg), cached. A run-level dtype_policy ("auto", "mixed_bfloat16_then_float32") gives
+    the network its run starts with (`network_policies`).
 
     With config.normalize_vgg the network is normalised on `normalization_images`; the copy is
     cached per set of images (one at a time: each is a whole VGG19).
     """
+    if config.dtype_policy not in NETWORK_DTYPE_POLICIES:
+        config = config.replace(dtype_policy=network_policies(config)[0])
     base = vgg_lib.cached_vgg19(config.weights, config.pooling, config.seed, config.winograd, config.dtype_policy)
     if not config.normalize_vgg:
         return base
@@ -188,4 +199,5 @@ def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.M
     return _CACHE[key]
 
 
-__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "load_vgg", "normalize", "normalize_vgg", "rescalable"]
+__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "load_vgg", "network_policies", "normalize", "normalize_vgg",
+           "rescalable"]

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import images, losses, masks as masks_lib, normalize, precision, schedule, start
+from tf_style import images, losses, masks as masks_lib, normalize, schedule, start
 from tf_style.config import INIT_CHOICES, MIN_IMAGE_SIZE, Config
 from tf_style.errors import Field, InputError
 from tf_style.images import size_for_longest_side
@@ -78,19 +78,13 @@ def build_synthesis(
             blended_targets(at, extractor, styles, masks, size) if style_layers else {},
         )
 
-    first, *then = network_policies(config)
+    first, *then = normalize.network_policies(config)
     if start_image is None:
         first_style = styles[0] if styles else None
         start_image = start.initial_image(config.init, tuple(size), config.seed, content, first_style, start_picture)
     optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance)
     return Synthesis(objective(first), optimizer, start_image, then=(lambda: objective(then[0])) if then and final else None,
                      end_on_stall=bool(then) and not final)
-
-
-def network_policies(config: Config) -> tuple[str, ...]:
-    """The Keras dtype policies config.dtype_policy runs the network in on this machine, in order."""
-    gpu = bool(tf.config.list_logical_devices("GPU"))
-    return precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd, gpu=gpu))
 
 
 def check_sizes(config: Config, size: Sequence[int], style_shapes: Sequence[Sequence[int]], *, has_content: bool) -> None:
@@ -192,5 +186,5 @@ def stages(
     return [stage(scale) for scale in plan]
 
 
-__all__ = ["as_list", "blended_targets", "build_synthesis", "check_plan", "check_sizes", "load_start", "network_policies",
-           "scale_config", "stages"]
+__all__ = ["as_list", "blended_targets", "build_synthesis", "check_plan", "check_sizes", "load_start", "scale_config",
+           "stages"]
