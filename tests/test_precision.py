@@ -93,36 +93,39 @@ def test_going_on_with_another_objective_keeps_the_pairs_and_takes_its_value_and
 
 
 def test_a_stall_in_bfloat16_switches_to_float32_and_the_loss_falls_further():
-    """At 32 px bfloat16's line search first spends all 10 trials after ~58 steps (measured: seed 3), from
-    where bfloat16 alone makes no more progress; the switched run, scored in float32, ends lower."""
+    """At 32 px bfloat16's line search first spends all 10 trials after 58 steps (seed 3, on an AMD EPYC
+    with AVX512_BF16; emulated bfloat16 may round otherwise, hence 150 steps' room), from where bfloat16
+    alone makes no more progress; the switched run, scored in float32, ends lower."""
+    steps = 150
     synthesis = _synthesis(THEN)
-    run = loop.run_steps(synthesis, THEN.num_steps)
+    run = loop.run_steps(synthesis, steps)
     switched = synthesis.switched_at
-    assert switched is not None and 20 < switched < THEN.num_steps, switched
+    assert switched is not None and 20 < switched < steps - 10, switched
     assert _conv_dtypes(synthesis) == {"float32"}
     totals = [h["total"] for h in run.history]
     assert totals[-1] < 0.999 * totals[switched], (totals[switched], totals[-1])
     alone = _synthesis(THEN.replace(dtype_policy="mixed_bfloat16"))
-    loop.run_steps(alone, THEN.num_steps)
+    loop.run_steps(alone, steps)
     scored = synthesis.objective  # float32
     value = lambda s: float(scored(tf.constant(s.image_array()[None]))["total"][0])  # noqa: E731
     assert value(synthesis) < 0.995 * value(alone), (value(synthesis), value(alone))
 
 
 def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
-    """Two scales (32 then 64 px): the coarse one, planned for 2 x 80 steps, ends at its first stall (its
-    result is refined at the next scale anyway); the final one is the one that may go on in float32."""
+    """Two scales (32 then 64 px): the coarse one, planned for 2 x 100 steps, ends at its first stall (after
+    58 on an AMD EPYC; its result is refined at the next scale anyway); the final one is the one that may go
+    on in float32."""
     seen = []
 
     class Record(loop.Callback):
         def on_scale_start(self, run):
             seen.append(run.synthesis)
 
-    result = api.run(THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=80), CONTENT_PATH, STYLE_PATH,
+    result = api.run(THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=100), CONTENT_PATH, STYLE_PATH,
                      callbacks=[Record()])
     coarse, final = seen
     assert coarse.end_on_stall and coarse.then is None and coarse.stalled
-    assert 20 < float(coarse.state.k) < 160 and _conv_dtypes(coarse) == {"bfloat16"}
+    assert 20 < float(coarse.state.k) < 200 and _conv_dtypes(coarse) == {"bfloat16"}
     assert not final.end_on_stall and final.objective is not None
     assert len(result.history) == int(coarse.state.k) + int(final.state.k)
 
@@ -149,3 +152,19 @@ def test_the_dry_run_measures_the_rate_of_the_arithmetic_a_scale_starts_in(monke
         monkeypatch.setenv(precision.CPU_FLAGS_ENV, flags)
         assert "at 100 GFLOP/s" in cli.dry_run_report(THEN.replace(dtype_policy="auto"), content, style)
     assert asked == [{"dtype_policy": "mixed_bfloat16"}, {"dtype_policy": "float32"}]
+
+
+def test_the_memory_estimate_holds_the_second_network_of_a_switch(monkeypatch):
+    """bfloat16, then float32: both networks stay cached, and the peak is the float32 phase's (bfloat16's
+    activations take less): the estimate is float32's plus one network's weights, 80 MB, at every scale."""
+    from tf_style import schedule
+
+    config = THEN.replace(image_size=256, scales=2)
+    plan = schedule.plan(config, (170, 256), (256, 256))
+    peaks = lambda c: [s.peak_bytes for s in estimate.costs(c, plan)]  # noqa: E731
+    plain = peaks(config.replace(dtype_policy="float32"))
+    assert [a - b for a, b in zip(peaks(config), plain)] == [80 * estimate.MB] * 2
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
+    assert peaks(config.replace(dtype_policy="auto")) == peaks(config)
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "")
+    assert peaks(config.replace(dtype_policy="auto")) == plain

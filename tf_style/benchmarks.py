@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -204,6 +204,20 @@ def predicted_peak(config: Config, content: str, style: str) -> float:
     return max(c.peak_bytes for c in estimate.costs(config, plan)) / estimate.MB
 
 
+def peak_memory(sizes: Sequence[int], content: str, style: str, config: Config, extra: tuple[str, ...],
+                measure: Callable[[int], float], log=print) -> list[dict]:
+    """At each of `sizes`, the peak memory `measure(size)` gives (MB; tools/benchmark.py runs `tf-style` with
+    `extra`, the flags that make it `config`) against the dry run's estimate for `config`."""
+    memory = []
+    for size in sizes:
+        predicted = predicted_peak(config.replace(image_size=size), content, style)
+        measured = measure(size)
+        memory.append({"size": size, "flags": list(extra), "predicted_mb": predicted, "measured_mb": measured})
+        log(f"peak memory at {size}px (tf-style, defaults{''.join(' ' + f for f in extra)}): measured "
+            f"{measured:.0f} MB, dry run predicted {predicted:.0f} MB ({100 * (predicted - measured) / measured:+.1f}%)")
+    return memory
+
+
 def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequence[float],
             single_scale_budgets: Sequence[float] = (), log=print) -> SpeedRow:
     """Every measurement at one size, side by side; `budgets` are fractions of scipy's time for the
@@ -247,5 +261,6 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Budgeted", "Iterations", "SpeedRow", "device_name", "iterations", "measure", "predicted_peak", "saved_loss",
+__all__ = ["Budgeted", "Iterations", "SpeedRow", "device_name", "iterations", "measure", "peak_memory",
+           "predicted_peak", "saved_loss",
            "scipy_lbfgsb", "speed_table", "square_photo", "trajectories", "under_budget"]

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from tf_style import precision
 from tf_style.config import MIN_IMAGE_SIZE, Config
 from tf_style.errors import Field, InputError
 from tf_style.layers import (
@@ -137,6 +138,10 @@ def costs(
     if config.style_masks is not None and has_style:  # each region: its mask, its weighted features and their gradient
         per_pixel += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
+    # bfloat16, then float32: a second network, and the peak is float32's (bfloat16's activations take less).
+    # (On a GPU "auto" is float32: the 80 MB are then too many, on a CPU-side estimate of a GPU run anyway.)
+    if len(precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd))) > 1:
+        base += 80 * MB
     if config.winograd:  # the transformed kernels and the largest layer's passing tiles
         base += winograd_kernel_bytes(layers)
         per_pixel += 4 * winograd_floats_per_pixel(layers)

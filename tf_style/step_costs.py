@@ -73,7 +73,8 @@ def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: in
     and the best of the later ones (nan for one round)."""
     setups = {}
     for name in ("direct", "winograd"):
-        config = Config(image_size=size, weights="random", seed=0, scales=1, winograd=name == "winograd")
+        config = Config(image_size=size, weights="random", seed=0, scales=1, winograd=name == "winograd",
+                        dtype_policy="float32")  # both in float32 ("auto" may start the direct one in bfloat16)
         setups[name] = (config, *full_size_objective(config, content, style))
     times = {name: [] for name in setups}
     for _ in range(rounds):
