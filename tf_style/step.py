@@ -98,7 +98,7 @@ class Synthesis:
         self._trace()
 
     def eager_step(self) -> Terms:
-        """The step's body, runnable eagerly (the tf.function `step` traces exactly this)."""
+        """The step's body, runnable eagerly (the tf.function `traced_step` traces exactly this)."""
         state = type(self.state)(*(v.read_value() for v in self.state))
         new_image, new_state, terms = pure_step(self.objective, self.optimizer, self.image.read_value(), state)
         self.image.assign(new_image)
@@ -107,7 +107,8 @@ class Synthesis:
         return terms
 
     def converged(self) -> bool:
-        """Whether the optimiser's own stopping test holds (L-BFGS: its projected gradient)."""
+        """Whether the optimiser's own stopping test holds (L-BFGS: its projected gradient), or, with
+        `end_on_stall`, a line search has spent all its trials."""
         return self.stalled or bool(self.optimizer.converged(self.state))
 
     def learning_rate(self) -> float:
