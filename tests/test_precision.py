@@ -111,6 +111,22 @@ def test_a_stall_in_bfloat16_switches_to_float32_and_the_loss_falls_further():
     assert value(synthesis) < 0.995 * value(alone), (value(synthesis), value(alone))
 
 
+def test_tensorboard_shows_when_a_scale_went_on_in_float32(tmp_path):
+    """scale/bfloat16 is 1 for the steps computed in bfloat16 and 0 from the step after the switch on."""
+    from test_tensorboard import read_run, scalars
+    from tf_style.config import RunOptions
+    from tf_style.tensorboard_logger import TensorBoardLogger
+
+    synthesis = _synthesis(THEN)
+    logger = TensorBoardLogger.from_options(RunOptions(logdir=str(tmp_path), run_name="switch", image_every=0))
+    loop.run_steps(synthesis, 150, [logger])
+    logger.close()
+    steps, flags = scalars(read_run(str(tmp_path / "switch")), "scale/bfloat16")
+    switched = synthesis.switched_at
+    assert switched is not None and steps == list(range(1, 151))
+    assert flags.tolist() == [1.0] * switched + [0.0] * (150 - switched)
+
+
 def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
     """Two scales (32 then 64 px): the coarse one, planned for 2 x 100 steps, ends at its first stall (after
     58 on an AMD EPYC; its result is refined at the next scale anyway); the final one is the one that may go

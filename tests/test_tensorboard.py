@@ -84,7 +84,7 @@ def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, cap
 
     layer_tags = ["loss/content/conv4_2"] + [f"loss/style/{n}" for n in STYLE_LAYERS]
     scalar_tags = ["loss/total", "loss/content", "loss/style", "loss/tv", *layer_tags,
-                   "optimizer/learning_rate", "perf/steps_per_second", "scale/image_size"]
+                   "optimizer/learning_rate", "perf/steps_per_second", "scale/image_size", "scale/bfloat16"]
     values = {}
     for tag in scalar_tags:
         logged_steps, values[tag] = scalars(events, tag)
@@ -100,6 +100,7 @@ def test_cli_run_logs_every_tag_and_step(tmp_path, content_path, style_path, cap
     assert np.all(values["loss/tv"] == 0.0)  # tv_weight 0: the paper's objective
     assert np.all(values["optimizer/learning_rate"] == 1.0)  # L-BFGS's first trial step
     assert np.all(values["scale/image_size"] == 32)
+    assert np.all(values["scale/bfloat16"] == 0)  # "auto" on a CPU without bfloat16 (conftest): float32
     assert np.all(values["perf/steps_per_second"] > 0)
 
     # Snapshots at multiples of image_every and at the end; the last one is the saved output.

@@ -34,6 +34,8 @@ class FeatureExtractor:
         if not self.layers:
             raise ValueError("FeatureExtractor needs at least one content or style layer")
         self.model = vgg_lib.feature_model(vgg, self.layers)
+        #: "bfloat16" when any layer computes in it (Config.dtype_policy), else "float32".
+        self.compute_dtype = "bfloat16" if any(layer.compute_dtype == "bfloat16" for layer in self.model.layers) else "float32"
 
     def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """RGB pixels [B, H, W, 3] in [0, 255] -> layer name -> post-ReLU features [B, H_l, W_l, N_l], float32.

@@ -67,6 +67,7 @@ class Synthesis:
         self.switched_at: int | None = None  # the steps taken when the objective was replaced
         self.stalled = False  # with end_on_stall: a step's line search spent all its trials
         self.steps = 0
+        self.computed_in = objective.extractor.compute_dtype  # the network's dtype of the latest step's terms
         self._trace()
 
     def _trace(self) -> None:
@@ -81,6 +82,7 @@ class Synthesis:
         before = float(self.state.evaluations) + float(float(self.state.k) == 0.0) if watch else 0.0
         terms = self.traced_step()
         self.steps += 1
+        self.computed_in = self.objective.extractor.compute_dtype  # this step's terms' (before any switch)
         if watch and float(self.state.evaluations) - before >= self.optimizer.max_evaluations:
             if self.then is not None:
                 self.use_objective(self.then())

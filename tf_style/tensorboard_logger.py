@@ -17,7 +17,8 @@ Tags written in each run folder:
   `StyleObjective` in the paper's units (the per-layer terms add up to their totals);
 * ``optimizer/learning_rate``: the optimiser's step size (L-BFGS: its first trial step);
 * ``perf/steps_per_second`` (wall clock between steps, logging included);
-* ``scale/image_size``: the longest side of the image being optimised;
+* ``scale/image_size``: the longest side of the image being optimised; ``scale/bfloat16``: 1 for a step
+  computed in bfloat16, 0 in float32 (Config.dtype_policy: the loss steps by ~0.3 % where a scale switches);
 * ``image/current`` every `image_every` steps and at the last step (also after Ctrl-C);
   ``input/content`` and ``input/style`` once (the resized inputs the run really used);
 * ``config``: the full configuration as text, and the HParams session summary.
@@ -51,6 +52,7 @@ LOSS_PREFIX = "loss/"
 LEARNING_RATE_TAG = "optimizer/learning_rate"
 STEPS_PER_SECOND_TAG = "perf/steps_per_second"
 IMAGE_SIZE_TAG = "scale/image_size"
+BFLOAT16_TAG = "scale/bfloat16"
 IMAGE_TAG = "image/current"
 INPUT_TAGS = {"content": "input/content", "style": "input/style"}
 CONFIG_TAG = "config"
@@ -215,15 +217,14 @@ class TensorBoardLogger(Callback):
         tags = [LOSS_PREFIX + name for name in term_names] + [LEARNING_RATE_TAG]
         if elapsed:
             tags.append(STEPS_PER_SECOND_TAG)
-        tags.append(IMAGE_SIZE_TAG)
-        return tuple(tags)
+        return (*tags, IMAGE_SIZE_TAG, BFLOAT16_TAG)
 
     def _scalars(self, run: RunState, elapsed: float | None) -> tuple[tuple[str, ...], list[float]]:
         names = sorted(run.terms)  # one order, whatever order the objective returns them in
         values = [run.terms[name] for name in names] + [run.synthesis.learning_rate()]
         if elapsed:
             values.append(1.0 / elapsed)
-        values.append(float(self._image_size))
+        values += [float(self._image_size), float(run.synthesis.computed_in == "bfloat16")]
         return self._tags(names, bool(elapsed)), values
 
     def _scalar_writer(self, tags: tuple[str, ...]) -> Any:
