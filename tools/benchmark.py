@@ -157,10 +157,10 @@ def bench_tensorboard() -> None:
 
 def bench_optimizers() -> None:
     from tf_style import api, benchmarks
-    config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed)
-    content, style = api.prepare_images(
-        config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, "hubble_deep_field.jpg")
-    )
+    config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed,
+                    dtype_policy="float32")  # both optimisers in one arithmetic ("auto" is bfloat16 for L-BFGS only)
+    content, style = api.prepare_images(config, os.path.join(DATA, "chelsea.jpg"),
+                                        os.path.join(DATA, "hubble_deep_field.jpg"))
     trajectories = benchmarks.trajectories(config, content, style, ("adam", "lbfgs"), FLAGS.evaluations)
     if not all(trajectories.values()):  # the untimed first step used them all: nothing was timed
         fail(f"--evaluations={FLAGS.evaluations} is used up by the first (untimed) step; give more")
