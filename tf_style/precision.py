@@ -31,8 +31,6 @@ PHASES: dict[str, tuple[str, ...]] = {
 }
 #: The CPU flags (as Linux's /proc/cpuinfo names them) that make bfloat16 convolutions native in oneDNN.
 BFLOAT16_CPU_FLAGS: frozenset[str] = frozenset({"avx512_bf16", "amx_bf16"})
-
-
 #: An environment variable that, when set, replaces the CPU's flags (space-separated; empty: none):
 #: the test suite sets it empty, so that its numbers are the same on every machine.
 CPU_FLAGS_ENV = "TF_STYLE_CPU_FLAGS"
