@@ -32,14 +32,14 @@ class StopAt(Callback):
             self.switch.request(signal.SIGTERM)
 
 
-def stop_then_resume(config, content, style, tmp_path, stop_at, options=RunOptions()):
+def stop_then_resume(config, content, style, tmp_path, stop_at, options=RunOptions(), callbacks=()):
     output = str(tmp_path / "resumed.png")
     switch = StopSwitch()
     with pytest.raises(Interrupted) as info:
         api.run(config, content, style, options=options, output=output, callbacks=[StopAt(switch, stop_at)], stop=switch)
     assert info.value.step == stop_at and info.value.signum == signal.SIGTERM
     assert info.value.checkpoint == os.path.join(output + ".checkpoints", f"ckpt-{stop_at}")
-    resumed = api.run(config, content, style, options=options.replace(resume=True), output=output)
+    resumed = api.run(config, content, style, options=options.replace(resume=True), output=output, callbacks=list(callbacks))
     return info.value, resumed
 
 

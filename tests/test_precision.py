@@ -1,6 +1,8 @@
 """Config.dtype_policy's "auto" and "mixed_bfloat16_then_float32" (tf_style.precision): bfloat16 while
 it pays, float32 once its rounding stalls L-BFGS; the choice from the CPU's flags."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -144,6 +146,75 @@ def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
     assert 20 < float(coarse.state.k) < 200 and _conv_dtypes(coarse) == {"bfloat16"}
     assert not final.end_on_stall and final.objective is not None
     assert len(result.history) == int(coarse.state.k) + int(final.state.k)
+
+
+class _Record(loop.Callback):
+    """Keeps each scale's Synthesis."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_scale_start(self, run):
+        self.seen.append(run.synthesis)
+
+
+@pytest.mark.parametrize("offset", [5, -5], ids=["after-the-switch", "before-the-switch"])
+def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_path, offset):
+    """The checkpoint records the switch: stopped after it, the resumed scale computes in float32 from its
+    first step, with the value and gradient it saved (no re-evaluation); stopped before it, it switches at the
+    same step of the scale. Either way it ends with the uninterrupted run's image. (Before, a scale resumed
+    after its switch started in bfloat16 again and could stall and switch once more, up to 10 evaluations later.)"""
+    from test_checkpoints import stop_then_resume
+
+    config = THEN.replace(num_steps=120)
+    whole_record = _Record()
+    whole = api.run(config, CONTENT_PATH, STYLE_PATH, callbacks=[whole_record])
+    switched = whole_record.seen[0].switched_at
+    assert switched is not None and 10 < switched < 110, switched
+    resumed_record = _Record()
+    resumed = stop_then_resume(config, CONTENT_PATH, STYLE_PATH, tmp_path, switched + offset, callbacks=[resumed_record])[1]
+    synthesis = resumed_record.seen[-1]
+    assert _conv_dtypes(synthesis) == {"float32"} and synthesis.then is None and synthesis.switched_at == switched
+    assert float(synthesis.state.evaluations) == float(whole_record.seen[0].state.evaluations)  # none extra
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    np.testing.assert_allclose([h["total"] for h in resumed.history], [h["total"] for h in whole.history], rtol=1e-6)
+
+
+def test_a_checkpoint_without_the_switch_recorded_still_resumes(tmp_path):
+    """A checkpoint written before tf_style recorded the switch (no `switched_at` counter: rewritten here
+    without it, as an earlier tf_style wrote it) is read as "not switched" and restored: the scale goes on
+    in bfloat16, as such a run did before."""
+    from test_checkpoints import StopAt
+    from tf_style import checkpoints
+    from tf_style.config import RunOptions
+    from tf_style.errors import Interrupted
+    from tf_style.stopping import StopSwitch
+
+    config = THEN.replace(num_steps=4)
+    output = str(tmp_path / "o.png")
+    switch = StopSwitch()
+    with pytest.raises(Interrupted) as info:
+        api.run(config, CONTENT_PATH, STYLE_PATH, output=output, callbacks=[StopAt(switch, 2)], stop=switch)
+    reader = tf.train.load_checkpoint(info.value.checkpoint)
+    tree = {}
+    for key in reader.get_variable_to_shape_map():
+        if key.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and key.split("/")[0] not in ("switched_at", "save_counter"):
+            *parents, name = key[: -len("/.ATTRIBUTES/VARIABLE_VALUE")].split("/")
+            node = tree
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[name] = tf.Variable(reader.get_tensor(key))
+    folder = checkpoints.default_folder(output)
+    for name in os.listdir(folder):
+        if name != checkpoints.RECORD:
+            os.remove(os.path.join(folder, name))
+    tf.train.CheckpointManager(tf.train.Checkpoint(**tree), folder, max_to_keep=2,
+                               checkpoint_name=checkpoints.PREFIX).save(checkpoint_number=2)
+    assert not tf.train.load_checkpoint(os.path.join(folder, "ckpt-2")).has_tensor("switched_at/.ATTRIBUTES/VARIABLE_VALUE")
+    seen = _Record()
+    result = api.run(config, CONTENT_PATH, STYLE_PATH, output=output, options=RunOptions(resume=True), callbacks=[seen])
+    assert result.resumed_at == 2 and len(result.history) == 4
+    assert _conv_dtypes(seen.seen[0]) == {"bfloat16"} and seen.seen[0].switched_at is None
 
 
 def test_settings_the_switch_cannot_honour_are_refused():

@@ -36,6 +36,8 @@ RECORD = "run.json"
 PREFIX = "ckpt"
 #: Settings that may change between a run and its resume: they decide when it stops, not what it computes.
 RESUMABLE_CHANGES = ("max_seconds",)
+#: The counters a checkpoint holds besides the image and the optimiser's state (switched_at: -1 when none).
+COUNTERS = ("scale", "scale_steps", "steps", "switched_at")
 #: The files (and a cut-short save's temporary folders) tf.train.CheckpointManager writes.
 OURS = re.compile(re.escape(PREFIX) + r"-\d+(\.index|\.data-\d+-of-\d+|_temp)")
 #: Automatic checkpoints (checkpoint_every None): the first after this many seconds, then as often.
@@ -51,6 +53,7 @@ class Saved:
     scale_steps: int  # steps done at that scale
     steps: int  # steps done over all scales
     history: list = field(default_factory=list)  # the loss terms of every step done
+    switched_at: int | None = None  # the scale's steps when it went on in float32 (tf_style.precision), if it did
 
     def resume_into(self, run: RunState) -> None:
         """Starts `run` where the checkpoint left off (the loop builds that scale; `Checkpointing` restores it)."""
@@ -90,7 +93,7 @@ class Checkpoints:
         self.keep = keep
         self._checkpoint: tf.train.Checkpoint | None = None
         self._manager: tf.train.CheckpointManager | None = None
-        self._counters = {k: tf.Variable(0, dtype=tf.int64, trainable=False) for k in ("scale", "scale_steps", "steps")}
+        self._counters = {k: tf.Variable(0, dtype=tf.int64, trainable=False) for k in COUNTERS}
         self._history = tf.Variable("[]", dtype=tf.string, trainable=False)
 
     def _record(self) -> dict[str, Any]:
@@ -126,9 +129,12 @@ class Checkpoints:
                 ", or delete the folder",
             )
 
-    def _tracked(self, synthesis: Synthesis) -> tf.train.Checkpoint:
+    def _tracked(self, synthesis: Synthesis, written: bool = True) -> tf.train.Checkpoint:
+        """What a checkpoint holds; `written=False`: only what a restore loads (the counters and history are
+        read by `latest`, and a checkpoint from an earlier tf_style may lack a newer counter)."""
         state = dict(zip(synthesis.state._fields, synthesis.state))
-        return tf.train.Checkpoint(image=synthesis.image, state=state, history=self._history, **self._counters)
+        extra = dict(history=self._history, **self._counters) if written else {}
+        return tf.train.Checkpoint(image=synthesis.image, state=state, **extra)
 
     def attach(self, synthesis: Synthesis) -> None:
         """Tracks this scale's image and optimiser state (a new scale has new tensors)."""
@@ -144,7 +150,8 @@ class Checkpoints:
             self._manager = tf.train.CheckpointManager(
                 self._checkpoint, self.folder, max_to_keep=self.keep, checkpoint_name=PREFIX
             )
-        for name, value in (("scale", run.scale), ("scale_steps", run.scale_steps), ("steps", run.step)):
+        switched_at = run.synthesis.switched_at
+        for name, value in zip(COUNTERS, (run.scale, run.scale_steps, run.step, -1 if switched_at is None else switched_at)):
             self._counters[name].assign(value)
         self._history.assign(json.dumps(run.history))
         return self._manager.save(checkpoint_number=run.step)
@@ -158,11 +165,18 @@ class Checkpoints:
         reader = tf.train.load_checkpoint(path)
         value = lambda name: reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")  # noqa: E731
         history = json.loads(value("history").decode("utf-8"))
-        return Saved(path, int(value("scale")), int(value("scale_steps")), int(value("steps")), history)
+        # Before a switch was recorded (an earlier tf_style), a resumed scale started in bfloat16 again.
+        switched_at = int(value("switched_at")) if reader.has_tensor("switched_at/.ATTRIBUTES/VARIABLE_VALUE") else -1
+        return Saved(path, int(value("scale")), int(value("scale_steps")), int(value("steps")), history,
+                     None if switched_at < 0 else switched_at)
 
     def restore(self, saved: Saved, synthesis: Synthesis) -> None:
-        """Loads `saved` into `synthesis` (built for the same scale: same shapes)."""
-        self._tracked(synthesis).restore(saved.path).assert_existing_objects_matched()
+        """Loads `saved` into `synthesis` (built for the same scale: same shapes); a scale saved after it went
+        on in float32 goes on in float32 (the state holds float32's value and gradient: no re-evaluation)."""
+        self._tracked(synthesis, written=False).restore(saved.path).assert_existing_objects_matched()
+        synthesis.steps = saved.scale_steps  # switched_at counts the scale's steps, those before the stop included
+        if saved.switched_at is not None and synthesis.then is not None:
+            synthesis.use_objective(synthesis.then(), reevaluate=False, switched_at=saved.switched_at)
 
     def remove(self) -> None:
         """Deletes what this run wrote (the run is complete or cannot go on): its checkpoints, the

@@ -66,7 +66,7 @@ class Synthesis:
         self.then, self.end_on_stall = then, end_on_stall
         self.switched_at: int | None = None  # the steps taken when the objective was replaced
         self.stalled = False  # with end_on_stall: a step's line search spent all its trials
-        self.steps = 0
+        self.steps = 0  # steps of this scale (a resumed scale's restored count included)
         self.computed_in = objective.extractor.compute_dtype  # the network's dtype of the latest step's terms
         self._trace()
 
@@ -90,13 +90,18 @@ class Synthesis:
                 self.stalled = True
         return terms
 
-    def use_objective(self, objective: StyleObjective) -> None:
-        """Goes on with `objective`: the step traced anew, the optimiser's state re-evaluated at the image."""
-        self.objective, self.then, self.switched_at = objective, None, self.steps
-        state = type(self.state)(*(v.read_value() for v in self.state))
-        new_state = self.optimizer.reevaluate(objective.traced_value_and_grad, self.image.read_value(), state)
-        for var, value in zip(self.state, new_state):
-            var.assign(value)
+    def use_objective(self, objective: StyleObjective, reevaluate: bool = True, switched_at: int | None = None) -> None:
+        """Goes on with `objective`: the step traced anew, the optimiser's state re-evaluated at the image
+        (not when it holds that objective's value and gradient already: a checkpoint saved after a switch).
+
+        `switched_at` (default: the steps taken) is what `switched_at` then says."""
+        self.objective, self.then = objective, None
+        self.switched_at = self.steps if switched_at is None else switched_at
+        if reevaluate:
+            state = type(self.state)(*(v.read_value() for v in self.state))
+            new_state = self.optimizer.reevaluate(objective.traced_value_and_grad, self.image.read_value(), state)
+            for var, value in zip(self.state, new_state):
+                var.assign(value)
         self._trace()
 
     def eager_step(self) -> Terms:
