@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs THERE, after unpack.sh has unpacked the kit: the speed issue's GPU measurements (item 7), most wanted first,
+# each under its own time limit and all within DEADLINE seconds (default 540, for a 600-s call). Every log goes to
+# $OUT (the device tool brings it back). See .ci/device/README.md.
+#
+#   bash .ci/device/bench.sh [STEP ...]    # default: all steps below, in this order
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+KIT=${KIT:-/tmp/tfkit}
+OUT=${OUT:-/tmp/tfkit-out}
+mkdir -p "$OUT"
+[ -f "$KIT/env.sh" ] || { echo "bench: no kit in $KIT: carry the parts with unpack.sh first"; exit 1; }
+# shellcheck disable=SC1091
+. "$KIT/env.sh"
+export PYTHONUNBUFFERED=1
+DEADLINE=$(( $(date +%s) + ${DEADLINE:-540} ))
+ITER="tools/benchmark.py --what=iterations --image_size=${SIZE:-512} --steps=${ITERATIONS:-500}"  # smaller for a check on a CPU
+declare -A STEPS=(
+    [iter]="$ITER"
+    [iter_xla]="$ITER --jit_compile"
+    [iter_bf16]="$ITER --dtype_policy=mixed_bfloat16"
+    [iter_then]="$ITER --dtype_policy=mixed_bfloat16_then_float32"
+    [iter_fp32]="$ITER"  # strict float32: NVIDIA_TF32_OVERRIDE=0 below
+    [iter_1024]="tools/benchmark.py --what=iterations --image_size=1024 --steps=200"
+    [speed512]="tools/benchmark.py --what=speed --sizes=512 --json=$OUT/speed512.json"
+    [speed1024]="tools/benchmark.py --what=speed --sizes=1024 --json=$OUT/speed1024.json"
+)
+ORDER=(iter iter_xla iter_bf16 iter_then iter_fp32 iter_1024 speed512 speed1024)
+[ $# -gt 0 ] && ORDER=("$@")
+nvidia-smi -L 2>&1 | tee "$OUT/gpu.txt"
+for step in "${ORDER[@]}"; do
+    args=${STEPS[$step]:-}
+    [ -n "$args" ] || { echo "bench: no step $step (steps: ${!STEPS[*]})"; continue; }
+    left=$(( DEADLINE - $(date +%s) ))
+    [ "$left" -gt 20 ] || { echo "bench: $step and later not run: the deadline came"; break; }
+    echo "== $step ($left s left): python3 $args"
+    started=$(date +%s)
+    # shellcheck disable=SC2086
+    if [ "$step" = iter_fp32 ]; then
+        NVIDIA_TF32_OVERRIDE=0 timeout "$left" python3 $args > "$OUT/$step.log" 2>&1
+    else
+        timeout "$left" python3 $args > "$OUT/$step.log" 2>&1
+    fi
+    echo "   exit $? after $(( $(date +%s) - started )) s"
+    grep -v -E '^(W|I|E)0000|^WARNING: All log messages|oneDNN' "$OUT/$step.log" | tail -n 12
+done

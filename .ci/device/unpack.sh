@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs THERE (the lent GPU machine), at the start of every call that carries a part of .ci/device/pack.sh's kit:
+# keeps the part in $KIT/parts; once all of MANIFEST's parts have come, checks the archive's SHA-256, unpacks it
+# into $KIT/site, links the image's CUDA 13 libraries under the CUDA 12 names TensorFlow's wheel opens, and writes
+# $KIT/env.sh (source it to run TensorFlow from the kit). The machine keeps /tmp only while it stays warm
+# (30 s after a call), so the calls must follow one another at once. See .ci/device/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+SRC=${KIT_SRC:-.device/tfkit}
+KIT=${KIT:-/tmp/tfkit}
+mkdir -p "$KIT/parts"
+[ -f "$KIT/env.sh" ] && { echo "tfkit: already unpacked in $KIT"; exit 0; }
+cp "$SRC/MANIFEST" "$KIT/MANIFEST"
+for part in "$SRC"/part-*; do
+    [ -e "$part" ] && cp "$part" "$KIT/parts/"
+done
+want=$(sed -n 's/^parts=//p' "$KIT/MANIFEST")
+have=$(find "$KIT/parts" -name 'part-*' | wc -l)
+echo "tfkit: $have of $want parts in $KIT/parts"
+[ "$have" -lt "$want" ] && exit 0
+cat "$KIT"/parts/part-* > "$KIT/tfkit.tar.xz"
+echo "$(sed -n 's/^sha256=//p' "$KIT/MANIFEST")  $KIT/tfkit.tar.xz" | sha256sum -c --quiet || {
+    echo "tfkit: the parts do not add up to the packed archive (SHA-256 differs); pack and carry them again"; exit 1; }
+rm -rf "$KIT/parts" "$KIT/site" && mkdir -p "$KIT/site" "$KIT/lib"
+xz -dc -T0 "$KIT/tfkit.tar.xz" | tar -x -C "$KIT/site"
+rm -f "$KIT/tfkit.tar.xz"
+# TensorFlow's wheel is built for CUDA 12.5 and opens these libraries by their CUDA 12 names; the image has CUDA 13
+# (pip's nvidia-* packages beside its torch). Link each under the name TensorFlow asks for, and put every folder
+# holding one on LD_LIBRARY_PATH (cuDNN 9 opens its sub-libraries by their own names). CUDA 12's runtime came in
+# the kit (nvidia/cuda_runtime, on the wheel's RUNPATH). An unsupported mixture that ran TF 2.21 on an H100 once.
+roots=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)
+roots="$roots /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu"
+dirs=""
+for spec in cublas:12 cublasLt:12 cufft:11 cusolver:11 cusparse:12 curand:10 nvJitLink:12 cupti:12 cudnn:9 nccl:2; do
+    name=${spec%:*} major=${spec#*:}
+    # shellcheck disable=SC2086
+    found=$(find $roots -name "lib$name.so.*" 2>/dev/null | grep -v "^$KIT/" | sort -V | tail -n 1 || true)
+    if [ -z "$found" ]; then
+        echo "tfkit: lib$name.so.* not found in the image ($roots); TensorFlow may run without what it gives"
+        continue
+    fi
+    ln -sf "$found" "$KIT/lib/lib$name.so.$major"
+    echo "tfkit: lib$name.so.$major -> $found"
+    case ":$dirs:" in *":$(dirname "$found"):"*) ;; *) dirs="$dirs:$(dirname "$found")" ;; esac
+done
+cat > "$KIT/env.sh" <<ENV
+export PYTHONPATH=$KIT/site:$REPO\${PYTHONPATH:+:\$PYTHONPATH}
+export LD_LIBRARY_PATH=$KIT/lib$dirs\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
+export TF_CPP_MIN_LOG_LEVEL=\${TF_CPP_MIN_LOG_LEVEL:-1}
+ENV
+# shellcheck disable=SC1091
+. "$KIT/env.sh"
+python3 -c 'import tensorflow as tf; print("tfkit: tensorflow", tf.__version__, "sees", tf.config.list_physical_devices())'
