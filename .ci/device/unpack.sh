@@ -35,7 +35,9 @@ dirs=""
 for spec in cublas:12 cublasLt:12 cufft:11 cusolver:11 cusparse:12 curand:10 nvJitLink:12 cupti:12 cudnn:9 nccl:2; do
     name=${spec%:*} major=${spec#*:}
     # shellcheck disable=SC2086
-    found=$(find $roots -name "lib$name.so.*" 2>/dev/null | grep -v "^$KIT/" | sort -V | tail -n 1 || true)
+    # the highest version by file name (libcublas.so.13.1.0.3 over libcublas.so.13); never a toolkit's stubs
+    found=$(find $roots -name "lib$name.so.*" -printf '%f %p\n' 2>/dev/null | grep -v -e "^[^ ]* $KIT/" -e /stubs/ \
+            | sort -V | tail -n 1 | cut -d' ' -f2- || true)
     if [ -z "$found" ]; then
         echo "tfkit: lib$name.so.* not found in the image ($roots); TensorFlow may run without what it gives"
         continue
