@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import CONTENT_PATH, STYLE_PATH
 from tf_style.benchmarks import Budgeted, SpeedRow, speed_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,17 +23,38 @@ def _benchmark(*args: str, timeout: int = 300, cwd=None) -> subprocess.Completed
 
 def test_the_speed_table_labels_each_budgeted_run_and_judges_it_against_scipy():
     row = SpeedRow(size=256, shape=(170, 256), floor=0.25, step=0.275, evaluations_per_step=1.0,
-                   scipy_evaluations=301, scipy_seconds=100.0, scipy_loss=181.0, dtype_policy="mixed_bfloat16+float32")
+                   scipy_evaluations=301, scipy_seconds=100.0, scipy_loss=181.0, dtype_policy="mixed_bfloat16+float32",
+                   default_floor=0.125, default_step=0.1625)
     row.budgeted = [Budgeted(50.0, 183.7, 50.2, 250, None, scales=3),
                     Budgeted(50.0, 180.5, 50.1, 206, 47.5, scales=1)]
     assert speed_table([row]).splitlines() == [
         "256x170: floor 0.250 s, our step 0.275 s = 1.10x the floor (1.00 evaluations per step)",
+        "  in mixed_bfloat16, where the defaults start here: floor 0.125 s, our step 0.163 s = 1.30x the floor",
         "  scipy L-BFGS-B, 301 evaluations: loss 181 in 100.0 s",
         "  defaults (mixed_bfloat16+float32), max_seconds 50.0 (0.50x scipy's): loss 183.7 > scipy's, 250 steps; "
         "scipy's loss reached never",
         "  scales=1 (mixed_bfloat16+float32), max_seconds 50.0 (0.50x scipy's): loss 180.5 <= scipy's, 206 steps; scipy's loss reached "
         "after 47.5 s = 0.47x",
     ]
+
+
+@pytest.mark.parametrize("flags, policy", [("avx512_bf16", "mixed_bfloat16+float32"), ("", "float32")])
+def test_the_speed_row_times_the_defaults_own_arithmetic_where_it_is_not_float32(monkeypatch, flags, policy):
+    """Where "auto" starts in bfloat16, the row also holds the floor and step of that network (a user's run); the
+    float32 ones stay the paper's arithmetic."""
+    from tf_style import benchmarks, precision
+
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, flags)
+    calls = []
+    real_floor = benchmarks.floor_seconds
+    monkeypatch.setattr(benchmarks, "floor_seconds", lambda objective, x: calls.append(
+        objective.extractor.compute_dtype) or real_floor(objective, x, repeats=1))
+    row = benchmarks.measure(32, CONTENT_PATH, STYLE_PATH, evaluations=2, budgets=(), log=lambda *a: None)
+    assert row.dtype_policy == policy
+    if flags:
+        assert calls == ["float32", "bfloat16"] and row.default_floor > 0 and row.default_step > 0
+    else:
+        assert calls == ["float32"] and row.default_floor is None and row.default_step is None
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,9 @@ class SpeedRow:
     scipy_loss: float = 0.0
     budgeted: list[Budgeted] = field(default_factory=list)
     dtype_policy: str = "float32"  # what our defaults' "auto" ran in here (the floor, step and scipy: float32)
+    # Where the defaults start in another arithmetic (bfloat16), the floor and our step in it too: what a user's run costs.
+    default_floor: float | None = None
+    default_step: float | None = None
 
 
 @dataclass
@@ -230,6 +233,9 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
     row = SpeedRow(size=size, shape=tuple(x0.shape[1:3]), dtype_policy="+".join(network_policies(config)))
     row.floor = floor_seconds(objective, x0)
     row.step, row.evaluations_per_step, _ = step_seconds(paper, content, style)
+    if row.dtype_policy.split("+")[0] != "float32":  # the defaults' own start: their network, floor and step
+        own, own_start = full_size_objective(config, content, style)
+        row.default_floor, row.default_step = floor_seconds(own, own_start), step_seconds(config, content, style)[0]
     log(f"  {size}px: floor {row.floor:.3f} s, our step {row.step:.3f} s per evaluation; scipy ...")
     x, row.scipy_seconds, row.scipy_evaluations = scipy_lbfgsb(objective, x0, evaluations)
     row.scipy_loss = saved_loss(objective, x)
@@ -250,6 +256,9 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
         h, w = r.shape
         lines.append(f"{w}x{h}: floor {r.floor:.3f} s, our step {r.step:.3f} s = {r.step / r.floor:.2f}x the floor "
                      f"({r.evaluations_per_step:.2f} evaluations per step)")
+        if r.default_step is not None:
+            lines.append(f"  in {r.dtype_policy.split('+')[0]}, where the defaults start here: floor {r.default_floor:.3f} s, "
+                         f"our step {r.default_step:.3f} s = {r.default_step / r.default_floor:.2f}x the floor")
         lines.append(f"  scipy L-BFGS-B, {r.scipy_evaluations} evaluations: loss {r.scipy_loss:.4g} in "
                      f"{r.scipy_seconds:.1f} s")
         for b in r.budgeted:

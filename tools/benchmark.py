@@ -16,11 +16,11 @@ terms are those of the image a step started from, L-BFGS's those of the image it
 the comparison is at most one step generous to Adam.)
 
 --what=speed: at each of --sizes, side by side in one run (tf_style.benchmarks): the floor (a
-bare forward + backward of the cut VGG19), our step, scipy's L-BFGS-B on our objective
-(--scipy_evaluations), our default settings under --max_seconds = each of --budgets times
-scipy's time, the same with --scales=1 under each of --single_scale_budgets, and the peak
-memory of real tf-style runs at --memory_sizes against the dry run's estimate. Prints a table
-and writes --json.
+bare forward + backward of the cut VGG19), our step (both in float32, and in bfloat16 too where the
+defaults start in it), scipy's L-BFGS-B on our objective (--scipy_evaluations), our defaults under
+--max_seconds = each of --budgets times scipy's time, the same with --scales=1 under each of
+--single_scale_budgets, and the peak memory of real tf-style runs at --memory_sizes against the
+dry run's estimate. Prints a table and writes --json.
 
     python tools/benchmark.py --what=speed --sizes=128,256,512 --json=speed.json
 
