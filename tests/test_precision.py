@@ -11,7 +11,6 @@ from conftest import CONTENT_PATH, STYLE_PATH
 from tf_style import api, cli, estimate, export, loop, precision
 from tf_style.config import Config
 from tf_style.errors import InputError
-from tf_style.lbfgs import LBFGS
 from tf_style.step import Synthesis
 
 THEN = Config(image_size=32, weights="random", seed=3, scales=1, num_steps=80,
