@@ -179,10 +179,36 @@ def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_
     np.testing.assert_allclose([h["total"] for h in resumed.history], [h["total"] for h in whole.history], rtol=1e-6)
 
 
+def test_a_coarse_scale_checkpointed_at_its_stall_resumes_at_the_next_scale(tmp_path):
+    """A periodic checkpoint taken at a coarse scale's stall step records the stall: a run killed right after
+    it (Ctrl-C here) resumes at the next scale, as the uninterrupted run went on, and ends with its image
+    (without the record the coarse scale ran on from its stall)."""
+    from tf_style.config import RunOptions
+
+    config = THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=100)
+    record = _Record()
+    whole = api.run(config, CONTENT_PATH, STYLE_PATH, callbacks=[record])
+    stall = int(record.seen[0].state.k)
+    assert record.seen[0].stalled and stall < 200, stall  # planned 200; ~58 on an AMD EPYC
+
+    class CtrlC(loop.Callback):
+        def on_step_end(self, run):
+            if run.step == stall:
+                raise KeyboardInterrupt
+
+    output, options = str(tmp_path / "o.png"), RunOptions(checkpoint_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        api.run(config, CONTENT_PATH, STYLE_PATH, output=output, options=options, callbacks=[CtrlC()])
+    resumed = api.run(config, CONTENT_PATH, STYLE_PATH, output=output, options=options.replace(resume=True))
+    assert resumed.resumed_at == stall
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    assert len(resumed.history) == len(whole.history)
+
+
 def test_a_checkpoint_without_the_switch_recorded_still_resumes(tmp_path):
-    """A checkpoint written before tf_style recorded the switch (no `switched_at` counter: rewritten here
-    without it, as an earlier tf_style wrote it) is read as "not switched" and restored: the scale goes on
-    in bfloat16, as such a run did before."""
+    """A checkpoint written before tf_style recorded the switch and the stall (no `switched_at` or `stalled`
+    counter: rewritten here without them, as an earlier tf_style wrote it) is read as "not switched, not
+    stalled" and restored: the scale goes on in bfloat16, as such a run did before."""
     from test_checkpoints import StopAt
     from tf_style import checkpoints
     from tf_style.config import RunOptions
@@ -197,7 +223,7 @@ def test_a_checkpoint_without_the_switch_recorded_still_resumes(tmp_path):
     reader = tf.train.load_checkpoint(info.value.checkpoint)
     tree = {}
     for key in reader.get_variable_to_shape_map():
-        if key.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and key.split("/")[0] not in ("switched_at", "save_counter"):
+        if key.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and key.split("/")[0] not in ("switched_at", "stalled", "save_counter"):
             *parents, name = key[: -len("/.ATTRIBUTES/VARIABLE_VALUE")].split("/")
             node = tree
             for parent in parents:

@@ -36,8 +36,9 @@ RECORD = "run.json"
 PREFIX = "ckpt"
 #: Settings that may change between a run and its resume: they decide when it stops, not what it computes.
 RESUMABLE_CHANGES = ("max_seconds",)
-#: The counters a checkpoint holds besides the image and the optimiser's state (switched_at: -1 when none).
-COUNTERS = ("scale", "scale_steps", "steps", "switched_at")
+#: The counters a checkpoint holds besides the image and the optimiser's state: where the run was, and what a
+#: scale in bfloat16 did at a stall (tf_style.precision; switched_at -1 when none, stalled 0 or 1).
+COUNTERS = ("scale", "scale_steps", "steps", "switched_at", "stalled")
 #: The files (and a cut-short save's temporary folders) tf.train.CheckpointManager writes.
 OURS = re.compile(re.escape(PREFIX) + r"-\d+(\.index|\.data-\d+-of-\d+|_temp)")
 #: Automatic checkpoints (checkpoint_every None): the first after this many seconds, then as often.
@@ -54,6 +55,7 @@ class Saved:
     steps: int  # steps done over all scales
     history: list = field(default_factory=list)  # the loss terms of every step done
     switched_at: int | None = None  # the scale's steps when it went on in float32 (tf_style.precision), if it did
+    stalled: bool = False  # a coarse scale in bfloat16 stalled: it has ended (Synthesis.end_on_stall)
 
     def resume_into(self, run: RunState) -> None:
         """Starts `run` where the checkpoint left off (the loop builds that scale; `Checkpointing` restores it)."""
@@ -150,8 +152,8 @@ class Checkpoints:
             self._manager = tf.train.CheckpointManager(
                 self._checkpoint, self.folder, max_to_keep=self.keep, checkpoint_name=PREFIX
             )
-        switched_at = run.synthesis.switched_at
-        for name, value in zip(COUNTERS, (run.scale, run.scale_steps, run.step, -1 if switched_at is None else switched_at)):
+        switched_at = -1 if run.synthesis.switched_at is None else run.synthesis.switched_at
+        for name, value in zip(COUNTERS, (run.scale, run.scale_steps, run.step, switched_at, int(run.synthesis.stalled))):
             self._counters[name].assign(value)
         self._history.assign(json.dumps(run.history))
         return self._manager.save(checkpoint_number=run.step)
@@ -165,16 +167,18 @@ class Checkpoints:
         reader = tf.train.load_checkpoint(path)
         value = lambda name: reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")  # noqa: E731
         history = json.loads(value("history").decode("utf-8"))
-        # Before a switch was recorded (an earlier tf_style), a resumed scale started in bfloat16 again.
-        switched_at = int(value("switched_at")) if reader.has_tensor("switched_at/.ATTRIBUTES/VARIABLE_VALUE") else -1
+        # Before the stall was recorded (an earlier tf_style), a resumed scale started in bfloat16 again.
+        newer = lambda name, absent: int(value(name)) if reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") else absent  # noqa: E731
+        switched_at = newer("switched_at", -1)
         return Saved(path, int(value("scale")), int(value("scale_steps")), int(value("steps")), history,
-                     None if switched_at < 0 else switched_at)
+                     None if switched_at < 0 else switched_at, bool(newer("stalled", 0)))
 
     def restore(self, saved: Saved, synthesis: Synthesis) -> None:
         """Loads `saved` into `synthesis` (built for the same scale: same shapes); a scale saved after it went
         on in float32 goes on in float32 (the state holds float32's value and gradient: no re-evaluation)."""
         self._tracked(synthesis, written=False).restore(saved.path).assert_existing_objects_matched()
         synthesis.steps = saved.scale_steps  # switched_at counts the scale's steps, those before the stop included
+        synthesis.stalled = saved.stalled  # a coarse scale saved at its stall has ended: the loop goes on to the next
         if saved.switched_at is not None and synthesis.then is not None:
             synthesis.use_objective(synthesis.then(), reevaluate=False, switched_at=saved.switched_at)
 
