@@ -49,12 +49,16 @@ def test_the_speed_row_times_the_defaults_own_arithmetic_where_it_is_not_float32
     real_floor = benchmarks.floor_seconds
     monkeypatch.setattr(benchmarks, "floor_seconds", lambda objective, x: calls.append(
         objective.extractor.compute_dtype) or real_floor(objective, x, repeats=1))
+    real_step, stepped = benchmarks.step_seconds, []
+    monkeypatch.setattr(benchmarks, "step_seconds", lambda config, *a: stepped.append(
+        config.dtype_policy) or real_step(config, *a, steps=2))
     row = benchmarks.measure(32, CONTENT_PATH, STYLE_PATH, evaluations=2, budgets=(), log=lambda *a: None)
     assert row.dtype_policy == policy
-    if flags:
-        assert calls == ["float32", "bfloat16"] and row.default_floor > 0 and row.default_step > 0
+    if flags:  # the bfloat16 step on its own (no switch to float32 can fall inside its timing)
+        assert calls == ["float32", "bfloat16"] and stepped == ["float32", "mixed_bfloat16"]
+        assert row.default_floor > 0 and row.default_step > 0
     else:
-        assert calls == ["float32"] and row.default_floor is None and row.default_step is None
+        assert calls == ["float32"] and stepped == ["float32"] and row.default_floor is None and row.default_step is None
 
 
 @pytest.mark.parametrize(

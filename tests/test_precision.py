@@ -1,6 +1,8 @@
 """Config.dtype_policy's "auto" and "mixed_bfloat16_then_float32" (tf_style.precision): bfloat16 while
 it pays, float32 once its rounding stalls L-BFGS; the choice from the CPU's flags."""
 
+import gc
+import logging
 import os
 
 import numpy as np
@@ -147,6 +149,24 @@ def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
     assert len(result.history) == int(coarse.state.k) + int(final.state.k)
 
 
+class _TensorFlowWarnings(logging.Handler):
+    """Collects what TensorFlow's Python logger warns of while in a `with` block."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger("tensorflow").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("tensorflow").removeHandler(self)
+
+
 class _Record(loop.Callback):
     """Keeps each scale's Synthesis."""
 
@@ -171,7 +191,12 @@ def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_
     switched = whole_record.seen[0].switched_at
     assert switched is not None and 10 < switched < 110, switched
     resumed_record = _Record()
-    resumed = stop_then_resume(config, CONTENT_PATH, STYLE_PATH, tmp_path, switched + offset, callbacks=[resumed_record])[1]
+    warnings = _TensorFlowWarnings()
+    with warnings:
+        resumed = stop_then_resume(config, CONTENT_PATH, STYLE_PATH, tmp_path, switched + offset,
+                                   callbacks=[resumed_record])[1]
+        gc.collect()  # TensorFlow warns of unrestored checkpoint values as the restoring object is deleted
+    assert not [m for m in warnings.messages if "unrestored" in m or "could not be found" in m], warnings.messages
     synthesis = resumed_record.seen[-1]
     assert _conv_dtypes(synthesis) == {"float32"} and synthesis.then is None and synthesis.switched_at == switched
     assert float(synthesis.state.evaluations) == float(whole_record.seen[0].state.evaluations)  # none extra

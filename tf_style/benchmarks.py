@@ -233,9 +233,11 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
     row = SpeedRow(size=size, shape=tuple(x0.shape[1:3]), dtype_policy="+".join(network_policies(config)))
     row.floor = floor_seconds(objective, x0)
     row.step, row.evaluations_per_step, _ = step_seconds(paper, content, style)
-    if row.dtype_policy.split("+")[0] != "float32":  # the defaults' own start: their network, floor and step
-        own, own_start = full_size_objective(config, content, style)
-        row.default_floor, row.default_step = floor_seconds(own, own_start), step_seconds(config, content, style)[0]
+    first = row.dtype_policy.split("+")[0]
+    if first != "float32":  # the defaults' own start: their network's floor and step (never a switch inside the timing)
+        own_config = config.replace(dtype_policy=first)
+        own, own_start = full_size_objective(own_config, content, style)
+        row.default_floor, row.default_step = floor_seconds(own, own_start), step_seconds(own_config, content, style)[0]
     log(f"  {size}px: floor {row.floor:.3f} s, our step {row.step:.3f} s per evaluation; scipy ...")
     x, row.scipy_seconds, row.scipy_evaluations = scipy_lbfgsb(objective, x0, evaluations)
     row.scipy_loss = saved_loss(objective, x)

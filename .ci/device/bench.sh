@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs THERE, after unpack.sh has unpacked the kit: the speed issue's GPU measurements (item 7), most wanted first,
-# each under its own time limit and all within DEADLINE seconds (default 540, for a 600-s call). Every log goes to
-# $OUT (the device tool brings it back). See .ci/device/README.md.
+# all within DEADLINE seconds (default 540, for a 600-s call; give less when `status`'s budget_left_s is lower, or
+# the device tool cuts the call short mid-step). Every log goes to $OUT (the device tool brings it back).
+# See .ci/device/README.md.
 #
 #   bash .ci/device/bench.sh [STEP ...]    # default: all steps below, in this order
 set -uo pipefail
@@ -22,8 +23,9 @@ declare -A STEPS=(
     [iter_then]="$ITER --dtype_policy=mixed_bfloat16_then_float32"
     [iter_fp32]="$ITER"  # strict float32: NVIDIA_TF32_OVERRIDE=0 below
     [iter_1024]="tools/benchmark.py --what=iterations --image_size=1024 --steps=200"
-    [speed512]="tools/benchmark.py --what=speed --sizes=512 --json=$OUT/speed512.json"
-    [speed1024]="tools/benchmark.py --what=speed --sizes=1024 --json=$OUT/speed1024.json"
+    # the speed table's GPU rows: ½ and ⅕ of scipy's time, one memory run at the same size (RSS: host memory)
+    [speed512]="tools/benchmark.py --what=speed --sizes=512 --budgets=0.5,0.2 --memory_sizes=512 --json=$OUT/speed512.json"
+    [speed1024]="tools/benchmark.py --what=speed --sizes=1024 --budgets=0.5,0.2 --memory_sizes=1024 --json=$OUT/speed1024.json"
 )
 ORDER=(iter iter_xla iter_bf16 iter_then iter_fp32 iter_1024 speed512 speed1024)
 [ $# -gt 0 ] && ORDER=("$@")

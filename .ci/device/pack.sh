@@ -43,6 +43,7 @@ split -b "${PART_MB}M" -d -a 2 "$WORK/tfkit.tar.xz" "$KIT_DIR/part-"
     echo "tensorflow=$TF python=$PY"
     echo "parts=$(ls "$KIT_DIR"/part-* | wc -l)"
     echo "sha256=$(sha256sum "$WORK/tfkit.tar.xz" | cut -d' ' -f1)"
+    (cd "$KIT_DIR" && sha256sum part-*) | sed -E 's/^([0-9a-f]+) +(part-[0-9]+)$/\2=\1/'  # each part's, checked as it lands
 } > "$KIT_DIR/MANIFEST"
 cat "$KIT_DIR/MANIFEST"
 ls -l "$KIT_DIR"
