@@ -177,11 +177,11 @@ class _Record(loop.Callback):
         self.seen.append(run.synthesis)
 
 
-@pytest.mark.parametrize("offset", [5, -5], ids=["after-the-switch", "before-the-switch"])
+@pytest.mark.parametrize("offset", [5, 0, -5], ids=["after-the-switch", "at-the-switch", "before-the-switch"])
 def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_path, offset):
-    """The checkpoint records the switch: stopped after it, the resumed scale computes in float32 from its
-    first step, with the value and gradient it saved (no re-evaluation); stopped before it, it switches at the
-    same step of the scale. Either way it ends with the uninterrupted run's image. (Before, a scale resumed
+    """The checkpoint records the switch: stopped after it, or at the step that switched, the resumed scale
+    computes in float32 from its first step, with the value and gradient it saved (no re-evaluation); stopped
+    before it, it switches at the same step of the scale. Each ends with the uninterrupted run's image. (Before, a scale resumed
     after its switch started in bfloat16 again and could stall and switch once more, up to 10 evaluations later.)"""
     from test_checkpoints import stop_then_resume
 
