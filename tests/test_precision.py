@@ -204,6 +204,26 @@ def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_
     np.testing.assert_allclose([h["total"] for h in resumed.history], [h["total"] for h in whole.history], rtol=1e-6)
 
 
+def test_a_two_scale_run_stopped_after_its_final_scale_switched_resumes_in_float32(tmp_path):
+    """Two scales (32 then 64 px): the coarse one ends at its stall, the final one switches to float32 later
+    (at its step 213 on an AMD EPYC; 400 planned). Stopped 5 steps after that switch, the resumed run rebuilds the
+    final scale, goes on in float32 from its first step and ends with the uninterrupted run's image."""
+    from test_checkpoints import stop_then_resume
+
+    config = THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=400)
+    whole_record = _Record()
+    whole = api.run(config, CONTENT_PATH, STYLE_PATH, callbacks=[whole_record])
+    coarse, final = whole_record.seen
+    assert coarse.stalled and final.switched_at is not None and final.switched_at < 390, final.switched_at
+    resumed_record = _Record()
+    stop_at = int(coarse.state.k) + final.switched_at + 5
+    resumed = stop_then_resume(config, CONTENT_PATH, STYLE_PATH, tmp_path, stop_at, callbacks=[resumed_record])[1]
+    assert resumed.resumed_at == stop_at and len(resumed_record.seen) == 1  # the final scale only
+    synthesis = resumed_record.seen[0]
+    assert _conv_dtypes(synthesis) == {"float32"} and synthesis.switched_at == final.switched_at
+    np.testing.assert_array_equal(resumed.image, whole.image)
+
+
 def test_a_coarse_scale_checkpointed_at_its_stall_resumes_at_the_next_scale(tmp_path):
     """A periodic checkpoint taken at a coarse scale's stall step records the stall: a run killed right after
     it (Ctrl-C here) resumes at the next scale, as the uninterrupted run went on, and ends with its image
