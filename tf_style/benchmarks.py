@@ -230,10 +230,10 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
     config = Config(image_size=size, weights="random", seed=0)
     paper = config.replace(dtype_policy="float32")
     objective, x0 = full_size_objective(paper, content, style)
-    row = SpeedRow(size=size, shape=tuple(x0.shape[1:3]), dtype_policy="+".join(network_policies(config)))
+    first, *_ = policies = network_policies(config)
+    row = SpeedRow(size=size, shape=tuple(x0.shape[1:3]), dtype_policy="+".join(policies))
     row.floor = floor_seconds(objective, x0)
     row.step, row.evaluations_per_step, _ = step_seconds(paper, content, style)
-    first = row.dtype_policy.split("+")[0]
     if first != "float32":  # the defaults' own start: their network's floor and step (never a switch inside the timing)
         own_config = config.replace(dtype_policy=first)
         own, own_start = full_size_objective(own_config, content, style)

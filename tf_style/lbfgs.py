@@ -243,9 +243,10 @@ class LBFGS:
     def reevaluate(self, value_and_grad: ValueAndGrad, image: tf.Tensor, state: LBFGSState) -> LBFGSState:
         """The state with the value and gradient at `image` taken from `value_and_grad`, the stored
         pairs kept: for going on with another precision of the same objective (tf_style.precision)."""
-        terms, g = value_and_grad(self.project(image))
+        x = self.project(image)
+        terms, g = value_and_grad(x)
         return state._replace(f=tf.reduce_sum(terms["total"]), g=g, evaluations=state.evaluations + 1.0,
-                              pg_norm=self.projected_gradient_norm(self.project(image), g))
+                              pg_norm=self.projected_gradient_norm(x, g))
 
     def learning_rate(self, state: LBFGSState) -> tf.Tensor:
         return tf.constant(self.lr, tf.float32)
