@@ -185,11 +185,11 @@ def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_
     after its switch started in bfloat16 again and could stall and switch once more, up to 10 evaluations later.)"""
     from test_checkpoints import stop_then_resume
 
-    config = THEN.replace(num_steps=120)
+    config = THEN.replace(num_steps=150)  # the switch after 58 steps on an AMD EPYC; emulated bfloat16 may round otherwise
     whole_record = _Record()
     whole = api.run(config, CONTENT_PATH, STYLE_PATH, callbacks=[whole_record])
     switched = whole_record.seen[0].switched_at
-    assert switched is not None and 10 < switched < 110, switched
+    assert switched is not None and 10 < switched < 140, switched
     resumed_record = _Record()
     warnings = _TensorFlowWarnings()
     with warnings:
