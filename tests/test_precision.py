@@ -130,25 +130,6 @@ def test_tensorboard_shows_when_a_scale_went_on_in_float32(tmp_path):
     assert flags.tolist() == [1.0] * switched + [0.0] * (150 - switched)
 
 
-def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
-    """Two scales (32 then 64 px): the coarse one, planned for 2 x 100 steps, ends at its first stall (after
-    58 on an AMD EPYC; its result is refined at the next scale anyway); the final one is the one that may go
-    on in float32."""
-    seen = []
-
-    class Record(loop.Callback):
-        def on_scale_start(self, run):
-            seen.append(run.synthesis)
-
-    result = api.run(THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=100), CONTENT_PATH, STYLE_PATH,
-                     callbacks=[Record()])
-    coarse, final = seen
-    assert coarse.end_on_stall and coarse.then is None and coarse.stalled
-    assert 20 < float(coarse.state.k) < 200 and _conv_dtypes(coarse) == {"bfloat16"}
-    assert not final.end_on_stall and final.objective is not None
-    assert len(result.history) == int(coarse.state.k) + int(final.state.k)
-
-
 class _TensorFlowWarnings(logging.Handler):
     """Collects what TensorFlow's Python logger warns of while in a `with` block."""
 
@@ -175,6 +156,20 @@ class _Record(loop.Callback):
 
     def on_scale_start(self, run):
         self.seen.append(run.synthesis)
+
+
+def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
+    """Two scales (32 then 64 px): the coarse one, planned for 2 x 100 steps, ends at its first stall (after
+    58 on an AMD EPYC; its result is refined at the next scale anyway); the final one is the one that may go
+    on in float32."""
+    record = _Record()
+    result = api.run(THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=100), CONTENT_PATH, STYLE_PATH,
+                     callbacks=[record])
+    coarse, final = record.seen
+    assert coarse.end_on_stall and coarse.then is None and coarse.stalled
+    assert 20 < float(coarse.state.k) < 200 and _conv_dtypes(coarse) == {"bfloat16"}
+    assert not final.end_on_stall and final.objective is not None
+    assert len(result.history) == int(coarse.state.k) + int(final.state.k)
 
 
 @pytest.mark.parametrize("offset", [5, 0, -5], ids=["after-the-switch", "at-the-switch", "before-the-switch"])
