@@ -67,7 +67,9 @@ class Config(_Settings):
       num_steps: optimisation steps at the final size (and at each coarser one, see scales).
       scales: sizes optimised at, coarse to fine, each twice the previous (tf_style.schedule);
         1 is the paper's single-resolution run.
-      coarsest_size: the smallest longest side a coarse scale may have.
+      coarsest_size: the smallest longest side a coarse scale may have. 256 by default: below it
+        conv5_1 sees a map of at most 16 x 16, too little large structure for a coarse scale to set,
+        and a 128-px coarse scale measured worse loss at every time budget (BUILD_NOTES.md).
       max_seconds: run for this many seconds after the first step starts (tracing included),
         whatever num_steps says (the time decides how many steps run; L-BFGS may still finish
         early when it converges); None: no limit. Shared by the scales in proportion to their
@@ -113,7 +115,7 @@ class Config(_Settings):
     learning_rate: float | None = None
     num_steps: int = 50
     scales: int = 3
-    coarsest_size: int = 128
+    coarsest_size: int = 256
     max_seconds: float | None = None
     tolerance: float = 1e-5
     seed: int = 0

@@ -1,8 +1,8 @@
 """Coarse to fine: the sizes a run optimises at, the steps at each, and how a time budget is shared.
 
 A run with `scales` = k optimises the image at k sizes, each twice the previous one, ending at
-the requested size: 128 -> 256 -> 512 for image_size 512 and k = 3 (sizes below `coarsest_size`,
-or too small for the deepest layer, are left out). Each scale starts from the previous result,
+the requested size: 256 -> 512 -> 1024 for image_size 1024 and k = 3 (sizes below `coarsest_size`,
+256 by default, or too small for the deepest layer, are left out: 256 -> 512 for image_size 512). Each scale starts from the previous result,
 resized, so the expensive full-size steps begin from an image whose large structures are already
 in place; `scales=1` is the paper's single-resolution run. The style image shrinks in step, so
 its features keep their size relative to the image's.
