@@ -90,6 +90,63 @@ def test_a_checkpoint_holds_the_image_the_optimiser_state_and_the_settings(tmp_p
         assert any(n.startswith(expected + "/") for n in names), (expected, sorted(names))
 
 
+def rewrite_without(checkpoint: str, output: str, leave_out: tuple[str, ...]) -> None:
+    """Replaces the checkpoints beside `output` by `checkpoint` less the variables `leave_out` (as "state/sy"
+    or "stalled"), under the same number: a checkpoint as an earlier tf_style wrote it."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(checkpoint)
+    tree = {}
+    for key in reader.get_variable_to_shape_map():
+        path = key[: -len("/.ATTRIBUTES/VARIABLE_VALUE")]
+        if key.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and path not in leave_out + ("save_counter",):
+            *parents, name = path.split("/")
+            node = tree
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[name] = tf.Variable(reader.get_tensor(key))
+    folder = checkpoints.default_folder(output)
+    for name in os.listdir(folder):
+        if name != checkpoints.RECORD:
+            os.remove(os.path.join(folder, name))
+    number = int(checkpoint.rsplit("-", 1)[1])
+    tf.train.CheckpointManager(tf.train.Checkpoint(**tree), folder, max_to_keep=2,
+                               checkpoint_name=checkpoints.PREFIX).save(checkpoint_number=number)
+    kept = {k[: -len("/.ATTRIBUTES/VARIABLE_VALUE")] for k in tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()}
+    assert not kept & set(leave_out)
+
+
+def test_a_checkpoint_without_lbfgs_pair_products_resumes_with_them_rebuilt(tmp_path, content_image, style_image):
+    """L-BFGS keeps its pairs' products in its state (`sy`, `yy`) since 2026-11-27; an earlier checkpoint has
+    only the pairs: the products are computed from them, and the run ends as the uninterrupted one (within
+    the rounding of products summed in another order). Without them the direction would be steepest descent's."""
+    config = Config(weights="random", image_size=48, num_steps=16)
+    whole = api.run(config, content_image, style_image)
+    output = str(tmp_path / "o.png")
+    switch = StopSwitch()
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 10)], stop=switch)
+    rewrite_without(info.value.checkpoint, output, ("state/sy", "state/yy"))
+    resumed = api.run(config, content_image, style_image, output=output, options=RunOptions(resume=True))
+    assert resumed.resumed_at == 10
+    np.testing.assert_allclose([h["total"] for h in resumed.history], [h["total"] for h in whole.history], rtol=1e-4)
+    assert np.abs(resumed.image.astype(int) - whole.image.astype(int)).max() <= 1
+
+
+def test_a_checkpoint_lacking_state_that_cannot_be_rebuilt_is_refused(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=48, num_steps=16)
+    output = str(tmp_path / "o.png")
+    switch = StopSwitch()
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 3)], stop=switch)
+    rewrite_without(info.value.checkpoint, output, ("state/g",))
+    with pytest.raises(InputError) as refused:
+        api.run(config, content_image, style_image, output=output, options=RunOptions(resume=True))
+    assert str(refused.value) == (f"checkpoint_dir: {info.value.checkpoint} lacks the optimiser's g; delete the folder "
+                                  "to start afresh")
+    assert os.path.exists(info.value.checkpoint + ".index")  # nothing deleted
+
+
 def stopped_run(tmp_path, content, style, step: int) -> tuple[Config, str]:
     """A 20-step run stopped after `step` (its checkpoint beside o.png); (its settings, its output)."""
     config = Config(weights="random", image_size=48, num_steps=20)

@@ -3,7 +3,6 @@ it pays, float32 once its rounding stalls L-BFGS; the choice from the CPU's flag
 
 import gc
 import logging
-import os
 
 import numpy as np
 import pytest
@@ -249,8 +248,7 @@ def test_a_checkpoint_without_the_switch_recorded_still_resumes(tmp_path):
     """A checkpoint written before tf_style recorded the switch and the stall (no `switched_at` or `stalled`
     counter: rewritten here without them, as an earlier tf_style wrote it) is read as "not switched, not
     stalled" and restored: the scale goes on in bfloat16, as such a run did before."""
-    from test_checkpoints import StopAt
-    from tf_style import checkpoints
+    from test_checkpoints import StopAt, rewrite_without
     from tf_style.config import RunOptions
     from tf_style.errors import Interrupted
     from tf_style.stopping import StopSwitch
@@ -260,22 +258,7 @@ def test_a_checkpoint_without_the_switch_recorded_still_resumes(tmp_path):
     switch = StopSwitch()
     with pytest.raises(Interrupted) as info:
         api.run(config, CONTENT_PATH, STYLE_PATH, output=output, callbacks=[StopAt(switch, 2)], stop=switch)
-    reader = tf.train.load_checkpoint(info.value.checkpoint)
-    tree = {}
-    for key in reader.get_variable_to_shape_map():
-        if key.endswith("/.ATTRIBUTES/VARIABLE_VALUE") and key.split("/")[0] not in ("switched_at", "stalled", "save_counter"):
-            *parents, name = key[: -len("/.ATTRIBUTES/VARIABLE_VALUE")].split("/")
-            node = tree
-            for parent in parents:
-                node = node.setdefault(parent, {})
-            node[name] = tf.Variable(reader.get_tensor(key))
-    folder = checkpoints.default_folder(output)
-    for name in os.listdir(folder):
-        if name != checkpoints.RECORD:
-            os.remove(os.path.join(folder, name))
-    tf.train.CheckpointManager(tf.train.Checkpoint(**tree), folder, max_to_keep=2,
-                               checkpoint_name=checkpoints.PREFIX).save(checkpoint_number=2)
-    assert not tf.train.load_checkpoint(os.path.join(folder, "ckpt-2")).has_tensor("switched_at/.ATTRIBUTES/VARIABLE_VALUE")
+    rewrite_without(info.value.checkpoint, output, ("switched_at", "stalled"))
     seen = _Record()
     result = api.run(config, CONTENT_PATH, STYLE_PATH, output=output, options=RunOptions(resume=True), callbacks=[seen])
     assert result.resumed_at == 2 and len(result.history) == 4
@@ -311,7 +294,7 @@ def test_the_memory_estimate_holds_the_second_network_of_a_switch(monkeypatch):
     activations take less): the estimate is float32's plus one network's weights, 80 MB, at every scale."""
     from tf_style import schedule
 
-    config = THEN.replace(image_size=256, scales=2)
+    config = THEN.replace(image_size=256, scales=2, coarsest_size=128)
     plan = schedule.plan(config, (170, 256), (256, 256))
     peaks = lambda c: [s.peak_bytes for s in estimate.costs(c, plan)]  # noqa: E731
     plain = peaks(config.replace(dtype_policy="float32"))

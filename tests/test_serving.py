@@ -537,7 +537,8 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
     assert state.history[-1]["total"] < state.history[0]["total"]
     specs = module._state_specs()
     assert tuple(specs) == ("state_k", "state_f", "state_g", "state_s", "state_y", "state_count", "state_head",
-                            "state_h_diag", "state_evaluations", "state_pg_norm", "state_pg_start")
+                            "state_h_diag", "state_evaluations", "state_pg_norm", "state_pg_start", "state_sy",
+                            "state_yy")
     assert tuple(specs) == tuple(f"state_{n}" for n in LBFGSState._fields)
     assert specs["state_s"].shape.as_list() == [None] * 5 and specs["state_count"].dtype == tf.int32
 

@@ -21,7 +21,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -131,10 +131,11 @@ class Checkpoints:
                 ", or delete the folder",
             )
 
-    def _tracked(self, synthesis: Synthesis, written: bool = True) -> tf.train.Checkpoint:
+    def _tracked(self, synthesis: Synthesis, written: bool = True, absent: Sequence[str] = ()) -> tf.train.Checkpoint:
         """What a checkpoint holds; `written=False`: only what a restore loads (the counters and history are
-        read by `latest`, and a checkpoint from an earlier tf_style may lack a newer counter)."""
-        state = dict(zip(synthesis.state._fields, synthesis.state))
+        read by `latest`, and a checkpoint from an earlier tf_style may lack a newer counter), less the
+        optimiser's `absent` state fields."""
+        state = {k: v for k, v in zip(synthesis.state._fields, synthesis.state) if k not in absent}
         extra = dict(history=self._history, **self._counters) if written else {}
         return tf.train.Checkpoint(image=synthesis.image, state=state, **extra)
 
@@ -176,9 +177,18 @@ class Checkpoints:
     def restore(self, saved: Saved, synthesis: Synthesis) -> None:
         """Loads `saved` into `synthesis` (built for the same scale: same shapes); a scale saved after it went
         on in float32 goes on in float32 (the state holds float32's value and gradient: no re-evaluation)."""
-        status = self._tracked(synthesis, written=False).restore(saved.path)
+        reader = tf.train.load_checkpoint(saved.path)
+        absent = [k for k in synthesis.state._fields if not reader.has_tensor(f"state/{k}/.ATTRIBUTES/VARIABLE_VALUE")]
+        if not set(absent) <= set(getattr(synthesis.optimizer, "derived", ())):
+            raise InputError(Field("checkpoint_dir"), f": {saved.path} lacks the optimiser's {', '.join(absent)}; "
+                             "delete the folder to start afresh")
+        status = self._tracked(synthesis, written=False, absent=absent).restore(saved.path)
         status.assert_existing_objects_matched()
         status.expect_partial()  # the counters and history, read by `latest`: no warning that they stayed unrestored
+        if absent:  # an earlier tf_style's checkpoint: L-BFGS's pair products, computed from its pairs
+            rebuilt = synthesis.optimizer.with_products(type(synthesis.state)(*(v.read_value() for v in synthesis.state)))
+            for name in absent:
+                getattr(synthesis.state, name).assign(getattr(rebuilt, name))
         synthesis.steps = saved.scale_steps  # switched_at counts the scale's steps, those before the stop included
         synthesis.stalled = saved.stalled  # a coarse scale saved at its stall has ended: the loop goes on to the next
         if saved.switched_at is not None and synthesis.then is not None:

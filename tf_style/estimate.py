@@ -44,7 +44,7 @@ BYTES_PER_ACTIVATION = 4 * 1.7
 #: layers and the optimiser (measured: 1.25 on the development machine).
 STEP_OVERHEAD = 1.25
 #: Image-sized float buffers an optimiser holds at its peak, besides the image (L-BFGS: the
-#: history twice, as stored and reordered for the compact direction, and its gradients and trial
+#: history twice, as held and as the step's new buffers before they replace it, and its gradients and trial
 #: points, fitted as 8, plus 2 for the step and gradient of the line search's best trial, which it
 #: falls back on; Adam: its two moments and the gradient).
 OPTIMIZER_BUFFERS = {"lbfgs": lambda history: 4 * history + 10, "adam": lambda history: 6}

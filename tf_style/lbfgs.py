@@ -58,6 +58,8 @@ class LBFGSState(NamedTuple):
     evaluations: tf.Tensor  # objective evaluations so far, float32
     pg_norm: tf.Tensor  # |clip(x - g) - x|_inf at the current image (inf before the first step)
     pg_start: tf.Tensor  # the same at the start image
+    sy: tf.Tensor  # [history, history]: s_i . y_j over every pixel, by slot (the newest slot's refreshed each step)
+    yy: tf.Tensor  # [history, history]: y_i . y_j, likewise
 
 
 class LBFGS:
@@ -76,6 +78,7 @@ class LBFGS:
 
     name = "lbfgs"
     State = LBFGSState
+    derived = ("sy", "yy")  # state computed from other state (`with_products`): an earlier checkpoint may lack it
     clip_to_pixel_range = False  # its iterate is inside the bounds already; a clip would break its pairs
 
     def __init__(
@@ -122,7 +125,15 @@ class LBFGS:
             evaluations=tf.constant(0.0),
             pg_norm=tf.constant(float("inf")),
             pg_start=tf.constant(float("inf")),
+            sy=tf.zeros([self.history, self.history]),
+            yy=tf.zeros([self.history, self.history]),
         )
+
+    def with_products(self, state: LBFGSState) -> LBFGSState:
+        """The state with `sy` and `yy` computed afresh from its buffers (a checkpoint from before they were kept)."""
+        m = self.history
+        S, Y = tf.reshape(state.s, [m, -1]), tf.reshape(state.y, [m, -1])
+        return state._replace(sy=tf.linalg.matmul(S, Y, transpose_b=True), yy=tf.linalg.matmul(Y, Y, transpose_b=True))
 
     def converged(self, state: LBFGSState) -> tf.Tensor:
         """Whether the projected gradient has fallen to `tolerance` of its start (never before a step)."""
@@ -139,8 +150,9 @@ class LBFGS:
         held = tf.logical_or(tf.logical_and(x <= lower, g > 0.0), tf.logical_and(x >= upper, g < 0.0))
         return tf.cast(tf.logical_not(held), tf.float32)
 
-    def _direction(self, g: tf.Tensor, free: tf.Tensor, state: LBFGSState) -> tf.Tensor:
-        """-H g on the free pixels, H the L-BFGS inverse Hessian of the stored pairs restricted to them.
+    def _direction(self, g: tf.Tensor, free: tf.Tensor, state: LBFGSState) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """-H g on the free pixels, H the L-BFGS inverse Hessian of the stored pairs restricted to them;
+        and the state's `sy`, `yy` with the newest slot's row and column refreshed.
 
         In the compact form of Byrd, Nocedal & Schnabel (1994, eq. 3.1), which gives what the
         two-loop recursion gives with a handful of matrix products instead of 2 x history
@@ -150,37 +162,55 @@ class LBFGS:
 
             H g = gamma g + S^T R^-T ((D + gamma Y Y^T) p - gamma Y g) - gamma Y^T p,   p = R^-1 S g.
 
-        A pair without positive curvature on the free pixels (or not yet filled) is left out: its
-        rows and columns of the small matrices are zeroed and its diagonal entry of R set to 1,
-        which removes it exactly. The image-sized buffers are used in their ring-buffer order;
-        only the small matrices are put in chronological order.
+        The buffers are what a step's bookkeeping costs (63 MB each at 512 x 341 with 30 pairs), so
+        each is read twice: once for S g and Y g, which also give the newest pair's products with
+        every pair (only that pair is new since the last step: the others' products are kept in the
+        state, over every pixel), and once for the result. The products over the free pixels are
+        those over every pixel less those over the few held ones (gathered). A pair without positive
+        curvature on the free pixels (or not yet filled, or whose curvature there is below what the
+        held pixels' part leaves exact in float32) is left out: its rows and columns of the small
+        matrices are zeroed and its diagonal entry of R set to 1, which removes it exactly. The
+        image-sized buffers are used in their ring-buffer order; only the small matrices are put in
+        chronological order.
         """
         m, n = self.history, tf.size(g)
         S, Y = tf.reshape(state.s, [m, n]), tf.reshape(state.y, [m, n])  # by ring-buffer slot
-        mask = tf.reshape(free, [n, 1])
-        Y_free = Y * tf.transpose(mask)  # the one image-sized copy: products over the free pixels
+        mask = tf.reshape(free, [n])
+        q = tf.reshape(g, [n]) * mask
+        newest_slot = (state.head - 1) % m
+        s_new, y_new = S[newest_slot], Y[newest_slot]
+        s_dot = tf.linalg.matmul(S, tf.stack([q, y_new]), transpose_b=True)  # [m, 2]: s_i.q, s_i.y_new
+        y_dot = tf.linalg.matmul(Y, tf.stack([q, s_new, y_new]), transpose_b=True)  # [m, 3]: y_i.q, y_i.s_new, y_i.y_new
+        row = tf.one_hot(newest_slot, m)[:, None] > 0.5
+        col = tf.transpose(row)
+        sy_all = tf.where(row, y_dot[None, :, 1], tf.where(col, s_dot[:, 1:2], state.sy))  # s_new.y_j; s_i.y_new
+        yy_all = tf.where(row, y_dot[None, :, 2], tf.where(col, y_dot[:, 2:3], state.yy))
+        held = tf.where(mask < 0.5)[:, 0]
+        S_held, Y_held = tf.gather(S, held, axis=1), tf.gather(Y, held, axis=1)
+        sy_held = tf.linalg.matmul(S_held, Y_held, transpose_b=True)
         order = (state.head - state.count + tf.range(m)) % m  # position (oldest first) -> slot
         chronological = lambda a: tf.gather(tf.gather(a, order, axis=0), order, axis=1)  # noqa: E731
-        sy = chronological(tf.linalg.matmul(S, Y_free, transpose_b=True))  # [m, m]: s_i . y_j on the free pixels
-        yy = chronological(tf.linalg.matmul(Y, Y_free, transpose_b=True))
+        sy = chronological(sy_all - sy_held)  # [m, m]: s_i . y_j on the free pixels
+        yy = chronological(yy_all - tf.linalg.matmul(Y_held, Y_held, transpose_b=True))
         diag = tf.linalg.diag_part(sy)
-        keep = tf.cast(tf.logical_and(tf.range(m) < state.count, diag > 1e-10), tf.float32)
+        # float32's error of sy_all is ~1e-6 of its terms: a free part under 1e-5 of the held one is not known.
+        exact = diag > 1e-5 * tf.abs(tf.gather(tf.linalg.diag_part(sy_held), order))
+        keep = tf.cast(tf.logical_and(tf.range(m) < state.count, tf.logical_and(diag > 1e-10, exact)), tf.float32)
         both = keep[:, None] * keep[None, :]
         sy, yy = sy * both, yy * both
         newest = tf.maximum(state.count - 1, 0)
         gamma = tf.where(keep[newest] > 0, diag[newest] / tf.maximum(yy[newest, newest], 1e-30), state.h_diag)
         r = tf.linalg.band_part(sy, 0, -1) + tf.linalg.diag(1.0 - keep)  # upper triangle; 1 on left-out rows
-        q = tf.reshape(g, [n, 1]) * mask
-        sg = tf.gather(tf.linalg.matmul(S, q), order) * keep[:, None]  # [m, 1], left-out pairs zero
-        yg = tf.gather(tf.linalg.matmul(Y, q), order) * keep[:, None]
+        sg = tf.gather(s_dot[:, :1], order) * keep[:, None]  # [m, 1], left-out pairs zero
+        yg = tf.gather(y_dot[:, :1], order) * keep[:, None]
         p = tf.linalg.triangular_solve(r, sg, lower=False)  # zero on left-out pairs, and so is u
         inner = tf.linalg.matmul(tf.linalg.diag(diag * keep) + gamma * yy, p) - gamma * yg
         u = tf.linalg.triangular_solve(r, inner, lower=False, adjoint=True)
         slots = tf.math.invert_permutation(order)
         su = tf.linalg.matmul(S, tf.gather(u, slots), transpose_a=True)
         yp = tf.linalg.matmul(Y, tf.gather(p, slots), transpose_a=True)
-        hg = gamma * q + (su - gamma * yp) * mask
-        return -tf.reshape(hg, tf.shape(g))
+        hg = gamma * q + (su[:, 0] - gamma * yp[:, 0]) * mask
+        return -tf.reshape(hg, tf.shape(g)), sy_all, yy_all
 
     def _remember(self, state: LBFGSState, s: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> LBFGSState:
         """The state with the pair (s, y) pushed into the ring buffers when `keep`."""
@@ -209,7 +239,8 @@ class LBFGS:
         f, g = tf.cond(first, evaluate_here, lambda: (state.f, state.g))
         pg_start = tf.where(first, self.projected_gradient_norm(image, g), state.pg_start)
         free = self._free(image, g)
-        d = self._direction(g, free, state)
+        d, sy, yy = self._direction(g, free, state)
+        state = state._replace(sy=sy, yy=yy)
         # Round-off can cost descent; then fall back to scaled steepest descent on the free pixels.
         d = tf.where(tf.reduce_sum(g * d) < 0.0, d, -g * free * state.h_diag)
         # On the first step the direction is the raw gradient, whose scale says nothing about a
