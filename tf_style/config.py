@@ -67,9 +67,10 @@ class Config(_Settings):
       num_steps: optimisation steps at the final size (and at each coarser one, see scales).
       scales: sizes optimised at, coarse to fine, each twice the previous (tf_style.schedule);
         1 is the paper's single-resolution run.
-      coarsest_size: the smallest longest side a coarse scale may have. 256 by default: below it
-        conv5_1 sees a map of at most 16 x 16, too little large structure for a coarse scale to set,
-        and a 128-px coarse scale measured worse loss at every time budget (BUILD_NOTES.md).
+      coarsest_size: the smallest longest side a coarse scale may have. 256 by default: a smaller
+        scale leaves conv5_1 fewer than 16 positions along its long side, too few for the large
+        structures a coarse scale is for, and a 128-px coarse scale measured worse loss at every
+        time budget (BUILD_NOTES.md, "Coarse to fine").
       max_seconds: run for this many seconds after the first step starts (tracing included),
         whatever num_steps says (the time decides how many steps run; L-BFGS may still finish
         early when it converges); None: no limit. Shared by the scales in proportion to their

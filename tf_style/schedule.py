@@ -2,9 +2,9 @@
 
 A run with `scales` = k optimises the image at k sizes, each twice the previous one, ending at
 the requested size: 256 -> 512 -> 1024 for image_size 1024 and k = 3 (sizes below `coarsest_size`,
-256 by default, or too small for the deepest layer, are left out: 256 -> 512 for image_size 512). Each scale starts from the previous result,
-resized, so the expensive full-size steps begin from an image whose large structures are already
-in place; `scales=1` is the paper's single-resolution run. The style image shrinks in step, so
+256 by default, or too small for the deepest layer, are left out: 256 -> 512 for image_size 512).
+Each scale starts from the previous result, resized, so the expensive full-size steps begin from
+an image whose large structures are already in place; `scales=1` is the paper's single-resolution run. The style image shrinks in step, so
 its features keep their size relative to the image's.
 
 `num_steps` is the number of steps at the final size; each coarser scale runs twice as many as
