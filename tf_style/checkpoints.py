@@ -186,7 +186,7 @@ class Checkpoints:
         status.assert_existing_objects_matched()
         status.expect_partial()  # the counters and history, read by `latest`: no warning that they stayed unrestored
         if absent:  # an earlier tf_style's checkpoint: L-BFGS's pair products, computed from its pairs
-            rebuilt = synthesis.optimizer.with_products(type(synthesis.state)(*(v.read_value() for v in synthesis.state)))
+            rebuilt = synthesis.optimizer.with_products(synthesis.read_state())
             for name in absent:
                 getattr(synthesis.state, name).assign(getattr(rebuilt, name))
         synthesis.steps = saved.scale_steps  # switched_at counts the scale's steps, those before the stop included

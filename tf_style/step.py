@@ -98,15 +98,19 @@ class Synthesis:
         self.objective, self.then = objective, None
         self.switched_at = self.steps if switched_at is None else switched_at
         if reevaluate:
-            state = type(self.state)(*(v.read_value() for v in self.state))
+            state = self.read_state()
             new_state = self.optimizer.reevaluate(objective.traced_value_and_grad, self.image.read_value(), state)
             for var, value in zip(self.state, new_state):
                 var.assign(value)
         self._trace()
 
+    def read_state(self) -> State:
+        """The optimiser's state as tensors, read from its variables."""
+        return type(self.state)(*(v.read_value() for v in self.state))
+
     def eager_step(self) -> Terms:
         """The step's body, runnable eagerly (the tf.function `traced_step` traces exactly this)."""
-        state = type(self.state)(*(v.read_value() for v in self.state))
+        state = self.read_state()
         new_image, new_state, terms = pure_step(self.objective, self.optimizer, self.image.read_value(), state)
         self.image.assign(new_image)
         for var, value in zip(self.state, new_state):
