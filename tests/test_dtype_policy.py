@@ -42,16 +42,21 @@ def _op_dtypes(config: Config) -> dict[str, set]:
     graph = tf.function(synthesis.objective.value_and_grad, autograph=False).get_concrete_function(image).graph
     found: dict[str, set] = {}
     for op in graph.get_operations():
+        kind = op.type
+        if op.type == "BatchMatMulV2":  # a Gram matrix F^T F, or the gradient's F (G - A) (losses.style_layer_loss)
+            kind = "gram" if op.get_attr("adj_x") else "gram gradient"
         if op.type in ("Conv2D", "Conv2DBackpropInput", "BatchMatMulV2", "MatMul"):
-            found.setdefault(op.type, set()).add(tf.as_dtype(op.get_attr("T")).name)
+            found.setdefault(kind, set()).add(tf.as_dtype(op.get_attr("T")).name)
     return found
 
 
 def test_the_network_convolves_in_bfloat16_and_the_grams_are_float32():
+    """The Gram matrices (and so the losses) are float32; the gradient's product F (G - A) is in bfloat16, the
+    dtype the network's backward pass takes it in."""
     assert _op_dtypes(MIXED) == {"Conv2D": {"bfloat16"}, "Conv2DBackpropInput": {"bfloat16"},
-                                 "BatchMatMulV2": {"float32"}}
+                                 "gram": {"float32"}, "gram gradient": {"bfloat16"}}
     assert _op_dtypes(MIXED.replace(dtype_policy="float32")) == {
-        "Conv2D": {"float32"}, "Conv2DBackpropInput": {"float32"}, "BatchMatMulV2": {"float32"}}
+        "Conv2D": {"float32"}, "Conv2DBackpropInput": {"float32"}, "gram": {"float32"}, "gram gradient": {"float32"}}
 
 
 def _style_bound(f: np.ndarray, target: np.ndarray, m_s: int, weight: float) -> tuple[float, float]:

@@ -137,3 +137,36 @@ def test_style_gradient_is_eq6():
     dE_dF = ((F.T @ (G - a[0])).T) / (n**2 * m**2)  # Eq. 6, an N x M matrix
     expected = np.where(F > 0, dE_dF, 0.0).T.reshape(shape)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-9)
+
+
+def test_the_style_gradient_of_bfloat16_features_is_eq6_taken_in_bfloat16():
+    """Features from a network computing in bfloat16: the loss is float32's (the same value as for the same
+    features in float32), and the gradient comes back in bfloat16, within the bound of its two roundings to
+    bfloat16 — (G - A) / (N^2 M^2) before the product, the product after (float32 sums between) — of Eq. 6
+    in float64 on the same (bfloat16) values. First order in the unit roundoffs; any summation order."""
+    shape = (1, 6, 7, 16)
+    _, h, w, n = shape
+    m = h * w
+    f = tf.cast(tf.constant(rng_features(shape, 18), tf.float32), tf.bfloat16)
+    a = np_gram(rng_features(shape, 19)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(f)
+        loss = losses.style_layer_loss(f, a)
+    grad = tape.gradient(loss, f)
+    assert loss.dtype == tf.float32 and grad.dtype == tf.bfloat16
+    assert float(loss[0]) == float(losses.style_layer_loss(tf.cast(f, tf.float32), a)[0])
+
+    u, ub = 2.0**-24, 2.0**-8  # float32's and bfloat16's unit roundoffs
+    F = tf.cast(f, tf.float32).numpy().astype(np.float64).reshape(m, n)  # [M, N], the values the loss received
+    c = 1.0 / (n**2 * m**2)
+    r = (F.T @ F - a[0]) * c  # (G - A) / (N^2 M^2)
+    expected = F @ r  # Eq. 6, [M, N]
+    gamma = lambda k: k * u / (1 - k * u)  # noqa: E731
+    err_r = c * (gamma(m) * (F.T @ F) + u * np.abs(F.T @ F - a[0])) + 6 * u * np.abs(r)  # float32's G - A, scaled
+    r_hat = (1 + ub) * (np.abs(r) + err_r)  # |r| rounded to bfloat16, at most
+    sums = gamma(n) * (F @ r_hat) + F @ (ub * (np.abs(r) + err_r) + err_r)  # the float32 product of rounded r
+    bound = (1 + ub) * sums + ub * np.abs(expected)  # and its rounding to bfloat16
+    got = tf.cast(grad, tf.float32).numpy().astype(np.float64).reshape(m, n)
+    assert np.all(np.abs(got - expected) <= bound)
+    # The bound is tight enough to tell: an error of 1 % of the largest entry (a wrong scale, a term left out) shows.
+    assert bound.max() <= 0.01 * np.abs(expected).max()

@@ -37,17 +37,19 @@ class FeatureExtractor:
         #: "bfloat16" when any layer computes in it (Config.dtype_policy), else "float32".
         self.compute_dtype = "bfloat16" if any(layer.compute_dtype == "bfloat16" for layer in self.model.layers) else "float32"
 
-    def __call__(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+    def __call__(self, image: tf.Tensor, as_computed: bool = False) -> dict[str, tf.Tensor]:
         """RGB pixels [B, H, W, 3] in [0, 255] -> layer name -> post-ReLU features [B, H_l, W_l, N_l], float32.
 
         A network computing in bfloat16 (Config.dtype_policy) hands its features over as float32:
         the Gram matrices sum M_l products each, and the style loss is a small difference of large
-        Gram entries, which bfloat16's 8 bits could not hold.
+        Gram entries, which bfloat16's 8 bits could not hold. With `as_computed` they come in the
+        network's dtype instead, for tf_style.losses, which casts them to float32 for its sums and
+        takes the style loss's gradient product in bfloat16 (half the cost, and no casts).
         """
         outputs = self.model(vgg_lib.preprocess(image), training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        return {name: tf.cast(out, tf.float32) for name, out in zip(self.layers, outputs)}
+        return {name: out if as_computed else tf.cast(out, tf.float32) for name, out in zip(self.layers, outputs)}
 
     def content_targets(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """The photograph's content representation P^l for each content layer, computed once."""

@@ -4,9 +4,11 @@ Notation as in the paper: a layer l has N_l filters (channels) and feature maps 
 positions (height x width, `positions`). Features arrive as Keras tensors [B, H, W, N_l], so
 the paper's F^l (N_l x M_l) is the transpose of one batch element reshaped to [M_l, N_l].
 
-Every function is pure, works on float32 tensors, and returns one value per batch element
-([B]) so that callers can log each term and batch independent images. This module is the
-maths leaf: the objective (tf_style.objective) calls these functions and adds nothing to them.
+Every function is pure, computes in float32, and returns one value per batch element ([B]) so
+that callers can log each term and batch independent images. Features may arrive in bfloat16 (a
+network computing in it): they are cast to float32 for the sums, and the style loss takes its
+gradient's product in bfloat16 (`style_layer_loss`). This module is the maths leaf: the
+objective (tf_style.objective) calls these functions and adds nothing to them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     Returns:
       [B, N, N] symmetric Gram matrices; entries scale with M = H*W.
     """
-    features = tf.convert_to_tensor(features, dtype=tf.float32)
+    features = tf.cast(features, tf.float32)
     shape = tf.shape(features)
     flat = tf.reshape(features, [shape[0], positions(features), shape[3]])  # [B, M, N]
     return tf.linalg.matmul(flat, flat, transpose_a=True)
@@ -110,7 +112,7 @@ def guided_style_layer_loss(features: tf.Tensor, guided: GuidedTarget) -> tf.Ten
     Returns:
       [B] losses, >= 0.
     """
-    features = tf.convert_to_tensor(features, dtype=tf.float32)
+    features = tf.cast(features, tf.float32)
     shape = tf.shape(features)
     n = tf.cast(shape[3], tf.float32)
     m = tf.cast(positions(features), tf.float32)
@@ -136,8 +138,7 @@ def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     Returns:
       [B] losses, >= 0. The gradient w.r.t. F is (F - P) (Eq. 2 before the ReLU's mask).
     """
-    features = tf.convert_to_tensor(features, dtype=tf.float32)
-    diff = features - tf.convert_to_tensor(target, dtype=tf.float32)
+    diff = tf.cast(features, tf.float32) - tf.cast(target, tf.float32)
     return 0.5 * tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
 
 
@@ -145,15 +146,23 @@ def style_layer_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
     """Eq. 4: E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2.
 
     Args:
-      features: [B, H, W, N] features of the generated image; N_l = N and M_l = H*W.
+      features: [B, H, W, N] features of the generated image; N_l = N and M_l = H*W. float32,
+        or bfloat16 (a network computing in it; anything else is cast to float32).
       target_gram: [B or 1, N, N] Gram matrix A of the style image, computed over the same
         number of positions M_l (see `rescale_gram` for a style image of another size).
 
     Returns:
-      [B] losses, >= 0. The gradient w.r.t. F is (F^T (G - A))^T / (N^2 M^2) (Eq. 6), computed
-      as that one matrix product (automatic differentiation of G = F^T F would take two).
+      [B] float32 losses, >= 0. The Gram matrix and the loss are float32 whatever the features'
+      dtype. The gradient w.r.t. F is (F^T (G - A))^T / (N^2 M^2) (Eq. 6), computed as that one
+      matrix product (automatic differentiation of G = F^T F would take two), in the features'
+      dtype: with bfloat16 features, (G - A) / (N^2 M^2) is rounded to bfloat16 and the product
+      (float32 sums of exact products) returned in bfloat16, which the network's backward pass
+      takes anyway; on a CPU with bfloat16 instructions it costs half of float32's product and
+      its casts.
     """
-    features = tf.convert_to_tensor(features, dtype=tf.float32)
+    features = tf.convert_to_tensor(features)
+    if features.dtype != tf.bfloat16:
+        features = tf.cast(features, tf.float32)
     target_gram = tf.convert_to_tensor(target_gram, tf.float32)
     batch_shape = tf.concat([tf.shape(features)[:1], tf.shape(target_gram)[1:]], axis=0)
     return _style_layer_loss(features, tf.broadcast_to(target_gram, batch_shape))
@@ -164,15 +173,16 @@ def _style_layer_loss(features: tf.Tensor, target_gram: tf.Tensor):
     shape = tf.shape(features)
     n = tf.cast(shape[3], tf.float32)
     m = tf.cast(positions(features), tf.float32)
-    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])  # [B, M, N]
+    computed = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])  # [B, M, N], the features' dtype
+    flat = tf.cast(computed, tf.float32)
     residual = tf.linalg.matmul(flat, flat, transpose_a=True) - target_gram  # G - A, [B, N, N]
     scale = 1.0 / (tf.square(n) * tf.square(m))
     loss = tf.reduce_sum(tf.square(residual), axis=[1, 2]) * scale / 4.0
 
     def grad(upstream: tf.Tensor):
-        up = upstream[:, None, None] * scale
-        d_features = tf.reshape(tf.linalg.matmul(flat, residual) * up, shape)  # Eq. 6: F (G - A) / (N^2 M^2)
-        return d_features, -0.5 * residual * up
+        scaled = residual * (upstream[:, None, None] * scale)  # (G - A) / (N^2 M^2): N x N, not M x N, products scaled
+        d_features = tf.linalg.matmul(computed, tf.cast(scaled, computed.dtype))  # Eq. 6, in the features' dtype
+        return tf.reshape(d_features, shape), -0.5 * scaled
 
     return loss, grad
 

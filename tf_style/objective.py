@@ -87,7 +87,7 @@ class StyleObjective:
         return term_names(self.content_targets, self.style_targets)
 
     def __call__(self, image: tf.Tensor) -> Terms:
-        features = self.extractor(image)
+        features = self.extractor(image, as_computed=True)  # the losses compute in float32 (tf_style.losses)
         zero = tf.zeros([tf.shape(image)[0]], tf.float32)
         terms: Terms = {}
         content = zero  # L_content, summed over the content layers
