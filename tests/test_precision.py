@@ -289,16 +289,25 @@ def test_the_dry_run_measures_the_rate_of_the_arithmetic_a_scale_starts_in(monke
     assert asked == [{"dtype_policy": "mixed_bfloat16"}, {"dtype_policy": "float32"}]
 
 
-def test_the_memory_estimate_holds_the_second_network_of_a_switch(monkeypatch):
-    """bfloat16, then float32: both networks stay cached, and the peak is the float32 phase's (bfloat16's
-    activations take less): the estimate is float32's plus one network's weights, 80 MB, at every scale."""
+def test_the_memory_estimate_holds_both_phases_of_a_switch(monkeypatch):
+    """bfloat16, then float32: a coarse scale ends at its stall in bfloat16, whose activations take 3.0 bytes a
+    float against float32's 6.8 (290 floats a pixel to conv5_1); the final scale's peak is float32's plus the
+    second network's weights (80 MB), and before the switch bfloat16's, which the dry run also gives."""
     from tf_style import schedule
 
     config = THEN.replace(image_size=256, scales=2, coarsest_size=128)
     plan = schedule.plan(config, (170, 256), (256, 256))
+    plain = [c.peak_bytes for c in estimate.costs(config.replace(dtype_policy="float32"), plan)]
+    in_bfloat16 = [p - 3.8 * 290 * s.pixels for p, s in zip(plain, plan)]
+    costs = estimate.costs(config, plan)
+    assert [c.peak_bytes for c in costs] == pytest.approx([in_bfloat16[0], plain[1] + 80 * estimate.MB], rel=1e-12)
+    assert costs[0].bfloat16_peak_bytes is None and costs[1].bfloat16_peak_bytes == pytest.approx(in_bfloat16[1])
+    assert (f"predicted: peak memory {costs[1].peak_bytes / estimate.MB:.0f} MB, {in_bfloat16[1] / estimate.MB:.0f} MB "
+            "until it goes on in float32, about ") in estimate.report(costs, 1e11)
+    bfloat16_only = estimate.costs(config.replace(dtype_policy="mixed_bfloat16"), plan)  # no switch, no second network
+    assert [c.peak_bytes for c in bfloat16_only] == pytest.approx(in_bfloat16, rel=1e-12)
+    assert [c.bfloat16_peak_bytes for c in bfloat16_only] == [None, None]
     peaks = lambda c: [s.peak_bytes for s in estimate.costs(c, plan)]  # noqa: E731
-    plain = peaks(config.replace(dtype_policy="float32"))
-    assert [a - b for a, b in zip(peaks(config), plain)] == [80 * estimate.MB] * 2
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
     assert peaks(config.replace(dtype_policy="auto")) == peaks(config)
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "")

@@ -200,11 +200,13 @@ def trajectories(config: Config, content: np.ndarray, style: np.ndarray, optimiz
     return out
 
 
-def predicted_peak(config: Config, content: str, style: str) -> float:
-    """The dry run's peak-memory estimate (MB) for `config` on these images."""
+def predicted_peak(config: Config, content: str, style: str, before_switch: bool = False) -> float:
+    """The dry run's peak-memory estimate (MB) for `config` on these images; with `before_switch`, the peak
+    until the final scale goes on in float32 where it may (Config.dtype_policy), which a short run stays under."""
     content_arr, style_arr = api.prepare_images(config, content, style)
     plan = schedule.plan(config, content_arr.shape[:2], images.load_image(style).shape[:2])
-    return max(c.peak_bytes for c in estimate.costs(config, plan)) / estimate.MB
+    costs = estimate.costs(config, plan)
+    return max((before_switch and c.bfloat16_peak_bytes) or c.peak_bytes for c in costs) / estimate.MB
 
 
 def peak_memory(sizes: Sequence[int], content: str, style: str, config: Config, extra: tuple[str, ...],
@@ -214,10 +216,13 @@ def peak_memory(sizes: Sequence[int], content: str, style: str, config: Config, 
     memory = []
     for size in sizes:
         predicted = predicted_peak(config.replace(image_size=size), content, style)
+        before = predicted_peak(config.replace(image_size=size), content, style, before_switch=True)  # a 3-step run's
         measured = measure(size)
-        memory.append({"size": size, "flags": list(extra), "predicted_mb": predicted, "measured_mb": measured})
+        memory.append({"size": size, "flags": list(extra), "predicted_mb": predicted, "predicted_before_switch_mb": before,
+                       "measured_mb": measured})
+        after = f" before a switch to float32 ({predicted:.0f} MB after)" if before != predicted else ""
         log(f"peak memory at {size}px (tf-style, defaults{''.join(' ' + f for f in extra)}): measured "
-            f"{measured:.0f} MB, dry run predicted {predicted:.0f} MB ({100 * (predicted - measured) / measured:+.1f}%)")
+            f"{measured:.0f} MB, dry run predicted {before:.0f} MB{after} ({100 * (before - measured) / measured:+.1f}%)")
     return memory
 
 

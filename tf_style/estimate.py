@@ -40,6 +40,9 @@ BASE_BYTES = 770 * MB
 #: backward pass adds (its ReLU masks and the gradient flowing back; fitted: 1.7 x 4 bytes, see
 #: BUILD_NOTES.md).
 BYTES_PER_ACTIVATION = 4 * 1.7
+#: The same while the network computes in bfloat16 (Config.dtype_policy): fitted on 3-step default runs at
+#: 256-1024 px on a CPU with bfloat16 instructions (BUILD_NOTES.md, "Memory and time estimate").
+BYTES_PER_ACTIVATION_BFLOAT16 = 3.0
 #: A whole step over a single 3 x 3 convolution's rate: the losses, the Gram matrices, memory-bound
 #: layers and the optimiser (measured: 1.25 on the development machine).
 STEP_OVERHEAD = 1.25
@@ -110,8 +113,9 @@ def flops_per_pixel(layers: Sequence[str]) -> float:
 @dataclass(frozen=True)
 class ScaleCost:
     scale: Scale
-    peak_bytes: float
+    peak_bytes: float  # the scale's peak, in float32 after a switch where it may switch
     flops_per_step: float
+    bfloat16_peak_bytes: float | None = None  # the peak before it, where the scale may switch to float32
 
     def seconds_per_step(self, flop_rate: float) -> float:
         """Predicted time of one objective evaluation at `flop_rate` (see `measure_flop_rate`)."""
@@ -127,24 +131,20 @@ def costs(
 ) -> list[ScaleCost]:
     """Peak memory and work per step of each scale of `plan`.
 
-    A scale's peak is the larger of its steps (activations kept for the gradient, the optimiser's
-    buffers) and the forward pass that takes the style image's Gram targets (at that scale's style
-    size: a large style_size can decide the peak), on top of the process and the input images as
-    loaded (`content_shape`, `style_shape`: (height, width) as loaded, when known).
+    A scale's peak is the larger of its steps (activations kept for the gradient, fewer bytes in bfloat16; the
+    optimiser's buffers) and the style image's forward pass for its Gram targets (at the scale's style size),
+    on top of the process and the input images (`content_shape`, `style_shape`: (height, width) as loaded, when
+    known). A final scale that may go on in float32 has both peaks: float32's with a second network, and before.
     """
     layers = tuple(config.content_layers) + (tuple(config.style_layers) if has_style else ())
-    per_pixel = BYTES_PER_ACTIVATION * activations_per_pixel(layers)
-    per_pixel += 4 * 3 * OPTIMIZER_BUFFERS[config.optimizer](LBFGS_HISTORY)
+    phases = precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd))
+    extra = 4 * 3 * OPTIMIZER_BUFFERS[config.optimizer](LBFGS_HISTORY)  # per pixel, besides the activations
     if config.style_masks is not None and has_style:  # each region: its mask, its weighted features and their gradient
-        per_pixel += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
+        extra += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
-    # bfloat16, then float32: a second network, and the peak is float32's (bfloat16's activations take less).
-    # (On a GPU "auto" is float32: the 80 MB are then too many, on a CPU-side estimate of a GPU run anyway.)
-    if len(precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd))) > 1:
-        base += 80 * MB
     if config.winograd:  # the transformed kernels and the largest layer's passing tiles
         base += winograd_kernel_bytes(layers)
-        per_pixel += 4 * winograd_floats_per_pixel(layers)
+        extra += 4 * winograd_floats_per_pixel(layers)
     styles = style_shapes(style_shape)
     base += 4 * 3 * sum(h * w for h, w in [content_shape or (0, 0), *styles])  # float RGB, held all run
     out = []
@@ -154,7 +154,13 @@ def costs(
             sizes = [size_for_longest_side(h, w, s.style_size) for h, w in styles] or [(s.style_size,) * 2]
             style_pixels = max(h * w for h, w in sizes)
         targets = 4 * activations_per_pixel(config.style_layers) * style_pixels if style_pixels else 0.0
-        out.append(ScaleCost(s, base + max(per_pixel * s.pixels, targets), flops_per_pixel(layers) * s.pixels))
+        in_bfloat16, in_float32 = (base + max((b * activations_per_pixel(layers) + extra) * s.pixels, targets)
+                                   for b in (BYTES_PER_ACTIVATION_BFLOAT16, BYTES_PER_ACTIVATION))
+        flops = flops_per_pixel(layers) * s.pixels
+        if len(phases) == 2 and s is plan[-1]:  # the final scale may go on in float32, with a second network's weights
+            out.append(ScaleCost(s, in_float32 + 80 * MB, flops, in_bfloat16))
+        else:  # one dtype throughout (a coarse scale of bfloat16-then-float32 ends at its stall, in bfloat16)
+            out.append(ScaleCost(s, in_float32 if phases == ("float32",) else in_bfloat16, flops))
     return out
 
 
@@ -275,6 +281,8 @@ def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = 
         )
     peak = max(c.peak_bytes for c in cost)
     summary = f"predicted: peak memory {peak / MB:.0f} MB"
+    if cost[-1].bfloat16_peak_bytes is not None:
+        summary += f", {max(c.bfloat16_peak_bytes or c.peak_bytes for c in cost) / MB:.0f} MB until it goes on in float32"
     if available is not None:
         summary += f" (available now: {available / MB:.0f} MB)"
     if shares is None:
