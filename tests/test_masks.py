@@ -103,8 +103,9 @@ def region_losses(synthesis, image: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_masks_confine_each_style(content_image, halves):
-    config = Config(weights="random", image_size=48, num_steps=20, scales=1, style_masks=halves)
+@pytest.mark.parametrize("dtype_policy", ["float32", "mixed_bfloat16"])  # bfloat16 features: the guided loss casts them
+def test_masks_confine_each_style(content_image, halves, dtype_policy):
+    config = Config(weights="random", image_size=48, num_steps=20, scales=1, style_masks=halves, dtype_policy=dtype_policy)
     styles = [tinted(red=True), tinted(red=False)]
     result = api.run(config, content_image, styles)
     picture = result.image.astype(np.float64)
