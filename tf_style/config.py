@@ -90,7 +90,7 @@ class Config(_Settings):
         float32, so the Gram matrices and losses stay float32; its inexact gradient stops L-BFGS
         1-2 % above float32's loss); "mixed_bfloat16_then_float32" (L-BFGS only: each scale goes
         on in float32 once a line search has spent all its trials); "auto": the last where the CPU
-        has bfloat16 instructions (1.7x per step at 256-512 px on an AMD EPYC), else "float32".
+        has bfloat16 instructions (1.8x per step at 256-512 px on an AMD EPYC), else "float32".
         Without them bfloat16 is slower (4x per convolution on an Intel Xeon).
       output_size: (height, width) of the output when there is no content image (texture
         synthesis); None: the style image's size. Giving it together with a content image is an error.
