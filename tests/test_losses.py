@@ -143,7 +143,10 @@ def test_the_style_gradient_of_bfloat16_features_is_eq6_taken_in_bfloat16():
     """Features from a network computing in bfloat16: the loss is float32's (the same value as for the same
     features in float32), and the gradient comes back in bfloat16, within the bound of its two roundings to
     bfloat16 — (G - A) / (N^2 M^2) before the product, the product after (float32 sums between) — of Eq. 6
-    in float64 on the same (bfloat16) values. First order in the unit roundoffs; any summation order."""
+    in float64 on the same (bfloat16) values. First order in the unit roundoffs; any summation order. The float32
+    sums are oneDNN's (TensorFlow's default on x86, with or without bfloat16 instructions; checked with
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE too); with TF_ENABLE_ONEDNN_OPTS=0 Eigen's kernel rounds partial sums to
+    bfloat16 and errs by up to 1.6 of its roundings, over this bound."""
     shape = (1, 6, 7, 16)
     _, h, w, n = shape
     m = h * w

@@ -156,9 +156,10 @@ def style_layer_loss(features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tensor:
       dtype. The gradient w.r.t. F is (F^T (G - A))^T / (N^2 M^2) (Eq. 6), computed as that one
       matrix product (automatic differentiation of G = F^T F would take two), in the features'
       dtype: with bfloat16 features, (G - A) / (N^2 M^2) is rounded to bfloat16 and the product
-      (float32 sums of exact products) returned in bfloat16, which the network's backward pass
-      takes anyway; on a CPU with bfloat16 instructions it costs half of float32's product and
-      its casts.
+      (float32 sums of exact products in oneDNN's kernel, TensorFlow's default on x86, and in
+      cuBLAS; Eigen's, with TF_ENABLE_ONEDNN_OPTS=0, rounds partial sums to bfloat16) returned in
+      bfloat16, which the network's backward pass takes anyway; on a CPU with bfloat16
+      instructions it costs half of float32's product and its casts.
     """
     features = tf.convert_to_tensor(features)
     if features.dtype != tf.bfloat16:
