@@ -90,9 +90,10 @@ def test_a_checkpoint_holds_the_image_the_optimiser_state_and_the_settings(tmp_p
         assert any(n.startswith(expected + "/") for n in names), (expected, sorted(names))
 
 
-def rewrite_without(checkpoint: str, output: str, leave_out: tuple[str, ...]) -> None:
+def rewrite_without(checkpoint: str, output: str, leave_out: tuple[str, ...], retype: dict | None = None) -> None:
     """Replaces the checkpoints beside `output` by `checkpoint` less the variables `leave_out` (as "state/sy"
-    or "stalled"), under the same number: a checkpoint as an earlier tf_style wrote it."""
+    or "stalled"), those named in `retype` cast to the dtype given, under the same number: a checkpoint as an
+    earlier tf_style wrote it."""
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(checkpoint)
@@ -104,7 +105,8 @@ def rewrite_without(checkpoint: str, output: str, leave_out: tuple[str, ...]) ->
             node = tree
             for parent in parents:
                 node = node.setdefault(parent, {})
-            node[name] = tf.Variable(reader.get_tensor(key))
+            value = reader.get_tensor(key)
+            node[name] = tf.Variable(tf.cast(value, (retype or {})[path]) if path in (retype or {}) else value)
     folder = checkpoints.default_folder(output)
     for name in os.listdir(folder):
         if name != checkpoints.RECORD:
@@ -131,6 +133,29 @@ def test_a_checkpoint_without_lbfgs_pair_products_resumes_with_them_rebuilt(tmp_
     assert resumed.resumed_at == 10
     np.testing.assert_allclose([h["total"] for h in resumed.history], [h["total"] for h in whole.history], rtol=1e-4)
     assert np.abs(resumed.image.astype(int) - whole.image.astype(int)).max() <= 1
+
+
+def test_a_checkpoint_with_int32_lbfgs_counters_resumes_exactly(tmp_path, content_image, style_image):
+    """L-BFGS's `count` and `head` are int64 since 2026-11-27 (int32 variables live in host memory on a GPU);
+    an earlier checkpoint holds them in int32: they are read and widened, and the run ends exactly as the
+    uninterrupted one. Restored as zeros (no pairs held), the next direction would be steepest descent's."""
+    import tensorflow as tf
+
+    config = Config(weights="random", image_size=48, num_steps=16)
+    whole = api.run(config, content_image, style_image)
+    output = str(tmp_path / "o.png")
+    switch = StopSwitch()
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 10)], stop=switch)
+    old = {"state/count": tf.int32, "state/head": tf.int32}
+    rewrite_without(info.value.checkpoint, output, (), retype=old)
+    dtypes = tf.train.load_checkpoint(info.value.checkpoint).get_variable_to_dtype_map()
+    assert {dtypes[f"{k}/.ATTRIBUTES/VARIABLE_VALUE"] for k in old} == {tf.int32}
+    assert tf.train.load_checkpoint(info.value.checkpoint).get_tensor("state/head/.ATTRIBUTES/VARIABLE_VALUE") > 0
+    resumed = api.run(config, content_image, style_image, output=output, options=RunOptions(resume=True))
+    assert resumed.resumed_at == 10
+    assert [h["total"] for h in resumed.history] == [h["total"] for h in whole.history]
+    np.testing.assert_array_equal(resumed.image, whole.image)
 
 
 def test_a_checkpoint_lacking_state_that_cannot_be_rebuilt_is_refused(tmp_path, content_image, style_image):

@@ -199,3 +199,15 @@ def test_an_lbfgs_step_scatters_nothing():
     ops = {n.op for n in definition.node} | {n.op for f in definition.library.function for n in f.node_def}
     assert "ConcatV2" in ops  # the check sees the step's branches
     assert not {op for op in ops if "Scatter" in op}
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "adam"])
+def test_no_optimiser_state_is_int32_which_a_gpu_keeps_in_host_memory(name):
+    """TensorFlow keeps int32 variables in host memory even on a GPU: a step would copy them across each time,
+    and XLA refuses to compile a step reading them ("Trying to access resource lbfgs_count ... located in
+    device CPU:0 from device GPU:0", `--jit_compile` on an H100, 2026-11-27). Counters are int64 or float32."""
+    state = make_optimizer(name, 1.0).init_state(tf.zeros([1, 4, 4, 3]))
+    synthesis_dtypes = {k: tf.Variable(v).dtype for k, v in zip(state._fields, state)}
+    assert [k for k, dtype in synthesis_dtypes.items() if dtype == tf.int32] == []
+    if name == "lbfgs":
+        assert synthesis_dtypes["count"] == synthesis_dtypes["head"] == tf.int64

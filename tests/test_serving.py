@@ -540,7 +540,8 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
                             "state_h_diag", "state_evaluations", "state_pg_norm", "state_pg_start", "state_sy",
                             "state_yy")
     assert tuple(specs) == tuple(f"state_{n}" for n in LBFGSState._fields)
-    assert specs["state_s"].shape.as_list() == [None] * 5 and specs["state_count"].dtype == tf.int32
+    # int64 counters: an int32 variable would sit in host memory on a GPU (tf_style/lbfgs.py).
+    assert specs["state_s"].shape.as_list() == [None] * 5 and specs["state_count"].dtype == tf.int64
 
 
 def test_the_export_runs_the_librarys_coarse_to_fine_schedule(inputs):

@@ -178,13 +178,20 @@ class Checkpoints:
         """Loads `saved` into `synthesis` (built for the same scale: same shapes); a scale saved after it went
         on in float32 goes on in float32 (the state holds float32's value and gradient: no re-evaluation)."""
         reader = tf.train.load_checkpoint(saved.path)
-        absent = [k for k in synthesis.state._fields if not reader.has_tensor(f"state/{k}/.ATTRIBUTES/VARIABLE_VALUE")]
+        stored, key = reader.get_variable_to_dtype_map(), lambda name: f"state/{name}/.ATTRIBUTES/VARIABLE_VALUE"  # noqa: E731
+        absent = [k for k in synthesis.state._fields if key(k) not in stored]
+        # An earlier tf_style held L-BFGS's count and head in int32 (now int64, to stay on a GPU): read and widened.
+        widened = [k for k, v in zip(synthesis.state._fields, synthesis.state) if key(k) in stored
+                   and stored[key(k)] != v.dtype and stored[key(k)].is_integer and v.dtype.is_integer]
         if not set(absent) <= set(getattr(synthesis.optimizer, "derived", ())):
             raise InputError(Field("checkpoint_dir"), f": {saved.path} lacks the optimiser's {', '.join(absent)}; "
                              "delete the folder to start afresh")
-        status = self._tracked(synthesis, written=False, absent=absent).restore(saved.path)
+        status = self._tracked(synthesis, written=False, absent=absent + widened).restore(saved.path)
         status.assert_existing_objects_matched()
         status.expect_partial()  # the counters and history, read by `latest`: no warning that they stayed unrestored
+        for name in widened:
+            variable = getattr(synthesis.state, name)
+            variable.assign(tf.cast(reader.get_tensor(key(name)), variable.dtype))
         if absent:  # an earlier tf_style's checkpoint: L-BFGS's pair products, computed from its pairs
             rebuilt = synthesis.optimizer.with_products(synthesis.read_state())
             for name in absent:

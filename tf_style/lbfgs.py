@@ -52,8 +52,10 @@ class LBFGSState(NamedTuple):
     g: tf.Tensor  # its gradient, shaped like the image
     s: tf.Tensor  # ring buffer of steps, [history, *image.shape]
     y: tf.Tensor  # ring buffer of gradient changes, like s
-    count: tf.Tensor  # pairs held, int32
-    head: tf.Tensor  # the next slot, int32
+    # int64, not int32: TensorFlow keeps int32 variables in host memory, so on a GPU each step would
+    # copy these across, and XLA cannot compile a step that reads a variable off its device.
+    count: tf.Tensor  # pairs held, int64
+    head: tf.Tensor  # the next slot, int64
     h_diag: tf.Tensor  # y.s / y.y of the newest pair: the inverse-Hessian scale when no pair applies
     evaluations: tf.Tensor  # objective evaluations so far, float32
     pg_norm: tf.Tensor  # |clip(x - g) - x|_inf at the current image (inf before the first step)
@@ -119,8 +121,8 @@ class LBFGS:
             g=zeros,
             s=buffer,
             y=buffer,
-            count=tf.constant(0, tf.int32),
-            head=tf.constant(0, tf.int32),
+            count=tf.constant(0, tf.int64),
+            head=tf.constant(0, tf.int64),
             h_diag=tf.constant(1.0),
             evaluations=tf.constant(0.0),
             pg_norm=tf.constant(float("inf")),
@@ -191,14 +193,14 @@ class LBFGS:
         held = tf.where(mask < 0.5)[:, 0]
         S_held, Y_held = tf.gather(S, held, axis=1), tf.gather(Y, held, axis=1)
         sy_held = tf.linalg.matmul(S_held, Y_held, transpose_b=True)
-        order = (state.head - state.count + tf.range(m)) % m  # position (oldest first) -> slot
+        order = (state.head - state.count + tf.range(m, dtype=tf.int64)) % m  # position (oldest first) -> slot
         chronological = lambda a: tf.gather(tf.gather(a, order, axis=0), order, axis=1)  # noqa: E731
         sy = chronological(sy_all - sy_held)  # [m, m]: s_i . y_j on the free pixels
         yy = chronological(yy_all - tf.linalg.matmul(Y_held, Y_held, transpose_b=True))
         diag = tf.linalg.diag_part(sy)
         # float32's error of sy_all is ~1e-6 of its terms: a free part under 1e-5 of the held one is not known.
         exact = diag > 1e-5 * tf.abs(tf.gather(tf.linalg.diag_part(sy_held), order))
-        keep = tf.cast(tf.logical_and(tf.range(m) < state.count, tf.logical_and(diag > 1e-10, exact)), tf.float32)
+        keep = tf.cast(tf.logical_and(tf.range(m, dtype=tf.int64) < state.count, tf.logical_and(diag > 1e-10, exact)), tf.float32)
         both = keep[:, None] * keep[None, :]
         sy, yy = sy * both, yy * both
         newest = tf.maximum(state.count - 1, 0)
