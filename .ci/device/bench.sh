@@ -20,6 +20,7 @@ declare -A STEPS=(
     [iter]="$ITER"
     [iter_xla]="$ITER --jit_compile"
     [iter_bf16]="$ITER --dtype_policy=mixed_bfloat16"
+    [iter_xla_bf16]="$ITER --jit_compile --dtype_policy=mixed_bfloat16"
     [iter_then]="$ITER --dtype_policy=mixed_bfloat16_then_float32"
     [iter_fp32]="$ITER"  # strict float32: NVIDIA_TF32_OVERRIDE=0 below
     [iter_1024]="tools/benchmark.py --what=iterations --image_size=1024 --steps=200"
@@ -27,7 +28,7 @@ declare -A STEPS=(
     [speed512]="tools/benchmark.py --what=speed --sizes=512 --budgets=0.5,0.2 --memory_sizes=512 --json=$OUT/speed512.json"
     [speed1024]="tools/benchmark.py --what=speed --sizes=1024 --budgets=0.5,0.2 --memory_sizes=1024 --json=$OUT/speed1024.json"
 )
-ORDER=(iter iter_xla iter_bf16 iter_then iter_fp32 iter_1024 speed512 speed1024)
+ORDER=(iter iter_xla iter_bf16 iter_xla_bf16 speed512 iter_1024 iter_then iter_fp32 speed1024)
 [ $# -gt 0 ] && ORDER=("$@")
 nvidia-smi -L 2>&1 | tee "$OUT/gpu.txt"
 for step in "${ORDER[@]}"; do
