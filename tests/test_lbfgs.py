@@ -168,12 +168,13 @@ def test_out_of_trials_the_search_takes_its_last_sufficient_decrease():
     assert int(state.count) == 0 and float(state.evaluations) == 8  # y = 0: no pair; 1 + 7 trials
 
 
+@pytest.mark.parametrize("static_shapes", [False, True], ids=["concatenated", "selected"])
 @pytest.mark.parametrize("history", [1, 3])
-def test_the_ring_buffers_hold_the_newest_pairs_in_their_slots(history):
+def test_the_ring_buffers_hold_the_newest_pairs_in_their_slots(history, static_shapes):
     """Five pairs pushed into `history` slots: pair k (1-based) lands in slot (k - 1) % history, the
     older pair there is overwritten, and the other slots keep theirs (by hand: with 3 slots, pairs
-    4, 5, 3; with 1, pair 5). A refused pair (no curvature) changes nothing."""
-    optimizer = LBFGS(history=history)
+    4, 5, 3; with 1, pair 5). A refused pair (no curvature) changes nothing. Both ways of writing a slot."""
+    optimizer = LBFGS(history=history, static_shapes=static_shapes)
     state = optimizer.init_state(tf.zeros([1, 2, 2, 1]))
     for k in range(1, 6):
         s, y = tf.fill([1, 2, 2, 1], float(k)), tf.fill([1, 2, 2, 1], float(10 * k))
@@ -211,3 +212,24 @@ def test_no_optimiser_state_is_int32_which_a_gpu_keeps_in_host_memory(name):
     assert [k for k, dtype in synthesis_dtypes.items() if dtype == tf.int32] == []
     if name == "lbfgs":
         assert synthesis_dtypes["count"] == synthesis_dtypes["head"] == tf.int64
+
+
+def test_static_shapes_change_no_step_of_a_bounded_run():
+    """`static_shapes` (for XLA: the pair written by a select, no slice at a tensor index) gives the very
+    steps of the default: 12 steps on a box that holds pixels at its bounds, the 3-slot ring buffer wrapped."""
+    value_and_grad, minimum, shape = quadratic(seed=3, shape=(1, 3, 3, 2))
+    bounds = (float(np.percentile(minimum, 25)), float(np.percentile(minimum, 75)))  # half the pixels held
+    runs = []
+    for static_shapes in (False, True):
+        optimizer = LBFGS(history=3, bounds=bounds, static_shapes=static_shapes)
+        image, state = tf.zeros(shape), optimizer.init_state(tf.zeros(shape))
+        step = tf.function(lambda image, state: optimizer.step(value_and_grad, image, state))
+        for _ in range(12):
+            image, state, _ = step(image, state)
+        runs.append((image.numpy(), state))
+    (image, state), (image_static, state_static) = runs
+    assert int(state.head) == 12 % 3 and int(state.count) == 3
+    assert np.mean((image == bounds[0]) | (image == bounds[1])) >= 0.25  # the bounds are active
+    np.testing.assert_array_equal(image_static, image)
+    for name in ("s", "y", "sy", "yy", "g"):
+        np.testing.assert_array_equal(getattr(state_static, name).numpy(), getattr(state, name).numpy(), err_msg=name)

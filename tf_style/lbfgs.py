@@ -52,8 +52,7 @@ class LBFGSState(NamedTuple):
     g: tf.Tensor  # its gradient, shaped like the image
     s: tf.Tensor  # ring buffer of steps, [history, *image.shape]
     y: tf.Tensor  # ring buffer of gradient changes, like s
-    # int64, not int32: TensorFlow keeps int32 variables in host memory, so on a GPU each step would
-    # copy these across, and XLA cannot compile a step that reads a variable off its device.
+    # int64: TensorFlow keeps int32 variables in host memory, off a GPU, where XLA cannot read them.
     count: tf.Tensor  # pairs held, int64
     head: tf.Tensor  # the next slot, int64
     h_diag: tf.Tensor  # y.s / y.y of the newest pair: the inverse-Hessian scale when no pair applies
@@ -76,6 +75,9 @@ class LBFGS:
       bounds: (lower, upper), or None for no bounds (plain L-BFGS).
       tolerance: `converged` once the projected gradient's largest entry is at most this
         fraction of its value at the start (0: never).
+      static_shapes: no shape depends on the data, so XLA (`jit_compile=True`) compiles the step once,
+        not at each new value: the pair goes into its slot by a select over all slots, not a concatenation
+        around one (3x the time on a CPU, 29 against 9 ms at 512 x 341 with 30 pairs; one pass on a GPU).
     """
 
     name = "lbfgs"
@@ -92,6 +94,7 @@ class LBFGS:
         c2: float = 0.9,
         bounds: tuple[float, float] | None = (0.0, 255.0),
         tolerance: float = 0.0,
+        static_shapes: bool = False,
     ):
         if learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
@@ -108,6 +111,7 @@ class LBFGS:
         self.c2 = float(c2)
         self.bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
         self.tolerance = float(tolerance)
+        self.static_shapes = bool(static_shapes)
 
     def project(self, x: tf.Tensor) -> tf.Tensor:
         return x if self.bounds is None else tf.clip_by_value(x, *self.bounds)
@@ -180,7 +184,8 @@ class LBFGS:
         mask = tf.reshape(free, [n])
         q = tf.reshape(g, [n]) * mask
         newest_slot = (state.head - 1) % m
-        s_new, y_new = S[newest_slot], Y[newest_slot]
+        # Gathers, not slices at a tensor index: XLA takes a slice's bounds as compile-time constants.
+        s_new, y_new = tf.gather(S, newest_slot), tf.gather(Y, newest_slot)
         # As [k, n] x [n, m] products, transposed: oneDNN takes S [m, n] x [n, k] 2.3x as long (4.2 against 1.9 ms
         # at 512 x 341 with 30 pairs; a pass over S alone takes 1.2 ms).
         new = tf.stack([q, s_new, y_new])  # one copy for both passes (s_i.s_new comes along unused)
@@ -204,7 +209,8 @@ class LBFGS:
         both = keep[:, None] * keep[None, :]
         sy, yy = sy * both, yy * both
         newest = tf.maximum(state.count - 1, 0)
-        gamma = tf.where(keep[newest] > 0, diag[newest] / tf.maximum(yy[newest, newest], 1e-30), state.h_diag)
+        keep_new, diag_new, yy_new = tf.gather(keep, newest), tf.gather(diag, newest), tf.gather(tf.linalg.diag_part(yy), newest)
+        gamma = tf.where(keep_new > 0, diag_new / tf.maximum(yy_new, 1e-30), state.h_diag)
         r = tf.linalg.band_part(sy, 0, -1) + tf.linalg.diag(1.0 - keep)  # upper triangle; 1 on left-out rows
         sg = tf.gather(s_dot[:, :1], order) * keep[:, None]  # [m, 1], left-out pairs zero
         yg = tf.gather(y_dot[:, :1], order) * keep[:, None]
@@ -221,6 +227,9 @@ class LBFGS:
         """The state with the pair (s, y) pushed into the ring buffers when `keep`."""
 
         def put(buffer, new):  # slot `head` replaced (tensor_scatter_nd_update's GPU kernel copies it on one thread)
+            if self.static_shapes:
+                at = tf.equal(tf.range(self.history, dtype=tf.int64), state.head)
+                return tf.where(tf.reshape(at, [-1] + [1] * new.shape.rank), new[None], buffer)
             return tf.ensure_shape(tf.concat([buffer[:state.head], new[None], buffer[state.head + 1:]], 0), buffer.shape)
 
         def push():
