@@ -100,10 +100,11 @@ class Adam:
 OPTIMIZERS = {"lbfgs": LBFGS, "adam": Adam}
 
 
-def make_optimizer(name: str, learning_rate: float, tolerance: float = 0.0) -> Optimizer:
-    """The optimiser called `name` ("lbfgs" or "adam"); `tolerance` is L-BFGS's stopping test."""
+def make_optimizer(name: str, learning_rate: float, tolerance: float = 0.0, static_shapes: bool = False) -> Optimizer:
+    """The optimiser called `name` ("lbfgs" or "adam"); `tolerance` is L-BFGS's stopping test, `static_shapes`
+    its way of writing a pair for a GPU or XLA (Adam's step has no shape that depends on the data)."""
     if name == "lbfgs":
-        return LBFGS(learning_rate=learning_rate, tolerance=tolerance)
+        return LBFGS(learning_rate=learning_rate, tolerance=tolerance, static_shapes=static_shapes)
     if name == "adam":
         return Adam(learning_rate=learning_rate)
     raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
