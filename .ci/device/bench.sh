@@ -24,11 +24,13 @@ declare -A STEPS=(
     [iter_then]="$ITER --dtype_policy=mixed_bfloat16_then_float32"
     [iter_fp32]="$ITER"  # strict float32: NVIDIA_TF32_OVERRIDE=0 below
     [iter_1024]="tools/benchmark.py --what=iterations --image_size=1024 --steps=200"
+    [iter_xla_1024]="tools/benchmark.py --what=iterations --image_size=1024 --steps=200 --jit_compile"
     # the speed table's GPU rows: ½ and ⅕ of scipy's time, one memory run at the same size (RSS: host memory)
     [speed512]="tools/benchmark.py --what=speed --sizes=512 --budgets=0.5,0.2 --memory_sizes=512 --json=$OUT/speed512.json"
     [speed1024]="tools/benchmark.py --what=speed --sizes=1024 --budgets=0.5,0.2 --memory_sizes=1024 --json=$OUT/speed1024.json"
 )
-ORDER=(iter iter_xla iter_bf16 iter_xla_bf16 speed512 iter_1024 iter_then iter_fp32 speed1024)
+# Most wanted first: measured on 2026-11-27 were all but the XLA steps (BUILD_NOTES.md, "GPU").
+ORDER=(iter_xla iter iter_xla_bf16 iter_xla_1024 iter_1024 speed1024 speed512 iter_then iter_fp32 iter_bf16)
 [ $# -gt 0 ] && ORDER=("$@")
 nvidia-smi -L 2>&1 | tee "$OUT/gpu.txt"
 for step in "${ORDER[@]}"; do
