@@ -155,6 +155,23 @@ def test_the_iterations_benchmark_can_compile_the_whole_step_with_xla(monkeypatc
     assert r.steps == 3 and r.loss < 0.5 * r.start_loss  # and it optimises
 
 
+def test_a_step_traced_again_after_the_switch_to_float32_stays_xla_compiled(content_image, style_image):
+    """`use_xla` holds for the step a switch of objective traces anew (bfloat16's network, then float32's)."""
+    from tf_style import api
+    from tf_style.config import Config
+
+    config = Config(image_size=16, weights="random", seed=0, scales=1, dtype_policy="mixed_bfloat16_then_float32",
+                    style_layers=("conv1_1", "conv2_1"), content_layers=("conv2_2",))
+    synthesis = api.build_synthesis(config, content_image[:16, :16], style_image[:16, :16])
+    synthesis.use_xla()
+    synthesis.step()
+    before = synthesis.traced_step.experimental_get_compiler_ir()(stage="hlo")  # raises for a step not marked jit_compile
+    synthesis.use_objective(synthesis.then())
+    after = synthesis.traced_step.experimental_get_compiler_ir()(stage="hlo")
+    assert "while" in before and "while" in after and synthesis.optimizer.static_shapes
+    assert "bf16" in before and "bf16" not in after  # the float32 network's step, compiled
+
+
 def test_xla_compiles_the_step_once_not_once_a_step():
     """A shape or slice bound that depends on L-BFGS's counters is a compile-time constant to XLA: the step was
     compiled anew each step (3 s each at 32 px here, and never done in 140 s on an H100, 2026-11-27). With

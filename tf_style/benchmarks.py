@@ -103,16 +103,13 @@ def _evaluations(synthesis, steps: int) -> int:
 def iterations(config: Config, content: str, style: str, steps: int, jit_compile: bool = False) -> Iterations:
     """`steps` steps of `config`'s optimiser at config.image_size² (one scale, white noise), timed
     through the loop a run uses, after one untimed step that traces. `jit_compile`: XLA compiles the
-    whole step, line search included, once (L-BFGS's `static_shapes`), for a GPU; on a CPU it is
-    1.1-1.3x slower (BUILD_NOTES.md, "GPU")."""
+    whole step, line search included (`Synthesis.use_xla`)."""
     single = config.replace(scales=1, max_seconds=None, num_steps=steps)
     photo = square_photo(content, config.image_size)
     style_arr = api.prepare_images(single, content, style)[1]
     synthesis = api.build_synthesis(single, photo, style_arr)
     if jit_compile:
-        if hasattr(synthesis.optimizer, "static_shapes"):  # else XLA compiles the step anew at each new slot
-            synthesis.optimizer.static_shapes = True
-        synthesis.traced_step = tf.function(synthesis.eager_step, autograph=False, jit_compile=True)
+        synthesis.use_xla()
     start_loss = float(loop.run_steps(synthesis, 1).terms["total"])
     before = _evaluations(synthesis, 1)
     started = time.perf_counter()

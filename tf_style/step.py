@@ -68,12 +68,22 @@ class Synthesis:
         self.stalled = False  # with end_on_stall: a step's line search spent all its trials
         self.steps = 0  # steps of this scale (a resumed scale's restored count included)
         self.computed_in = objective.extractor.compute_dtype  # the network's dtype of the latest step's terms
+        self.jit_compile = False  # `use_xla`
         self._trace()
 
     def _trace(self) -> None:
         # No AutoGraph: the step's control flow is tf.cond / tf.while_loop already, and converting
         # its Python (and Keras's) took over half of a 2.7 s trace at 256 px.
-        self.traced_step = tf.function(self.eager_step, autograph=False)
+        self.traced_step = tf.function(self.eager_step, autograph=False, jit_compile=self.jit_compile or None)
+
+    def use_xla(self) -> None:
+        """XLA compiles each step from now on, line search and all, into one program (a step traced again after a
+        switch of objective too), compiled once: L-BFGS then keeps every shape static (`static_shapes`). For a
+        GPU; on a CPU the step is 1.1-1.3x slower (BUILD_NOTES.md, "GPU")."""
+        if hasattr(self.optimizer, "static_shapes"):
+            self.optimizer.static_shapes = True
+        self.jit_compile = True
+        self._trace()
 
     def step(self) -> Terms:
         """One step (`traced_step`); then, with a `then` objective or `end_on_stall`, what a stall asks for."""
