@@ -75,8 +75,8 @@ class LBFGS:
       bounds: (lower, upper), or None for no bounds (plain L-BFGS).
       tolerance: `converged` once the projected gradient's largest entry is at most this
         fraction of its value at the start (0: never).
-      static_shapes: no shape depends on the data, so XLA (`jit_compile=True`) compiles the step once,
-        not at each new value: the pair goes into its slot by a select over all slots, not a concatenation
+      static_shapes: no slice bound comes from the counters, so XLA (`jit_compile=True`) compiles the step
+        once, not at each new value: the pair goes into its slot by a select over all slots, not a concatenation
         around one (3x the time on a CPU, 29 against 9 ms at 512 x 341 with 30 pairs; one pass on a GPU).
     """
 
