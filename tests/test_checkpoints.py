@@ -118,17 +118,24 @@ def rewrite_without(checkpoint: str, output: str, leave_out: tuple[str, ...], re
     assert not kept & set(leave_out)
 
 
+def whole_and_stopped(tmp_path, content, style):
+    """A 16-step run uninterrupted, and the same run stopped after step 10: (settings, the whole run's result,
+    the stopped run's output, its checkpoint)."""
+    config = Config(weights="random", image_size=48, num_steps=16)
+    whole = api.run(config, content, style)
+    output = str(tmp_path / "o.png")
+    switch = StopSwitch()
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content, style, output=output, callbacks=[StopAt(switch, 10)], stop=switch)
+    return config, whole, output, info.value.checkpoint
+
+
 def test_a_checkpoint_without_lbfgs_pair_products_resumes_with_them_rebuilt(tmp_path, content_image, style_image):
     """L-BFGS keeps its pairs' products in its state (`sy`, `yy`) since 2026-11-27; an earlier checkpoint has
     only the pairs: the products are computed from them, and the run ends as the uninterrupted one (within
     the rounding of products summed in another order). Without them the direction would be steepest descent's."""
-    config = Config(weights="random", image_size=48, num_steps=16)
-    whole = api.run(config, content_image, style_image)
-    output = str(tmp_path / "o.png")
-    switch = StopSwitch()
-    with pytest.raises(Interrupted) as info:
-        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 10)], stop=switch)
-    rewrite_without(info.value.checkpoint, output, ("state/sy", "state/yy"))
+    config, whole, output, checkpoint = whole_and_stopped(tmp_path, content_image, style_image)
+    rewrite_without(checkpoint, output, ("state/sy", "state/yy"))
     resumed = api.run(config, content_image, style_image, output=output, options=RunOptions(resume=True))
     assert resumed.resumed_at == 10
     np.testing.assert_allclose([h["total"] for h in resumed.history], [h["total"] for h in whole.history], rtol=1e-4)
@@ -141,17 +148,12 @@ def test_a_checkpoint_with_int32_lbfgs_counters_resumes_exactly(tmp_path, conten
     uninterrupted one. Restored as zeros (no pairs held), the next direction would be steepest descent's."""
     import tensorflow as tf
 
-    config = Config(weights="random", image_size=48, num_steps=16)
-    whole = api.run(config, content_image, style_image)
-    output = str(tmp_path / "o.png")
-    switch = StopSwitch()
-    with pytest.raises(Interrupted) as info:
-        api.run(config, content_image, style_image, output=output, callbacks=[StopAt(switch, 10)], stop=switch)
+    config, whole, output, checkpoint = whole_and_stopped(tmp_path, content_image, style_image)
     old = {"state/count": tf.int32, "state/head": tf.int32}
-    rewrite_without(info.value.checkpoint, output, (), retype=old)
-    dtypes = tf.train.load_checkpoint(info.value.checkpoint).get_variable_to_dtype_map()
+    rewrite_without(checkpoint, output, (), retype=old)
+    dtypes = tf.train.load_checkpoint(checkpoint).get_variable_to_dtype_map()
     assert {dtypes[f"{k}/.ATTRIBUTES/VARIABLE_VALUE"] for k in old} == {tf.int32}
-    assert tf.train.load_checkpoint(info.value.checkpoint).get_tensor("state/head/.ATTRIBUTES/VARIABLE_VALUE") > 0
+    assert tf.train.load_checkpoint(checkpoint).get_tensor("state/head/.ATTRIBUTES/VARIABLE_VALUE") > 0
     resumed = api.run(config, content_image, style_image, output=output, options=RunOptions(resume=True))
     assert resumed.resumed_at == 10
     assert [h["total"] for h in resumed.history] == [h["total"] for h in whole.history]
