@@ -160,11 +160,15 @@ def normalize_vgg(model: keras.Model, images: Sequence[np.ndarray], measure_on: 
 _CACHE: dict[tuple, keras.Model] = {}
 
 
+def gpu_runs_it() -> bool:
+    """Whether a GPU runs the step here (TensorFlow places the network and the optimiser there when it sees one)."""
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def network_policies(config) -> tuple[str, ...]:
     """The Keras dtype policies a `tf_style.Config`'s dtype_policy runs VGG19 in on this machine, in
     order (tf_style.precision: "auto" decided, "mixed_bfloat16_then_float32" as its two)."""
-    gpu = bool(tf.config.list_logical_devices("GPU"))
-    return precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd, gpu=gpu))
+    return precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd, gpu=gpu_runs_it()))
 
 
 def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.Model:
@@ -199,5 +203,5 @@ def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.M
     return _CACHE[key]
 
 
-__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "load_vgg", "network_policies", "normalize", "normalize_vgg",
+__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "gpu_runs_it", "load_vgg", "network_policies", "normalize", "normalize_vgg",
            "rescalable"]

@@ -84,8 +84,8 @@ def build_synthesis(
         start_image = start.initial_image(config.init, tuple(size), config.seed, content, first_style, start_picture)
     # On a GPU L-BFGS's counters live there: a concatenation around the pair's slot would need them on the host
     # (a sync each step); the select over every slot is one pass there (on a CPU 3x the concatenation's time).
-    gpu = bool(tf.config.list_logical_devices("GPU"))
-    optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance, static_shapes=gpu)
+    optimizer = make_optimizer(config.optimizer, config.effective_learning_rate, config.tolerance,
+                               static_shapes=normalize.gpu_runs_it())
     return Synthesis(objective(first), optimizer, start_image, then=(lambda: objective(then[0])) if then and final else None,
                      end_on_stall=bool(then) and not final)
 

@@ -78,8 +78,8 @@ class Synthesis:
 
     def use_xla(self) -> None:
         """XLA compiles each step from now on, line search and all, into one program (a step traced again after a
-        switch of objective too), compiled once: L-BFGS then keeps every shape static (`static_shapes`). For a
-        GPU; on a CPU the step is 1.1-1.3x slower (BUILD_NOTES.md, "GPU")."""
+        switch of objective too), compiled once: L-BFGS then takes no slice bound from its counters
+        (`static_shapes`). For a GPU; on a CPU the step is 1.1-1.3x slower (BUILD_NOTES.md, "GPU")."""
         if hasattr(self.optimizer, "static_shapes"):
             self.optimizer.static_shapes = True
         self.jit_compile = True
