@@ -153,13 +153,17 @@ def two_loop_direction(pairs, g, free, h_diag):
     return -r.reshape(g.shape)
 
 
-def test_the_direction_is_the_two_loop_recursion_on_the_free_pixels():
+@pytest.mark.parametrize("xla", [False, True], ids=["graph", "xla"])
+def test_the_direction_is_the_two_loop_recursion_on_the_free_pixels(xla):
     """Seven pairs through four slots (the ring wraps), the direction taken after each push as a step does,
     with some pixels held at a bound: equal to float64's two-loop recursion over the free pixels. The pairs'
     products are kept in the state and only the newest slot's are refreshed, so a product kept wrong, a slot
     refreshed wrong or a held pixel counted shows here. Pair 3 has negative curvature on the free pixels (positive
     over all) and
-    pair 5 curvature there 6e-6 of that on the held ones (float32 knows it to ~2 %): both left out."""
+    pair 5 curvature there 6e-6 of that on the held ones (float32 knows it to ~2 %): both left out.
+
+    Also compiled by XLA, as `Synthesis.use_xla` runs it (on a GPU): the held pixels are a gather of a size known
+    only at run time, which XLA pads to a bound, and the pair is written by a select (`static_shapes`)."""
     shape = (1, 3, 4, 2)
     rng = np.random.default_rng(7)
     x = rng.uniform(20, 235, size=shape)
@@ -167,7 +171,10 @@ def test_the_direction_is_the_two_loop_recursion_on_the_free_pixels():
     x.flat[[0, 5]], g.flat[[0, 5]] = LOWER, [2.0, 1.5]  # at 0, pushed out: held
     x.flat[[9, 14]], g.flat[[9, 14]] = UPPER, [-1.0, -3.0]  # at 255, pushed out: held
     x.flat[[3]], g.flat[[3]] = LOWER, [-0.5]  # at 0, pointing in: free
-    optimizer = LBFGS(history=4)
+    optimizer = LBFGS(history=4, static_shapes=xla)
+    remember, direction = optimizer._remember, optimizer._direction
+    if xla:
+        remember, direction = (tf.function(f, jit_compile=True, autograph=False) for f in (remember, direction))
     free = optimizer._free(tf.constant(x, tf.float32), tf.constant(g, tf.float32))
     assert float(tf.reduce_sum(free)) == x.size - 4
     a = np.diag(rng.uniform(1, 5, size=x.size))
@@ -185,8 +192,8 @@ def test_the_direction_is_the_two_loop_recursion_on_the_free_pixels():
         pairs.append((s.reshape(shape), y.reshape(shape)))
     state = optimizer.init_state(tf.zeros(shape))
     for k, (s, y) in enumerate(pairs):
-        state = optimizer._remember(state, tf.constant(s, tf.float32), tf.constant(y, tf.float32), tf.constant(True))
-        d, sy, yy = optimizer._direction(tf.constant(g, tf.float32), free, state)
+        state = remember(state, tf.constant(s, tf.float32), tf.constant(y, tf.float32), tf.constant(True))
+        d, sy, yy = direction(tf.constant(g, tf.float32), free, state)
         state = state._replace(sy=sy, yy=yy)
         expected = two_loop_direction(pairs[max(0, k - 3):k + 1], g, free.numpy(), float(state.h_diag))
         np.testing.assert_allclose(d.numpy(), expected, rtol=0, atol=1e-4 * np.abs(expected).max(), err_msg=f"pair {k + 1}")
