@@ -37,6 +37,24 @@ def test_the_plan_leaves_out_scales_too_small(changes, shape, style_shape, sizes
     assert [s.size for s in plan] == sizes
 
 
+@pytest.mark.parametrize(
+    "changes, content_shape, style_shape, sizes",
+    [
+        # Style sizes 32, 16, 8: a coarse scale whose style image would be 8 px (below any --style_size) is left out;
+        # it was kept, and the run refused it with "--style_size must be between 16 and 8192 pixels; got 8".
+        ({"style_size": 32, "coarsest_size": 16, "scales": 3, "content_layers": ("conv2_2",),
+          "style_layers": ("conv1_1", "conv2_1")}, (341, 512), (446, 512), [256, 512]),
+        # A texture of a 1000x40 image is 512x20; its coarse scale, 256x10, is below any output size: left out (the run
+        # refused it, advising to raise --image_size). With a photo of that shape the coarse scale is fine.
+        ({"style_layers": ("conv1_1",)}, None, (40, 1000), [512]),
+        ({"style_layers": ("conv1_1",), "content_layers": ("conv1_2",)}, (20, 512), (40, 1000), [256, 512]),
+    ],
+)
+def test_the_plan_leaves_out_scales_below_the_smallest_image_size(changes, content_shape, style_shape, sizes):
+    plan = schedule.plan_for_inputs(Config(image_size=512, **changes), content_shape, style_shape)
+    assert [s.size for s in plan] == sizes
+
+
 @pytest.mark.parametrize("size,sizes", [(128, [128]), (256, [256]), (512, [256, 512]), (1024, [256, 512, 1024]),
                                         (2048, [512, 1024, 2048])])
 def test_the_default_plan_starts_at_256_px_at_the_smallest(size, sizes):

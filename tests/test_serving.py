@@ -544,20 +544,26 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
     assert specs["state_s"].shape.as_list() == [None] * 5 and specs["state_count"].dtype == tf.int64
 
 
-def test_the_export_runs_the_librarys_coarse_to_fine_schedule(inputs):
-    """Two scales (32 then 64 px, L-BFGS, steps 4 then 2): serving_default equals tf_style.run."""
+@pytest.mark.parametrize("changes, plan_shapes", [
+    ({}, [((22, 32), 4), ((43, 64), 2)]),  # both scales run
+    # The coarse scale's style image would be 12 px, below any --style_size: the library leaves it out (shallow
+    # layers keep a pixel of it), and so must the export.
+    ({"style_size": 24, "content_layers": ("conv2_2",), "style_layers": ("conv1_1", "conv2_1")}, [((43, 64), 2)]),
+])
+def test_the_export_runs_the_librarys_coarse_to_fine_schedule(inputs, changes, plan_shapes):
+    """Two scales (32 then 64 px, L-BFGS, steps 4 then 2), or the final one alone: serving_default equals tf_style.run."""
     import tensorflow as tf
     from tf_style import api, schedule, serving
 
     config = Config(image_size=64, scales=2, coarsest_size=32, num_steps=2, seed=SEED, weights="random",
-                    optimizer="lbfgs")
-    plan = schedule.plan(config, (43, 64))
-    assert [(s.shape, s.steps) for s in plan] == [((22, 32), 4), ((43, 64), 2)]  # so both scales run
+                    optimizer="lbfgs", **changes)
+    plan = schedule.plan(config, (43, 64), (32, 28))  # the style PNG is 32x28
+    assert [(s.shape, s.steps) for s in plan] == plan_shapes
     module = serving.StyleTransferModule(config, **LIMITS)
     photo = open(CONTENT_PATH, "rb").read()
     out = tf.function(module.serve)(tf.constant([photo]), tf.constant([inputs["style"]]))
     result = api.run(config, CONTENT_PATH, inputs["style_path"])
-    assert len(result.history) == 6
+    assert len(result.history) == sum(steps for _, steps in plan_shapes)
     got = decode_png(out["image_bytes"].numpy()[0])
     diff = np.abs(got.astype(int) - result.image.astype(int))
     # Pillow's and TensorFlow's Lanczos agree to ~1e-3 of a level, JPEG decoding exactly: the

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_style import graph_images
-from tf_style.config import Config
+from tf_style.config import MIN_IMAGE_SIZE, Config
 from tf_style.features import FeatureExtractor
 from tf_style.layers import min_side
 from tf_style.objective import StyleObjective, Terms
@@ -48,8 +48,8 @@ def stylize(
 
     The library's schedule (tf_style.schedule.plan): the scale k levels below the final one
     optimises at the final shape / 2^k for num_steps * 2^k steps, if its longest side is at
-    least coarsest_size and its sides and its style image's keep a pixel at the deepest layer
-    (tested per level: coarser levels fail whenever a finer one does); the first scale
+    least coarsest_size, its style size at least MIN_IMAGE_SIZE, and its sides and its style image's
+    keep a pixel at the deepest layer (tested per level: coarser levels fail whenever a finer one does); the first scale
     starts from the seeded white noise, each later one from the previous result, resized.
     `what` names the two inputs in errors. Returns the final image [1, H, W, 3] and the terms
     at that image ([1] each).
@@ -61,6 +61,8 @@ def stylize(
     image, started = tf.zeros([1, 1, 1, 3]), tf.constant(False)
     for k in range(c.scales - 1, 0, -1):  # the coarse scales, coarsest first
         style_size = round(c.effective_style_size * 0.5**k)
+        if style_size < MIN_IMAGE_SIZE:  # as schedule.plan: a style size no user could ask for
+            continue
         shape = graph_images.scaled_shape(final, 0.5**k)
         style_shape = graph_images.size_for_longest_side(tf.shape(style)[0], tf.shape(style)[1], style_size)
         kept = tf.reduce_all(

@@ -2,7 +2,8 @@
 
 A run with `scales` = k optimises the image at k sizes, each twice the previous one, ending at
 the requested size: 256 -> 512 -> 1024 for image_size 1024 and k = 3 (sizes below `coarsest_size`,
-256 by default, or too small for the deepest layer, are left out: 256 -> 512 for image_size 512).
+256 by default, or too small for the deepest layer or for an image's smallest side, 16 px, are left out: 256 -> 512
+for image_size 512).
 Each scale starts from the previous result, resized, so the expensive full-size steps begin from
 an image whose large structures are already in place; `scales=1` is the paper's single-resolution run. The style image shrinks in step, so
 its features keep their size relative to the image's.
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from tf_style.config import Config
+from tf_style.config import MIN_IMAGE_SIZE, Config
 from tf_style.images import size_for_longest_side
 from tf_style.layers import min_side
 
@@ -49,12 +50,15 @@ def scaled_shape(shape: Sequence[int], factor: float) -> tuple[int, int]:
     return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
 
 
-def plan(config: Config, shape: Sequence[int], style_shape: Sequence[int] | None = None) -> tuple[Scale, ...]:
+def plan(config: Config, shape: Sequence[int], style_shape: Sequence[int] | None = None,
+         has_content: bool = True) -> tuple[Scale, ...]:
     """The scales of a run whose final image has (height, width) `shape`, coarsest first.
 
     `style_shape` is the style image's own (height, width) as loaded (None: no style image). A
-    coarse scale is kept only if its longest side is at least config.coarsest_size and both its
-    image and its style image keep a pixel at the deepest layer used; the coarser ones stop there.
+    coarse scale is kept only if its longest side is at least config.coarsest_size, both its
+    image and its style image keep a pixel at the deepest layer used, and the sizes it would
+    give are sizes a user could ask for (MIN_IMAGE_SIZE): its style size, and without a content
+    image (`has_content` False, a texture) each side; the coarser ones stop there.
     """
     layers = tuple(config.content_layers) + (tuple(config.style_layers) if style_shape is not None else ())
     need = min_side(layers) if layers else 1
@@ -64,7 +68,8 @@ def plan(config: Config, shape: Sequence[int], style_shape: Sequence[int] | None
         coarse = scaled_shape(final, 0.5**k)
         style_size = round(config.effective_style_size * 0.5**k)
         style_side = min(size_for_longest_side(*style_shape, style_size)) if style_shape is not None else need
-        if max(coarse) < config.coarsest_size or min(coarse) < need or style_side < need:
+        too_small = style_size < MIN_IMAGE_SIZE or (not has_content and min(coarse) < MIN_IMAGE_SIZE)
+        if max(coarse) < config.coarsest_size or min(coarse) < need or style_side < need or too_small:
             break
         scales.append(Scale(coarse, style_size, config.num_steps * 2**k))
     return tuple(reversed(scales))
@@ -102,7 +107,7 @@ def plan_for_inputs(
     style images: a list of shapes, of which the narrowest decides whether a coarse scale keeps a pixel)."""
     shapes = style_shapes(style_shape)
     narrowest = min(shapes, key=lambda s: min(s) / max(s)) if shapes else None
-    return plan(config, final_shape(config, content_shape, style_shape), narrowest)
+    return plan(config, final_shape(config, content_shape, style_shape), narrowest, content_shape is not None)
 
 
 class Budget:
