@@ -100,9 +100,17 @@ def test_a_stall_in_bfloat16_switches_to_float32_and_the_loss_falls_further():
     alone makes no more progress; the switched run, scored in float32, ends lower."""
     steps = 150
     synthesis = _synthesis(THEN)
-    run = loop.run_steps(synthesis, steps)
+    traced = []  # steps (from 1) whose time a budget must not take as the next one's: they traced
+
+    class Traced(loop.Callback):
+        def on_step_end(self, run):
+            if run.synthesis.traced:
+                traced.append(run.step)
+
+    run = loop.run_steps(synthesis, steps, [Traced()])
     switched = synthesis.switched_at
     assert switched is not None and 20 < switched < steps - 10, switched
+    assert traced == [1, switched, switched + 1]  # the first; the switch (float32's value and gradient); the next
     assert _conv_dtypes(synthesis) == {"float32"}
     totals = [h["total"] for h in run.history]
     assert totals[-1] < 0.999 * totals[switched], (totals[switched], totals[-1])

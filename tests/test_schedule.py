@@ -88,14 +88,16 @@ class CountingSynthesis:
     """A stand-in for tf_style.step.Synthesis that advances a fake clock by `seconds` per step."""
 
     def __init__(self, clock: FakeClock, seconds: float, converge_after: int | None = None, size: int = 8,
-                 first_seconds: float | None = None):
+                 first_seconds: float | None = None, retrace_at: tuple[int, ...] = ()):
         self.clock, self.seconds, self.converge_after = clock, seconds, converge_after
         self.first_seconds = seconds if first_seconds is None else first_seconds  # the first step traces
-        self.steps = 0
+        self.tracing = {0, *retrace_at}  # steps (from 0) that trace, taking first_seconds: the first, after a switch
+        self.steps, self.traced = 0, False
         self.image = np.zeros((1, size, size, 3), np.float32)
 
     def step(self):
-        self.clock.now += self.first_seconds if self.steps == 0 else self.seconds
+        self.traced = self.steps in self.tracing
+        self.clock.now += self.first_seconds if self.traced else self.seconds
         self.steps += 1
         return {"total": np.array([1.0 / self.steps], np.float32)}
 
@@ -150,6 +152,17 @@ def test_a_slow_first_step_does_not_end_the_scale(monkeypatch):
     run, made, clock = run_with_budget(monkeypatch, 3.0, (1.9, 0.03))
     assert made[0].steps == 37 and run.stopped == "time"
     assert clock.now <= 3.0
+
+
+def test_a_step_traced_again_after_a_switch_does_not_end_the_scale(monkeypatch):
+    # 3.5 s: a traced first step of 1 s, steps of 1/32 s, and step 41 traced again (as after the switch to float32)
+    # for 1 s, leaving 9/32 s: 9 more steps. Its 1 s once predicted the next step's time and ended the run at 41 steps.
+    clock = FakeClock()
+    monkeypatch.setattr(loop.time, "perf_counter", clock)
+    made = CountingSynthesis(clock, 1 / 32, first_seconds=1.0, retrace_at=(40,))
+    run = loop.run_scales([loop.Stage(1000, lambda previous: made)], [], loop.RunState(None, 1000),
+                          schedule.Budget(3.5, (schedule.Scale((8, 8), 8, 1000),), clock=clock))
+    assert made.steps == 50 and run.stopped == "time" and clock.now == 3.5
 
 
 def test_the_final_scale_runs_a_step_when_the_coarse_ones_spent_the_budget(monkeypatch):

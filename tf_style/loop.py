@@ -210,10 +210,11 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
         return
     for i in range(steps - run.scale_steps) if budget is None else itertools.count():
         # Stop before a step that would end after the deadline, predicted from the last step's
-        # time. A scale's first step traces, so its time predicts nothing: the second step runs
-        # whenever time is left, as the first does; and the final scale's first step runs even
-        # when none is, so that the picture written is optimised (and its loss reported) at its size.
-        if budget is not None and (i or not last) and time.perf_counter() + (last_step if i > 1 else 0.0) > deadline:
+        # time. A step that traced (a scale's first, the one after a switch of objective) predicts
+        # nothing: the step after it runs whenever time is left, as the first does; and the final
+        # scale's first step runs even when none is, so that the picture written is optimised (and
+        # its loss reported) at its size.
+        if budget is not None and (i or not last) and time.perf_counter() + last_step > deadline:
             run.stopped = "time"
             break
         if run.stop is not None and run.stop.requested:  # between steps: the state matches the step count
@@ -221,7 +222,7 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
         started = time.perf_counter()
         terms = synthesis.step()
         floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
-        last_step = time.perf_counter() - started
+        last_step = 0.0 if synthesis.traced else time.perf_counter() - started
         # A NaN image need not show in the loss (oneDNN's ReLU turns NaN into 0), so both are checked.
         after = np.array(synthesis.image_array())  # a copy: the next step replaces the variable's value
         if not (math.isfinite(floats["total"]) and np.isfinite(after).all()):

@@ -69,12 +69,14 @@ class Synthesis:
         self.steps = 0  # steps of this scale (a resumed scale's restored count included)
         self.computed_in = objective.extractor.compute_dtype  # the network's dtype of the latest step's terms
         self.jit_compile = False  # `use_xla`
+        self.traced = False  # whether the latest step() traced or switched: its time predicts no other step's
         self._trace()
 
     def _trace(self) -> None:
         # No AutoGraph: the step's control flow is tf.cond / tf.while_loop already, and converting
         # its Python (and Keras's) took over half of a 2.7 s trace at 256 px.
         self.traced_step = tf.function(self.eager_step, autograph=False, jit_compile=self.jit_compile or None)
+        self._fresh = True  # the next call traces
 
     def use_xla(self) -> None:
         """XLA compiles each step from now on, line search and all, into one program (a step traced again after a
@@ -90,12 +92,14 @@ class Synthesis:
         watch = self.then is not None or self.end_on_stall
         # A first step also evaluates its start point: one more than its line search's trials.
         before = float(self.state.evaluations) + float(float(self.state.k) == 0.0) if watch else 0.0
+        self.traced, self._fresh = self._fresh, False
         terms = self.traced_step()
         self.steps += 1
         self.computed_in = self.objective.extractor.compute_dtype  # this step's terms' (before any switch)
         if watch and float(self.state.evaluations) - before >= self.optimizer.max_evaluations:
             if self.then is not None:
                 self.use_objective(self.then())
+                self.traced = True  # the new objective's value and gradient were traced in this step
             else:
                 self.stalled = True
         return terms
