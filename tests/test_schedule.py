@@ -136,13 +136,14 @@ def run_with_budget(monkeypatch, seconds, *stages):
     plan = tuple(schedule.Scale((8 * 2**k, 8 * 2**k), 8, 1000) for k in range(len(stages)))
     made = []
 
-    def stage(first, later):
+    def stage(k, first, later):
         def build(previous):
-            made.append(CountingSynthesis(clock, later, first_seconds=first))
+            made.append(CountingSynthesis(clock, later, first_seconds=first, size=plan[k].size))
             return made[-1]
         return loop.Stage(1000, build)
 
-    run = loop.run_scales([stage(*s) for s in stages], [], loop.RunState(None, 1000), schedule.Budget(seconds, plan, clock=clock))
+    run = loop.run_scales([stage(k, *s) for k, s in enumerate(stages)], [], loop.RunState(None, 1000),
+                          schedule.Budget(seconds, plan, clock=clock))
     return run, made, clock
 
 
@@ -171,6 +172,14 @@ def test_the_final_scale_runs_a_step_when_the_coarse_ones_spent_the_budget(monke
     run, made, clock = run_with_budget(monkeypatch, 0.1, (1.0, 0.5), (1.0, 0.5))
     assert [s.steps for s in made] == [1, 1]
     assert run.scale == 1 and run.step == 2 and run.stopped == "time"
+
+
+def test_a_coarse_scale_with_no_time_left_is_not_built(monkeypatch):
+    # As above with three scales: the middle one, which would start with no time left, is not built (its targets
+    # and its traced first step took seconds and ran no step); the final scale still runs its one step.
+    run, made, clock = run_with_budget(monkeypatch, 0.1, (1.0, 0.5), (1.0, 0.5), (1.0, 0.5))
+    assert [s.steps for s in made] == [1, 1] and [s.image.shape[1] for s in made] == [8, 32]
+    assert run.scale == 2 and run.step == 2 and clock.now == 2.0
 
 
 def test_a_converged_scale_ends_and_the_next_begins():

@@ -169,7 +169,7 @@ def run_scales(
 
     Each stage runs its steps, or until the optimiser converges. With a `budget` the time
     decides instead: each stage runs until its share of the budget is spent (or it converges),
-    however many steps it planned.
+    however many steps it planned; a coarse stage that would start with no time left is not built.
 
     On KeyboardInterrupt (Ctrl-C) or any error the callbacks' `on_run_end` still runs (so logs
     are flushed) with `run.interrupted` set, and the exception propagates.
@@ -180,6 +180,8 @@ def run_scales(
         # A fresh run starts at scale 0; a resumed one where its checkpoint left it (the
         # checkpoint's callback restores the image and state in on_scale_start).
         for k in range(run.scale, len(stages)):
+            if budget is not None and budget.started is not None and k < len(stages) - 1 and budget.left() <= 0:
+                continue  # no time left for this coarse scale: building it (targets, a trace) would only overrun
             previous = run.image() if run.synthesis is not None else None
             if k != run.scale:
                 run.scale_steps = 0
