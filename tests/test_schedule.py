@@ -384,3 +384,34 @@ def test_a_resumed_run_interrupted_before_its_first_step_keeps_its_error(monkeyp
 
     with pytest.raises(KeyboardInterrupt):
         loop.run_scales([loop.Stage(10, build)], [loop.ProgressBar()], run)
+
+
+def _lines(every, stages, run, monkeypatch, seconds=2.0):
+    """The plain progress lines of `run` over `stages` CountingSynthesis stages (steps, converge_after), each step
+    `seconds` on a fake clock."""
+    import io
+
+    clock = FakeClock()
+    monkeypatch.setattr(loop.time, "perf_counter", clock)
+    out = io.StringIO()
+    built = [loop.Stage(steps, lambda previous, n=n: CountingSynthesis(clock, seconds, converge_after=n))
+             for steps, n in stages]
+    loop.run_scales(built, [loop.ProgressBar(every, stream=out)], run)
+    return [line.split()[:5] for line in out.getvalue().splitlines()]  # step, of, size, seconds per step, "s/step"
+
+
+def test_print_every_0_prints_only_the_last_step_over_all_scales(monkeypatch):
+    # It printed every num_steps (the final scale's) steps: 8 lines for a three-scale run.
+    lines = _lines(0, [(12, None), (6, None), (3, None)], loop.RunState(None, 21, started=0.0), monkeypatch)
+    assert lines == [["step", "21/21", "8px", "2", "s/step"]]
+
+
+def test_a_run_that_converges_early_prints_its_last_step(monkeypatch):
+    lines = _lines(5, [(100, 12)], loop.RunState(None, 100, started=0.0), monkeypatch)
+    assert [line[1] for line in lines] == ["1/100", "5/100", "10/100", "12/100"]
+
+
+def test_a_resumed_runs_seconds_per_step_count_only_its_own_steps(monkeypatch):
+    # Resumed at step 50 of 60 (a checkpoint's steps and history): 10 steps of 2 s. It printed 20 s / 60 steps.
+    run = loop.RunState(None, 60, step=50, scale_steps=50, history=[{"total": 1.0}] * 50, started=0.0)
+    assert _lines(5, [(60, None)], run, monkeypatch) == [["step", f"{n}/60", "8px", "2", "s/step"] for n in (55, 60)]

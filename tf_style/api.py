@@ -82,7 +82,7 @@ def run_callbacks(
     """The loop's callbacks: checkpoints first (they restore a resumed scale), progress, saves, the caller's."""
     cbs: list[Callback] = [checkpointing] if checkpointing is not None else []
     if progress:
-        cbs.append(ProgressBar(options.print_every or config.num_steps or 1))
+        cbs.append(ProgressBar(options.print_every))
     if output is not None and options.save_every:
         cbs.append(SaveEvery(output, options.save_every))
     return cbs + list(callbacks)

@@ -100,15 +100,16 @@ ROWS: tuple[Row, ...] = (
         choices=OPTIMIZER_CHOICES),
     Row("learning_rate", "float",
         "Step size (default: the optimiser's; adam: 10 in pixel units, lbfgs: 1, the first trial step)."),
-    Row("num_steps", "integer", "Optimisation steps at the final size (and at each coarser scale).", lower=0),
+    Row("num_steps", "integer", "Optimisation steps at the final size; each coarser scale runs twice as many as the "
+        "next finer one.", lower=0),
     Row("scales", "integer", "Sizes to optimise at, coarse to fine, each twice the previous (1: the paper's "
         "single resolution).", lower=1, upper=8),
     Row("coarsest_size", "integer", "Smallest longest side of a coarse scale, in pixels.",
         lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
     Row("max_seconds", "float", "Run for this many seconds after the first step starts and write the result, "
-        "whatever --num_steps says (default: no limit).", lower=0.0),
+        "whatever --num_steps says; a positive number (default: no limit)."),
     Row("tolerance", "float", "lbfgs: finish a scale once the projected gradient has fallen to this fraction of its "
-        "start, at most 1 (0: never).", lower=0.0, upper=1.0),
+        "start, at most 1 (0: only where it is exactly 0).", lower=0.0, upper=1.0),
     Row("seed", "integer", "Seeds the white-noise start (and --weights=random)."),
     Row("weights", "string", "VGG19 weights: imagenet (Keras download/cache), random (seeded), or a .h5 PATH."),
     Row("normalize_vgg", "bool",

@@ -64,7 +64,7 @@ class Config(_Settings):
       optimizer: "lbfgs" (L-BFGS on the pixel range [0, 255] with a Wolfe line search; one of
         its steps may evaluate the objective more than once) or "adam".
       learning_rate: None picks the optimiser's default (DEFAULT_LEARNING_RATES).
-      num_steps: optimisation steps at the final size (and at each coarser one, see scales).
+      num_steps: optimisation steps at the final size; each coarser scale runs twice as many as the next finer one.
       scales: sizes optimised at, coarse to fine, each twice the previous (tf_style.schedule);
         1 is the paper's single-resolution run.
       coarsest_size: the smallest longest side a coarse scale may have. 256 by default: a smaller

@@ -91,49 +91,56 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """Progress with the main loss terms every `every` steps (and on the first and last).
+    """Progress with the main loss terms every `every` steps and on the first (0: only at the end), and
+    always on the last, also when a run ends before its planned steps (converged, out of time, interrupted).
 
     On a terminal it is a keras.utils.Progbar redrawn in place. Anywhere else (a log file, a
     pipe, CI) Keras's bar would still redraw with backspaces and colour codes, so it prints one
     plain line per update instead: ``step 50/500  128px  2.1 s/step  total: 1.2e+06  content: ...``.
+    Seconds per step count this session's steps only (a resumed run's restored ones took none of its time).
     """
 
     SHOWN = ("total", "content", "style", "tv")
 
     def __init__(self, every: int = 1, stream=None):
-        self.every = max(1, every)
+        self.every = max(0, every)
         self.stream = stream if stream is not None else sys.stdout
         self.bar: keras.utils.Progbar | None = None
 
     def on_run_start(self, run: RunState) -> None:
-        self.bar, self.finalized = None, False
+        self.bar, self.shown, self.finalized, self.resumed_at = None, 0, False, None
         if getattr(self.stream, "isatty", lambda: False)() and self.stream is sys.stdout:
             target = None if run.open_ended else run.num_steps
             self.bar = keras.utils.Progbar(target, stateful_metrics=["px", *self.SHOWN], unit_name="step")
 
+    def on_scale_start(self, run: RunState) -> None:
+        if self.resumed_at is None:  # after the checkpoint's callback restored a resumed run's steps
+            self.resumed_at = run.step
+
     def on_step_end(self, run: RunState) -> None:
         last = run.step == run.num_steps and not run.open_ended
-        if not (run.step % self.every == 0 or last or run.step == 1):
-            return
+        if last or (self.every and (run.step % self.every == 0 or run.step == 1)):
+            self._show(run, last)
+
+    def on_run_end(self, run: RunState) -> None:
+        # A run that ends before its planned steps still shows its last step (Keras's bar skips updates
+        # within 50 ms) and ends the line, so that what is printed next does not land on it.
+        unfinished = not self.finalized if self.bar is not None else run.step > self.shown
+        if run.synthesis is not None and run.step and run.history and unfinished:
+            self._show(run, True)
+
+    def _show(self, run: RunState, last: bool) -> None:
         size = max(run.synthesis.image.shape[1:3])
-        values = [(k, run.terms[k]) for k in self.SHOWN if k in run.terms]
+        values = [(k, run.history[-1][k]) for k in self.SHOWN if k in run.history[-1]]
+        self.shown, self.finalized = run.step, last
         if self.bar is not None:
             self.bar.update(run.step, values=[("px", size), *values], finalize=last)
-            self.finalized = last
             return
         of = "" if run.open_ended else f"/{run.num_steps}"
         terms = "  ".join(f"{k}: {v:.4g}" for k, v in values)
-        print(f"step {run.step:{len(str(run.num_steps))}d}{of}  {size}px  {run.elapsed / run.step:.3g} s/step  {terms}",
+        per_step = run.elapsed / max(1, run.step - (self.resumed_at or 0))
+        print(f"step {run.step:{len(str(run.num_steps))}d}{of}  {size}px  {per_step:.3g} s/step  {terms}",
               file=self.stream, flush=True)
-
-    def on_run_end(self, run: RunState) -> None:
-        # A run that ends before its planned steps (converged, out of time, interrupted) still closes
-        # its bar, showing the last step (Keras skips updates within 50 ms) and ending the line, so
-        # that what is printed next does not land on it.
-        if self.bar is not None and not self.finalized and run.synthesis is not None and run.step and run.history:
-            values = [(k, run.history[-1][k]) for k in self.SHOWN if k in run.history[-1]]
-            self.bar.update(run.step, values=[("px", max(run.synthesis.image.shape[1:3])), *values], finalize=True)
-            self.finalized = True
 
 
 class SaveEvery(Callback):
