@@ -82,6 +82,12 @@ def test_the_budget_shares_time_by_work_and_passes_on_what_is_left():
     clock.now = 30.0
     assert budget.deadline(2) == pytest.approx(70.0) == budget.end
     assert budget.left() == pytest.approx(40.0)
+    # --num_steps=0 plans no steps; the shares are those of any num_steps (they were by pixels alone: 2.9 : 11.4 : 45.7).
+    unplanned = schedule.plan(Config(image_size=1024, num_steps=0), (683, 1024))
+    assert [s.steps for s in unplanned] == [0, 0, 0]
+    expected = schedule.Budget(60.0, schedule.plan(Config(image_size=1024), (683, 1024))).planned_shares()
+    assert schedule.Budget(60.0, unplanned).planned_shares() == pytest.approx(expected)
+    assert expected == pytest.approx([60 / 7 * w for w in (1, 2, 4)], rel=1e-2)  # steps 4 : 2 : 1, pixels ~ 1 : 4 : 16
 
 
 class CountingSynthesis:

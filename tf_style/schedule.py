@@ -119,7 +119,9 @@ class Budget:
 
     def __init__(self, seconds: float, scales: Sequence[Scale], clock=time.perf_counter):
         self.seconds = float(seconds)
-        self.work = [max(1, s.steps) * s.pixels for s in scales]
+        # num_steps=0 plans no steps: the shares then follow the schedule's doubling, as for any num_steps.
+        steps = [s.steps for s in scales] if any(s.steps for s in scales) else [2**k for k in reversed(range(len(scales)))]
+        self.work = [n * s.pixels for n, s in zip(steps, scales)]
         self.clock = clock
         self.started: float | None = None
 
