@@ -80,3 +80,26 @@ def test_image_size_6000_is_refused_at_once_with_the_size_that_fits(tmp_path, co
     fits = lambda size: estimate.peak_bytes(Config(image_size=size), (300, 451), (446, 512)) * 1.2 <= 20000 * MB  # noqa: E731
     assert fits(largest) and not fits(largest + 1)
     assert not os.path.exists(tmp_path / "big.png") and not os.path.exists(tmp_path / "big.png.checkpoints")
+
+
+def test_on_a_gpu_auto_is_estimated_in_float32_whatever_the_cpu(monkeypatch, content_path, style_path):
+    # On a CPU with bfloat16 instructions "auto" runs in bfloat16, then float32 with a second network (its final
+    # scale's peak 80 MB more); a GPU runs "auto" in float32 alone (TF32), and its estimate was once the CPU's.
+    from tf_style import api, precision
+
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
+
+    def largest(config, gpu):
+        with pytest.raises(InputError) as info:
+            estimate.check_memory(config, (1000, 1000), (512, 512), 4096 * MB, gpu=gpu)
+        return int(str(info.value).split("the largest that fits is ")[1])
+
+    auto = Config(image_size=4000, scales=1)
+    float32 = largest(auto.replace(dtype_policy="float32"), gpu=False)
+    assert largest(auto, gpu=True) == float32 and largest(auto, gpu=False) < float32 - 10  # 883 and 869 px
+    asked = []  # and a run asks with what this machine has
+    monkeypatch.setattr(api, "gpu_runs_it", lambda: True)
+    monkeypatch.setattr(estimate, "check_memory", lambda *a, **k: asked.append(k) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        api.run(Config(image_size=32, weights="random"), content_path, style_path)
+    assert asked == [{"gpu": True}]

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import CONTENT_PATH, STYLE_PATH
-from tf_style import api, cli, estimate, export, loop, precision
+from tf_style import api, cli, estimate, export, loop, normalize, precision
 from tf_style.config import Config
 from tf_style.errors import InputError
 from tf_style.step import Synthesis
@@ -295,6 +295,10 @@ def test_the_dry_run_measures_the_rate_of_the_arithmetic_a_scale_starts_in(monke
         monkeypatch.setenv(precision.CPU_FLAGS_ENV, flags)
         assert "at 100 GFLOP/s" in cli.dry_run_report(THEN.replace(dtype_policy="auto"), content, style)
     assert asked == [{"dtype_policy": "mixed_bfloat16"}, {"dtype_policy": "float32"}]
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")  # on a GPU: float32's rate and float32's peaks alone
+    monkeypatch.setattr(normalize, "gpu_runs_it", lambda: True)
+    report = cli.dry_run_report(THEN.replace(dtype_policy="auto"), content, style)
+    assert asked[-1] == {"dtype_policy": "float32"} and "until it goes on in float32" not in report
 
 
 def test_the_memory_estimate_holds_both_phases_of_a_switch(monkeypatch):
@@ -318,5 +322,7 @@ def test_the_memory_estimate_holds_both_phases_of_a_switch(monkeypatch):
     peaks = lambda c: [s.peak_bytes for s in estimate.costs(c, plan)]  # noqa: E731
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
     assert peaks(config.replace(dtype_policy="auto")) == peaks(config)
+    # A GPU runs "auto" in float32 whatever the host's CPU, and so does the estimate (it took bfloat16's peaks).
+    assert [s.peak_bytes for s in estimate.costs(config.replace(dtype_policy="auto"), plan, gpu=True)] == plain
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "")
     assert peaks(config.replace(dtype_policy="auto")) == plain

@@ -18,6 +18,7 @@ from tf_style import checkpoints, colour, endings, estimate, images, masks, prov
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
+from tf_style.normalize import gpu_runs_it  # noqa: E402
 from tf_style.stages import as_list, build_synthesis, load_start, stages  # noqa: E402  (build_synthesis, load_start: public here too)
 from tf_style.stopping import StopRequested, StopSwitch  # noqa: E402
 
@@ -144,7 +145,7 @@ def run(
     shapes = {"content": None if content is None else loaded["content"].shape[:2],
               "style": [s.shape[:2] for s in as_list(loaded["style"])] or None}
     region_masks = masks.load_masks(config.style_masks)
-    estimate.check_memory(config, shapes["content"], shapes["style"], memory_for(options))
+    estimate.check_memory(config, shapes["content"], shapes["style"], memory_for(options), gpu=gpu_runs_it())
     content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
     plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
     final = plan[-1].shape

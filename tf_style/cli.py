@@ -262,11 +262,11 @@ def dry_run_report(config: Config, content, style, options: RunOptions = RunOpti
     shapes = [None if content is None else content.shape[:2], [s.shape[:2] for s in api.as_list(style)] or None]
     plan = schedule.plan_for_inputs(config, *shapes)
     import_tensorflow_quietly()
-    from tf_style.normalize import network_policies
+    from tf_style.normalize import gpu_runs_it, network_policies
     from tf_style.stages import check_plan
 
     check_plan(config, plan, shapes[1] or (), has_content=content is not None)  # the sizes the run would refuse
-    costs = estimate.costs(config, plan, style is not None, *shapes)
+    costs = estimate.costs(config, plan, style is not None, *shapes, gpu=gpu_runs_it())
     # The rate of the arithmetic a scale starts in (with mixed_bfloat16_then_float32, bfloat16's).
     rate = estimate.measure_flop_rate(dtype_policy=network_policies(config)[0])
     return estimate.report(costs, rate, api.memory_for(options), config.max_seconds)

@@ -127,7 +127,7 @@ def costs(
     plan: Sequence[Scale],
     has_style: bool = True,
     content_shape: Sequence[int] | None = None,
-    style_shape: Sequence[int] | None = None,
+    style_shape: Sequence[int] | None = None, gpu: bool = False,
 ) -> list[ScaleCost]:
     """Peak memory and work per step of each scale of `plan`.
 
@@ -135,9 +135,10 @@ def costs(
     optimiser's buffers) and the style image's forward pass for its Gram targets (at the scale's style size),
     on top of the process and the input images (`content_shape`, `style_shape`: (height, width) as loaded, when
     known). A final scale that may go on in float32 has both peaks: float32's with a second network, and before.
+    `gpu`: a GPU runs the network (where "auto" is float32; the host's memory is what is estimated).
     """
     layers = tuple(config.content_layers) + (tuple(config.style_layers) if has_style else ())
-    phases = precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd))
+    phases = precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd, gpu=gpu))
     extra = 4 * 3 * OPTIMIZER_BUFFERS[config.optimizer](LBFGS_HISTORY)  # per pixel, besides the activations
     if config.style_masks is not None and has_style:  # each region: its mask, its weighted features and their gradient
         extra += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
@@ -203,10 +204,10 @@ def available_bytes() -> int | None:
     return min(found) if found else None
 
 
-def peak_bytes(config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None) -> float:
-    """Predicted peak memory of a run on inputs of these (height, width) shapes (as loaded)."""
+def peak_bytes(config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None, gpu: bool = False) -> float:
+    """Predicted peak memory of a run on inputs of these (height, width) shapes (as loaded); `gpu` as in `costs`."""
     scales = plan_for_inputs(config, content_shape, style_shape)
-    return max(c.peak_bytes for c in costs(config, scales, style_shape is not None, content_shape, style_shape))
+    return max(c.peak_bytes for c in costs(config, scales, style_shape is not None, content_shape, style_shape, gpu))
 
 
 def process_bytes() -> int:
@@ -223,16 +224,16 @@ def process_bytes() -> int:
 
 
 def check_memory(
-    config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None, available: float | None
+    config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None, available: float | None, gpu: bool = False
 ) -> None:
     """Refuses, before anything is allocated, a run whose predicted peak memory exceeds `available`
-    (what the whole process may use: what it holds now plus what the system can still give).
+    (what the whole process may use: what it holds now plus what the system can still give); `gpu` as in `costs`.
 
     The error gives the estimate and the largest size that fits (found by bisection: the peak
     grows with the size) of the field that decides it: image_size, or for a texture style_size
     when given; a texture of a given output_size asks for a smaller one.
     """
-    peak = peak_bytes(config, content_shape, style_shape)
+    peak = peak_bytes(config, content_shape, style_shape, gpu)
     if available is None or peak * MEMORY_MARGIN <= available:
         return
     need = (f"about {peak / MB:,.0f} MB at its peak (predicted; with a {MEMORY_MARGIN - 1:.0%} margin for the "
@@ -250,7 +251,7 @@ def check_memory(
                 smaller = config.replace(image_size=size, style_size=None if config.style_size is None else min(config.style_size, size))
         except InputError:  # so small that style_scale makes the style image too small: it fits
             return True
-        return peak_bytes(smaller, content_shape, style_shape) * MEMORY_MARGIN <= available
+        return peak_bytes(smaller, content_shape, style_shape, gpu) * MEMORY_MARGIN <= available
 
     low, high = MIN_IMAGE_SIZE - 1, getattr(config, field)  # fits(low) is taken as true, fits(high) is false
     while high - low > 1:
