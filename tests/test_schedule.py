@@ -153,6 +153,13 @@ def run_with_budget(monkeypatch, seconds, *stages):
     return run, made, clock
 
 
+def test_three_scales_each_get_their_share_of_what_is_left(monkeypatch):
+    # Work 1 : 4 : 16 (pixels; the same steps planned), steps of 1 s, 63 s: the first scale 63/21 = 3 s (3 steps),
+    # the second 4/20 of the 60 s left (12 steps), the final one the other 48 s.
+    run, made, clock = run_with_budget(monkeypatch, 63.0, (1.0, 1.0), (1.0, 1.0), (1.0, 1.0))
+    assert [s.steps for s in made] == [3, 12, 48] and clock.now == 63.0 and run.stopped == "time"
+
+
 def test_a_slow_first_step_does_not_end_the_scale(monkeypatch):
     # 3 s, of which tracing takes 1.9: the remaining 1.1 s hold 36 steps of 0.03 s. The first
     # step's 1.9 s must not be taken for the next step's time (it once ended the run after it).
