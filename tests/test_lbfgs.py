@@ -145,6 +145,34 @@ def test_a_failed_line_search_keeps_the_image_and_reports_its_loss():
     assert float(tf.reduce_sum(image**2)) < 3.9
 
 
+@pytest.mark.parametrize("bounds", [None, (0.0, 255.0)])
+def test_after_a_failed_search_the_next_first_trial_is_half_the_shortest_that_failed(bounds):
+    # f = sum((x - 100)^2) with the gradient's sign flipped: every trial goes uphill and fails. The first step's
+    # trials (from 10 % of the range, shrinking) and each later step's must be followed by a first trial half the
+    # shortest one before it. After a failed FIRST step it was max|g| / 25.5 times longer (a 155-level move
+    # after trials down to 0.255 at 256 px).
+    moves = []
+
+    def value_and_grad(image):
+        moves.append(float(tf.reduce_max(tf.abs(image - x0))))
+        return {"total": tf.reduce_sum((image - 100.0) ** 2, axis=[1, 2, 3])}, -2 * (image - 100.0)
+
+    opt = LBFGS(max_evaluations=3, bounds=bounds)
+    x0 = tf.constant([[[[90.0], [120.0]], [[100.0], [60.0]]]])
+    image, state = x0, opt.init_state(x0)
+    searches = []
+    for _ in range(3):
+        moves.clear()
+        image, state, _ = opt.step(value_and_grad, image, state)
+        assert np.array_equal(image.numpy(), x0.numpy())  # failed: it stays put
+        searches.append([m for m in moves if m > 0])  # its trials (the evaluations at x0 itself left out)
+    assert [len(trials) for trials in searches] == [3, 3, 3]
+    # Moves are float32 pixels below 256 less x0's: each off by at most half an ulp there (7.6e-6).
+    assert searches[0][0] == pytest.approx(0.1 * (255.0 if bounds else 1.0), rel=1e-6, abs=2e-5)  # the first trial
+    for before, after in zip(searches, searches[1:]):
+        assert after[0] == pytest.approx(0.5 * min(before), rel=1e-6, abs=2e-5), (before, after)
+
+
 def test_out_of_trials_the_search_takes_its_last_sufficient_decrease():
     """f = sum(x^2), but the gradient reported is the start's everywhere (an inexact gradient, as a
     network in bfloat16 gives): the slope never rises, so the Wolfe curvature condition can never

@@ -23,9 +23,9 @@ Each step (Nocedal & Wright, Alg. 7.4, with the bounds handled as projected L-BF
    exactly at a box-constrained stationary point, it is the stopping test (`converged`: at
    most `tolerance` times its value at the start).
 
-The first trial step is `learning_rate` (on the very first step, which has no curvature yet, so
-that the largest pixel change is `learning_rate` grey levels; after a failed search, half the
-shortest trial that failed). The loss and gradient at the accepted point are kept in the state,
+The first trial step is `learning_rate` (on the very first step, which has no curvature yet, so that
+the largest pixel change is `learning_rate` x 10 % of the range, 25.5 grey levels; after a failed
+search, half the shortest trial that failed). The loss and gradient at the accepted point are kept in the state,
 so a step costs as many objective evaluations as its line search tried (usually one), and the
 terms returned are those of the NEW image. `evaluations` counts every one of them.
 """
@@ -258,7 +258,7 @@ class LBFGS:
         # Round-off can cost descent; then fall back to scaled steepest descent on the free pixels.
         d = tf.where(tf.reduce_sum(g * d) < 0.0, d, -g * free * state.h_diag)
         # On the first step the direction is the raw gradient, whose scale says nothing about a
-        # good step length: the first trial moves the most-moved pixel by learning_rate levels.
+        # good step length: the first trial moves the most-moved pixel by learning_rate x 25.5 levels.
         width = 1.0 if self.bounds is None else self.bounds[1] - self.bounds[0]
         first_t = FIRST_STEP * width / tf.maximum(tf.reduce_max(tf.abs(d)), 1e-30)
         t0 = self.lr * tf.where(first, first_t, 1.0)
@@ -278,7 +278,7 @@ class LBFGS:
             f=tf.where(ok, tf.reduce_sum(search.terms["total"]), f),
             g=new_g,
             count=tf.where(ok, state.count, 0),
-            h_diag=tf.where(ok, state.h_diag, state.h_diag * 0.5 * search.t / t0),  # t: the shortest trial that failed
+            h_diag=tf.where(ok, state.h_diag, state.h_diag * 0.5 * search.t / self.lr),  # t: the shortest that failed
             evaluations=state.evaluations + tf.where(first, 1.0, 0.0) + search.evaluations + tf.where(ok, 0.0, 1.0),
             pg_norm=self.projected_gradient_norm(new_image, new_g),
             pg_start=pg_start,
