@@ -173,6 +173,21 @@ def test_after_a_failed_search_the_next_first_trial_is_half_the_shortest_that_fa
         assert after[0] == pytest.approx(0.5 * min(before), rel=1e-6, abs=2e-5), (before, after)
 
 
+@pytest.mark.parametrize("bounds", [None, (0.0, 255.0)])
+def test_a_trial_with_a_finite_loss_but_a_nan_gradient_is_not_accepted(bounds):
+    # f = sum((x - 50)^2), finite everywhere, but its gradient NaN below 90 (the minimum's side). A trial there has
+    # sufficient decrease; accepted, its NaN gradient became the state's and no later step moved.
+    def value_and_grad(image):
+        grad = tf.where(image < 90.0, float("nan"), 2 * (image - 50.0))
+        return {"total": tf.reduce_sum((image - 50.0) ** 2, axis=[1, 2, 3])}, grad
+
+    opt = LBFGS(bounds=bounds)
+    x, state, values = run_steps(opt, value_and_grad, np.array([[[[120.0], [150.0]]]]), 10)
+    assert np.isfinite(state.g.numpy()).all() and (x >= 90.0).all()
+    assert values[-1] < 0.5 * (70**2 + 100**2)  # it still goes down, towards the edge at 90 (2 x 40^2 = 3200)
+    assert all(b <= a for a, b in zip(values, values[1:]))
+
+
 def test_out_of_trials_the_search_takes_its_last_sufficient_decrease():
     """f = sum(x^2), but the gradient reported is the start's everywhere (an inexact gradient, as a
     network in bfloat16 gives): the slope never rises, so the Wolfe curvature condition can never
