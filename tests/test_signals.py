@@ -121,3 +121,24 @@ def test_after_sigkill_resume_continues_from_the_last_checkpoint_and_ends_the_sa
     last_saved = max(int(f[len("ckpt-"):-len(".index")]) for f in saved)
     assert f"resumed at step {last_saved}" in resumed.stdout
     assert np.abs(pixels(output) - reference).max() <= 1
+
+
+@pytest.mark.parametrize("error", [BrokenPipeError, ValueError])  # the reader gone; the stream closed
+def test_a_signal_whose_notice_cannot_be_written_still_stops_after_the_step(error):
+    # `tf-style ... 2>&1 | tee log` and Ctrl-C: tee dies too, and the handler's notice raised BrokenPipeError out of
+    # whatever step the signal interrupted, the very thing the handler exists to prevent.
+    from tf_style.stopping import StopSwitch, stop_on_signals
+
+    class Gone:
+        def write(self, text):
+            raise error("the reader is gone")
+
+        def flush(self):
+            raise error("the reader is gone")
+
+    switch = StopSwitch()
+    with stop_on_signals(switch, "tf-style", stream=Gone()):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # the second notice, "already stopping", too
+        time.sleep(0.1)  # Python runs the handler between bytecodes, in this thread
+    assert switch.requested and switch.signum == signal.SIGINT

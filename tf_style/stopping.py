@@ -59,14 +59,20 @@ def stop_on_signals(switch: StopSwitch, prog: str, stream=None) -> Iterator[Stop
         return
     stream = stream if stream is not None else sys.stderr
 
+    def say(text: str) -> None:
+        # A reader gone (`| tee log`, whose Ctrl-C killed tee too) must not raise out of the step this interrupts.
+        try:
+            print(text, file=stream, flush=True)
+        except (OSError, ValueError):
+            pass
+
     def handler(signum: int, frame) -> None:
         name = signal.Signals(signum).name
         if switch.requested:
-            print(f"\n{prog}: {name}: already stopping (after the current step, then the image and a checkpoint)",
-                  file=stream, flush=True)
+            say(f"\n{prog}: {name}: already stopping (after the current step, then the image and a checkpoint)")
             return
         switch.request(signum)
-        print(f"\n{prog}: {name}: stopping after the current step", file=stream, flush=True)
+        say(f"\n{prog}: {name}: stopping after the current step")
 
     previous = {s: signal.signal(s, handler) for s in EXIT_STATUS}
     try:
