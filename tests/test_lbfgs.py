@@ -66,12 +66,17 @@ def test_line_search_handles_negative_curvature_and_keeps_pairs_positive():
 
     x0 = np.full((1, 1, 1, 4), 0.05)
     opt = LBFGS(history=5, bounds=None)
-    _, state, values = run_steps(opt, value_and_grad, x0, 4)
+    image = tf.constant(x0, tf.float32)
+    state = opt.init_state(image)
+    for _ in range(4):  # every step accepted meets both weak Wolfe conditions, in the concave region too
+        g = value_and_grad(image)[1].numpy()
+        new_image, state, terms = opt.step(value_and_grad, image, state)
+        s = (new_image - image).numpy()
+        assert np.sum(state.g.numpy() * s) >= opt.c2 * np.sum(g * s) and np.sum(g * s) < 0  # curvature, descent
+        assert float(terms["total"][0]) <= float(value_and_grad(image)[0]["total"][0]) + opt.c1 * np.sum(g * s)
+        image = new_image
     count = int(state.count)
-    assert count >= 2
-    ys = np.sum(state.s.numpy()[:count] * state.y.numpy()[:count], axis=(1, 2, 3, 4))
-    assert np.all(ys > 0)  # the curvature condition held for every stored pair
-    assert float(state.evaluations) > 4  # the first steps needed doubling to get out of the concave region
+    assert count == 4  # so every pair was stored: y.s > 0
     x, _, values = run_steps(opt, value_and_grad, x0, 15)
     np.testing.assert_allclose(x, np.sqrt(2.0), atol=1e-4)
     assert all(b <= a + 1e-6 for a, b in zip(values, values[1:]))
@@ -161,16 +166,35 @@ def test_after_a_failed_search_the_next_first_trial_is_half_the_shortest_that_fa
     x0 = tf.constant([[[[90.0], [120.0]], [[100.0], [60.0]]]])
     image, state = x0, opt.init_state(x0)
     searches = []
-    for _ in range(3):
+    for k in range(3):
         moves.clear()
+        before = float(state.evaluations)
         image, state, _ = opt.step(value_and_grad, image, state)
         assert np.array_equal(image.numpy(), x0.numpy())  # failed: it stays put
         searches.append([m for m in moves if m > 0])  # its trials (the evaluations at x0 itself left out)
+        # Every evaluation counted: the start's (first step), 3 trials, x0's again for the terms reported.
+        assert float(state.evaluations) - before == len(moves) == (5 if k == 0 else 4)
     assert [len(trials) for trials in searches] == [3, 3, 3]
     # Moves are float32 pixels below 256 less x0's: each off by at most half an ulp there (7.6e-6).
     assert searches[0][0] == pytest.approx(0.1 * (255.0 if bounds else 1.0), rel=1e-6, abs=2e-5)  # the first trial
     for before, after in zip(searches, searches[1:]):
         assert after[0] == pytest.approx(0.5 * min(before), rel=1e-6, abs=2e-5), (before, after)
+
+
+def test_a_start_outside_the_box_is_evaluated_on_its_boundary_and_nothing_has_converged_before_a_step():
+    seen = []
+
+    def value_and_grad(image):
+        seen.append(image.numpy())
+        return {"total": tf.reduce_sum((image - 100.0) ** 2, axis=[1, 2, 3])}, 2 * (image - 100.0)
+
+    opt = LBFGS(tolerance=1e-5)
+    x0 = tf.constant([[[[-30.0], [300.0]], [[100.0], [255.5]]]])
+    state = opt.init_state(x0)
+    assert not bool(opt.converged(state))  # the start's norms are inf <= 1e-5 x inf: no step, no test
+    opt.step(value_and_grad, x0, state)
+    np.testing.assert_array_equal(seen[0], [[[[0.0], [255.0]], [[100.0], [255.0]]]])
+    assert all(((x >= 0) & (x <= 255)).all() for x in seen)
 
 
 @pytest.mark.parametrize("bounds", [None, (0.0, 255.0)])
