@@ -271,7 +271,7 @@ class LBFGS:
         # the shortest one that failed. The terms reported are those of the image returned: on
         # a failure the old image, evaluated once more.
         terms = tf.cond(ok, lambda: search.terms, lambda: value_and_grad(image)[0])
-        new_image = tf.where(ok, image + search.step, image)
+        new_image = tf.where(ok, self.project(image + search.step), image)  # float32 may land a bound's ulp outside
         new_g = tf.where(ok, search.grad, g)
         state = state._replace(
             k=state.k + 1.0,

@@ -77,7 +77,7 @@ def weak_wolfe(
         # Along this trial's step: psi(0) = f, psi'(0) = g.step, psi(1) = f(t), psi'(1) = grad.step.
         s0, s1 = tf.reduce_sum(g * step), tf.reduce_sum(grad * step)
         # Still descending steeply: go further, to the secant's zero of psi' where the slope
-        # rises (2x to 8x), else twice as far (concave: the slope steepens).
+        # rises (2x to 8x; with c2 = 0.9 it lies beyond 10x, so 8x), else twice as far (concave: the slope steepens).
         grow = tf.where(s1 > s0, tf.clip_by_value(s0 / tf.minimum(s0 - s1, -1e-30), 2.0, 8.0), 2.0)
         # Too far (no sufficient decrease): the minimum of the quadratic through psi(0), psi'(0), psi(1), 0.1x-0.5x.
         bend = tf.reduce_sum(terms["total"]) - f - s0

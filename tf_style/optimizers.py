@@ -40,7 +40,8 @@ class Optimizer(Protocol):
         """The state before the first step, for an image of this shape."""
 
     def step(self, value_and_grad: ValueAndGrad, image: tf.Tensor, state: State) -> tuple[tf.Tensor, State, Terms]:
-        """One step: the new image, the new state, and the terms evaluated at `image`."""
+        """One step: the new image, the new state, and the terms the optimiser reports (Adam: at `image`; L-BFGS: at
+        the new image, which its line search evaluated)."""
 
     def learning_rate(self, state: State) -> tf.Tensor:
         """The step size in force (a scalar), for logging."""
