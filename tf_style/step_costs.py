@@ -49,21 +49,29 @@ def _fastest(fn, x, repeats: int) -> float:
     return best
 
 
-def step_seconds(config: Config, content: str, style: str, steps: int = 10) -> tuple[float, float, float]:
+def step_seconds(config: Config, content: str, style: str, steps: int = 10, warmup: int = 0,
+                 blocks: int = 1) -> tuple[float, float, float]:
     """(seconds per objective evaluation, evaluations per step) of our loop at the final size, and the seconds
-    of its set-up: building the synthesis and its first, traced step."""
+    of its set-up: building the synthesis and its first, traced step. The evaluations are timed after `warmup`
+    more steps, in `blocks` blocks of `steps` steps: the fastest block's seconds per evaluation, and its
+    evaluations per step."""
     single = config.replace(scales=1, max_seconds=None)
     content_arr, style_arr = api.prepare_images(single, content, style)
     started = time.perf_counter()
     synthesis = api.build_synthesis(single, content_arr, style_arr)
     synthesis.step()  # traces
     setup = time.perf_counter() - started
-    before = float(synthesis.state.evaluations)
-    started = time.perf_counter()
-    for _ in range(steps):
-        float(synthesis.step()["total"][0])
-    evaluations = float(synthesis.state.evaluations) - before
-    return (time.perf_counter() - started) / evaluations, evaluations / steps, setup
+    for _ in range(warmup):
+        synthesis.step()
+    best = (float("inf"), 0.0)
+    for _ in range(blocks):
+        before = float(synthesis.state.evaluations)
+        started = time.perf_counter()
+        for _ in range(steps):
+            float(synthesis.step()["total"][0])
+        seconds, evaluations = time.perf_counter() - started, float(synthesis.state.evaluations) - before
+        best = min(best, (seconds / evaluations, evaluations / steps))
+    return best[0], best[1], setup
 
 
 def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: int = 8) -> dict[str, tuple[float, ...]]:
