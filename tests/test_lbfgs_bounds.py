@@ -160,7 +160,8 @@ def test_the_direction_is_the_two_loop_recursion_on_the_free_pixels(xla):
     products are kept in the state and only the newest slot's are refreshed, so a product kept wrong, a slot
     refreshed wrong or a held pixel counted shows here. Pair 3 has negative curvature on the free pixels (positive
     over all) and
-    pair 5 curvature there 6e-6 of that on the held ones (float32 knows it to ~2 %): both left out.
+    pair 5 curvature there 6e-6 of that on the held ones (float32 knows it to ~2 %): both left out; pair 6 has 2e-3
+    (float32 knows it to ~1e-4): used.
 
     Also compiled by XLA, as `Synthesis.use_xla` runs it (on a GPU): the held pixels are a gather of a size known
     only at run time, which XLA pads to a bound, and the pair is written by a select (`static_shapes`)."""
@@ -185,10 +186,11 @@ def test_the_direction_is_the_two_loop_recursion_on_the_free_pixels(xla):
         if k == 2:  # curvature on the held pixels only (the step stores a pair whose s.y > 0 over all pixels)
             y = -y
             s[[0, 5, 9, 14]] = y[[0, 5, 9, 14]] = 6.0
-        if k == 4:
+        if k in (4, 5):  # curvature on the free pixels 6e-6 (left out) and 2e-3 (used) of that on the held ones
             s[:] = 0.0
-            s[[0, 5, 9, 14]], s[1] = 3.0, 0.015
+            s[[0, 5, 9, 14]], s[1] = 3.0, 0.015 if k == 4 else 0.19
             y = s.copy()
+            y[1] *= 1 if k == 4 else 2
         pairs.append((s.reshape(shape), y.reshape(shape)))
     state = optimizer.init_state(tf.zeros(shape))
     for k, (s, y) in enumerate(pairs):
