@@ -94,6 +94,16 @@ def test_going_on_with_another_objective_keeps_the_pairs_and_takes_its_value_and
     assert all(b <= a for a, b in zip([float(after["f"])] + totals, totals))
 
 
+def test_a_stall_that_may_not_switch_leaves_the_objective_for_the_next_stall():
+    synthesis = _synthesis(THEN)
+    synthesis.optimizer.max_evaluations = 1  # so that every step's line search spends all its trials: a stall
+    bfloat16 = synthesis.objective
+    synthesis.step(may_switch=False)
+    assert synthesis.objective is bfloat16 and synthesis.then is not None and synthesis.switched_at is None
+    synthesis.step()
+    assert synthesis.objective is not bfloat16 and synthesis.switched_at == 2 and _conv_dtypes(synthesis) == {"float32"}
+
+
 def test_a_stall_in_bfloat16_switches_to_float32_and_the_loss_falls_further():
     """At 32 px bfloat16's line search first spends all 10 trials after 58 steps (seed 3, on an AMD EPYC
     with AVX512_BF16; emulated bfloat16 may round otherwise, hence 150 steps' room), from where bfloat16

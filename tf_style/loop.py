@@ -229,7 +229,8 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
         if run.stop is not None and run.stop.requested:  # between steps: the state matches the step count
             raise StopRequested(run.stop.signum)
         started = time.perf_counter()
-        terms = synthesis.step()
+        # A switch of objective (after a stall) takes seconds and pays off only in later steps: not in the last one.
+        terms = synthesis.step(may_switch=budget is None or started + 2 * last_step <= deadline)
         floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
         last_step = 0.0 if synthesis.traced else time.perf_counter() - started
         # A NaN image need not show in the loss (oneDNN's ReLU turns NaN into 0), so both are checked.

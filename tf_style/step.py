@@ -87,8 +87,11 @@ class Synthesis:
         self.jit_compile = True
         self._trace()
 
-    def step(self) -> Terms:
-        """One step (`traced_step`); then, with a `then` objective or `end_on_stall`, what a stall asks for."""
+    def step(self, may_switch: bool = True) -> Terms:
+        """One step (`traced_step`); then, with a `then` objective or `end_on_stall`, what a stall asks for.
+
+        `may_switch` False: a stall does not switch objective now (no later step would use it: a time budget's
+        last step); the next step's stall will."""
         watch = self.then is not None or self.end_on_stall
         # A first step also evaluates its start point: one more than its line search's trials.
         before = float(self.state.evaluations) + float(float(self.state.k) == 0.0) if watch else 0.0
@@ -97,10 +100,10 @@ class Synthesis:
         self.steps += 1
         self.computed_in = self.objective.extractor.compute_dtype  # this step's terms' (before any switch)
         if watch and float(self.state.evaluations) - before >= self.optimizer.max_evaluations:
-            if self.then is not None:
+            if self.then is not None and may_switch:
                 self.use_objective(self.then())
                 self.traced = True  # the new objective's value and gradient were traced in this step
-            else:
+            elif self.then is None:
                 self.stalled = True
         return terms
 
