@@ -59,10 +59,10 @@ def weak_wolfe(
 
     def wolfe(step, terms, grad):
         slope = tf.reduce_sum(g * step)  # < 0 along a descent path
-        f_t = tf.reduce_sum(terms["total"])
+        f_t, slope_t = tf.reduce_sum(terms["total"]), tf.reduce_sum(grad * step)
         # A trial whose value or gradient is not finite (NaN * 0 included) is too far: its gradient would become the state's.
-        armijo = tf.logical_and(tf.math.is_finite(f_t + tf.reduce_sum(grad * step)), f_t <= f + c1 * slope)
-        return armijo, tf.reduce_sum(grad * step) >= c2 * slope
+        armijo = tf.logical_and(tf.math.is_finite(f_t + slope_t), f_t <= f + c1 * slope)
+        return armijo, slope_t >= c2 * slope
 
     def cond(i, t, lo, hi, step, terms, grad, best):
         armijo, curvature = wolfe(step, terms, grad)
