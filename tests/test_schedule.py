@@ -114,6 +114,12 @@ class CountingSynthesis:
     def image_array(self):
         return self.image[0]
 
+    def image_snapshot(self):
+        return self.image.copy()
+
+    def image_is_finite(self) -> bool:
+        return bool(np.isfinite(self.image).all())
+
 
 def test_run_scales_stops_each_scale_at_its_share_and_the_run_at_the_budget(monkeypatch):
     clock = FakeClock()

@@ -69,7 +69,7 @@ def diverged(
     """`error` with where the last finite image went and what to change."""
     saved_to = None
     if output is not None and run.last_finite is not None:
-        saved_to = write_unfinished(unfinished_picture(run.last_finite, shape, run), output, existed, run)
+        saved_to = write_unfinished(unfinished_picture(run.finite_image(), shape, run), output, existed, run)
     if config.optimizer == "adam" and run.history:
         advice = (
             "lower ", Field("learning_rate"), f" (it is {config.effective_learning_rate:g}), or use ",
@@ -89,7 +89,7 @@ def out_of_memory(message: str, run: RunState, output: str | None, existed: bool
     device = re.search(r"device:([A-Z]+:\d+)", message)
     saved_to = None
     if output is not None and run.step > 0 and run.last_finite is not None:
-        saved_to = write_unfinished(unfinished_picture(run.last_finite, shape, run), output, existed, run)
+        saved_to = write_unfinished(unfinished_picture(run.finite_image(), shape, run), output, existed, run)
     k = run.building if run.building is not None else run.scale  # the scale being built, or stepped
     size = tuple(run.scales[k].shape) if run.scales else tuple(shape)
     advice = ("lower ", Field("image_size"), " (", Field("dry_run"), " shows the size of every scale)")

@@ -142,6 +142,14 @@ class Synthesis:
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate(self.state))
 
+    def image_snapshot(self) -> tf.Tensor:
+        """The current image where it lives (a GPU's memory), [1, H, W, 3]: later steps do not change it."""
+        return self.image.read_value()
+
+    def image_is_finite(self) -> bool:
+        """Whether every pixel is finite, checked where the image lives (no copy of it to the host)."""
+        return bool(tf.reduce_all(tf.math.is_finite(self.image)))
+
     def image_array(self) -> np.ndarray:
         """The current image, float32 [H, W, 3] in [0, 255] (L-BFGS's iterate may leave that range)."""
         return self.image.numpy()[0]
