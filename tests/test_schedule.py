@@ -9,6 +9,7 @@ import tf_style
 from tf_style import loop, schedule
 from tf_style.config import Config
 from tf_style.errors import Interrupted
+from tf_style.step import StepReport
 
 
 def test_the_plan_doubles_the_size_and_halves_the_steps():
@@ -106,6 +107,7 @@ class CountingSynthesis:
         self.traced = self.steps in self.tracing
         self.clock.now += self.first_seconds if self.traced else self.seconds
         self.steps += 1
+        self.report = StepReport({"total": 1.0 / self.steps}, True, self.converged(), 0.0, self.image.copy())
         return {"total": np.array([1.0 / self.steps], np.float32)}
 
     def converged(self) -> bool:
@@ -113,12 +115,6 @@ class CountingSynthesis:
 
     def image_array(self):
         return self.image[0]
-
-    def image_snapshot(self):
-        return self.image.copy()
-
-    def image_is_finite(self) -> bool:
-        return bool(np.isfinite(self.image).all())
 
 
 def test_run_scales_stops_each_scale_at_its_share_and_the_run_at_the_budget(monkeypatch):

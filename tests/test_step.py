@@ -126,6 +126,33 @@ def test_eager_and_tf_function_give_the_same_loss(extractor, content_image, styl
     np.testing.assert_allclose(eager.image.numpy(), graph.image.numpy(), atol=1e-2)
 
 
+def test_a_steps_report_holds_its_terms_checks_and_image_each_where_it_belongs(extractor, content_image, style_image):
+    """The loop reads a step through `report`, brought to the host as one vector (terms, finite, converged,
+    evaluations): each entry must land under its own name, and the image must stay the step's."""
+    from tf_style.lbfgs import LBFGS
+
+    objective = make_objective(extractor, content_image, style_image, tv_weight=1e-3)
+    start = initial_image("noise", content_image.shape[:2], seed=0)
+    synthesis = Synthesis(objective, LBFGS(), start)
+    terms = synthesis.step()
+    report = synthesis.report
+    assert list(report.terms) == list(terms)
+    assert report.terms == {k: float(v.numpy()[0]) for k, v in terms.items()}
+    # Ten terms, nine values (one content layer: "content" is "content/conv4_2"): a swapped pair would show.
+    assert (len(terms), len(set(report.terms.values()))) == (10, 9)
+    assert report.evaluations == float(synthesis.state.evaluations) >= 2  # the start and at least one trial
+    assert (report.finite, report.converged) == (True, False)
+    kept = report.image.numpy()
+    np.testing.assert_array_equal(kept, synthesis.image.numpy())
+    synthesis.step()
+    np.testing.assert_array_equal(report.image.numpy(), kept)  # the next step left it as it was
+    assert not np.array_equal(synthesis.image.numpy(), kept)
+    # A tolerance above 1 is met by any first step: the optimiser's own test, reported.
+    loose = Synthesis(objective, LBFGS(tolerance=10.0), start)
+    loose.step()
+    assert loose.report.converged is True
+
+
 def test_white_noise_is_seeded_uniform_on_0_255():
     a, b, c = white_noise((40, 50), 7).numpy(), white_noise((40, 50), 7).numpy(), white_noise((40, 50), 8).numpy()
     np.testing.assert_array_equal(a, b)

@@ -234,21 +234,22 @@ def _run_scale(run: RunState, steps: int, callbacks: Sequence[Callback], budget:
             raise StopRequested(run.stop.signum)
         started = time.perf_counter()
         # A switch of objective (after a stall) takes seconds and pays off only in later steps: not in the last one.
-        terms = synthesis.step(may_switch=budget is None or started + 2 * last_step <= deadline)
-        floats = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in terms.items()}
+        synthesis.step(may_switch=budget is None or started + 2 * last_step <= deadline)
+        report = synthesis.report  # what this loop needs of the step, on the host in one copy
+        floats = report.terms
         last_step = 0.0 if synthesis.traced else time.perf_counter() - started
-        # A NaN image need not show in the loss (oneDNN's ReLU turns NaN into 0), so both are checked, where
-        # the image is: copying it to the host each step idled a GPU for a millisecond a step at 512 px.
-        if not (math.isfinite(floats["total"]) and synthesis.image_is_finite()):
+        # A NaN image need not show in the loss (oneDNN's ReLU turns NaN into 0), so both are checked, where the
+        # image is; it is copied to the host only if the run ends badly (each step's copy idled a GPU).
+        if not (math.isfinite(floats["total"]) and report.finite):
             raise Diverged(run.step + 1, floats["total"] if not math.isfinite(floats["total"]) else math.nan)
-        run.last_finite = synthesis.image_snapshot()
+        run.last_finite = report.image
         # Count the step only with its terms in hand: a Ctrl-C in between must not leave a
         # step number without terms for on_run_end to see.
         run.terms, run.step, run.scale_steps = floats, run.step + 1, run.scale_steps + 1
         run.history.append(floats)
         for cb in callbacks:
             cb.on_step_end(run)
-        if synthesis.converged():
+        if report.converged:
             run.stopped = "converged"
             break
 

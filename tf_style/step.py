@@ -11,7 +11,7 @@ with it after the first step whose line search spent all its trials.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -34,12 +34,23 @@ def pure_step(
     return new_image, new_state, terms
 
 
+class StepReport(NamedTuple):
+    """What the run's loop reads after a step, brought to the host in one copy: a GPU idles during each copy
+    (3 MB of image and a dozen scalars a step cost 0.8 ms of a 7.4-ms step at 512² on an H100)."""
+
+    terms: dict[str, float]  # the step's terms (the first image's of a batch)
+    finite: bool  # every pixel of the new image is finite (oneDNN's ReLU turns NaN into 0: the loss may not show it)
+    converged: bool  # the optimiser's stopping test at the new state; with end_on_stall, a stall
+    evaluations: float  # the objective's evaluations so far (0 for an optimiser that does not count them)
+    image: tf.Tensor  # the new image where it lives, [1, H, W, 3]: later steps leave this tensor as it is
+
+
 class Synthesis:
     """The image being synthesised (a tf.Variable), the optimiser's state, and the step.
 
     `step()` runs `traced_step`, a tf.function of `pure_step` on the variables, and returns the
-    terms ([B] tensors). It traces once per objective: one instance holds one image size, and its
-    only inputs are the variables.
+    terms ([B] tensors); `report` then holds what a loop needs of the step on the host. It traces
+    once per objective: one instance holds one image size, and its only inputs are the variables.
 
     `then`, when given, makes the objective to go on with (the same loss in float32 after a
     network in bfloat16): after the first step whose line search spent all of its
@@ -70,12 +81,13 @@ class Synthesis:
         self.computed_in = objective.extractor.compute_dtype  # the network's dtype of the latest step's terms
         self.jit_compile = False  # `use_xla`
         self.traced = False  # whether the latest step() traced or switched: its time predicts no other step's
+        self.report: StepReport | None = None  # the latest step's
         self._trace()
 
     def _trace(self) -> None:
         # No AutoGraph: the step's control flow is tf.cond / tf.while_loop already, and converting
         # its Python (and Keras's) took over half of a 2.7 s trace at 256 px.
-        self.traced_step = tf.function(self.eager_step, autograph=False, jit_compile=self.jit_compile or None)
+        self.traced_step = tf.function(self.step_outputs, autograph=False, jit_compile=self.jit_compile or None)
         self._fresh = True  # the next call traces
 
     def use_xla(self) -> None:
@@ -93,18 +105,29 @@ class Synthesis:
         `may_switch` False: a stall does not switch objective now (no later step would use it: a time budget's
         last step); the next step's stall will."""
         watch = self.then is not None or self.end_on_stall
-        # A first step also evaluates its start point: one more than its line search's trials.
-        before = float(self.state.evaluations) + float(float(self.state.k) == 0.0) if watch else 0.0
+        before = 0.0
+        if watch:  # the evaluations before this step: the last step's report, or (a first step) the state's
+            # A first step also evaluates its start point: one more than its line search's trials.
+            before = (self.report.evaluations if self.report is not None
+                      else float(self.state.evaluations) + float(float(self.state.k) == 0.0))
         self.traced, self._fresh = self._fresh, False
-        terms = self.traced_step()
+        terms, packed, image = self.traced_step()
+        values = packed.numpy().tolist()  # the step's one copy to the host
+        floats = dict(zip(sorted(terms), values))
+        finite, converged, evaluations = values[len(terms):]
+        self.report = StepReport({k: floats[k] for k in terms}, bool(finite), bool(converged), evaluations, image)
         self.steps += 1
         self.computed_in = self.objective.extractor.compute_dtype  # this step's terms' (before any switch)
-        if watch and float(self.state.evaluations) - before >= self.optimizer.max_evaluations:
+        if watch and evaluations - before >= self.optimizer.max_evaluations:
             if self.then is not None and may_switch:
                 self.use_objective(self.then())
                 self.traced = True  # the new objective's value and gradient were traced in this step
+                # the state re-evaluated with the new objective: its stopping test and count now
+                self.report = self.report._replace(converged=bool(self.optimizer.converged(self.state)),
+                                                   evaluations=float(self.state.evaluations))
             elif self.then is None:
                 self.stalled = True
+                self.report = self.report._replace(converged=True)
         return terms
 
     def use_objective(self, objective: StyleObjective, reevaluate: bool = True, switched_at: int | None = None) -> None:
@@ -125,14 +148,24 @@ class Synthesis:
         """The optimiser's state as tensors, read from its variables."""
         return type(self.state)(*(v.read_value() for v in self.state))
 
-    def eager_step(self) -> Terms:
-        """The step's body, runnable eagerly (the tf.function `traced_step` traces exactly this)."""
+    def step_outputs(self) -> tuple[Terms, tf.Tensor, tf.Tensor]:
+        """The step's body, runnable eagerly (the tf.function `traced_step` traces exactly this): the terms; the
+        terms' first entries (by sorted name), whether every pixel is finite, whether the optimiser converged and
+        its evaluations so far, as one float32 vector (one copy to the host); the new image."""
         state = self.read_state()
         new_image, new_state, terms = pure_step(self.objective, self.optimizer, self.image.read_value(), state)
         self.image.assign(new_image)
         for var, value in zip(self.state, new_state):
             var.assign(value)
-        return terms
+        checks = (tf.reduce_all(tf.math.is_finite(new_image)), self.optimizer.converged(new_state),
+                  getattr(new_state, "evaluations", 0.0))
+        packed = [tf.reshape(tf.cast(terms[k], tf.float32), [-1])[:1] for k in sorted(terms)]
+        packed += [tf.reshape(tf.cast(c, tf.float32), [1]) for c in checks]
+        return terms, tf.concat(packed, 0), new_image
+
+    def eager_step(self) -> Terms:
+        """`step_outputs`' terms: the step run eagerly."""
+        return self.step_outputs()[0]
 
     def converged(self) -> bool:
         """Whether the optimiser's own stopping test holds (L-BFGS: its projected gradient), or, with
@@ -142,17 +175,9 @@ class Synthesis:
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate(self.state))
 
-    def image_snapshot(self) -> tf.Tensor:
-        """The current image where it lives (a GPU's memory), [1, H, W, 3]: later steps do not change it."""
-        return self.image.read_value()
-
-    def image_is_finite(self) -> bool:
-        """Whether every pixel is finite, checked where the image lives (no copy of it to the host)."""
-        return bool(tf.reduce_all(tf.math.is_finite(self.image)))
-
     def image_array(self) -> np.ndarray:
         """The current image, float32 [H, W, 3] in [0, 255] (L-BFGS's iterate may leave that range)."""
         return self.image.numpy()[0]
 
 
-__all__ = ["Synthesis", "pure_step"]
+__all__ = ["StepReport", "Synthesis", "pure_step"]
