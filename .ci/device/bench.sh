@@ -23,18 +23,30 @@ declare -A STEPS=(
     [iter_xla_bf16]="$ITER --jit_compile --dtype_policy=mixed_bfloat16"
     [iter_then]="$ITER --dtype_policy=mixed_bfloat16_then_float32"
     [iter_xla_then]="$ITER --jit_compile --dtype_policy=mixed_bfloat16_then_float32"
-    [iter_fp32]="$ITER"  # strict float32: NVIDIA_TF32_OVERRIDE=0 below
+    [iter_fp32]="$ITER"  # strict float32: STEP_ENV below
+    [iter_xla_tune0]="$ITER --jit_compile"  # XLA without autotuning: STEP_ENV below
+    [iter_xla_cublas]="$ITER --jit_compile"  # XLA's matrix products by cuBLAS, not Triton (less to autotune)
+    [iter_xla_graphs]="$ITER --jit_compile"  # XLA's loops and conditionals in CUDA graphs too
     [iter_1024]="tools/benchmark.py --what=iterations --image_size=1024 --steps=200"
     [iter_xla_1024]="tools/benchmark.py --what=iterations --image_size=1024 --steps=200 --jit_compile"
     # the speed table's GPU rows: ½ and ⅕ of scipy's time, one memory run at the same size (RSS: host memory)
     [speed512]="tools/benchmark.py --what=speed --sizes=512 --budgets=0.5,0.2 --memory_sizes=512 --json=$OUT/speed512.json"
     [speed1024]="tools/benchmark.py --what=speed --sizes=1024 --budgets=0.5,0.2 --memory_sizes=1024 --json=$OUT/speed1024.json"
 )
+# Environment for a step: its variant of the same command. XLA autotuned for ~41 s at 512² (64 s at 1024²), which
+# keeps XLA from being a GPU default; each trip of the line search's while_loop sends its condition to the host.
+declare -A STEP_ENV=(
+    [iter_fp32]="NVIDIA_TF32_OVERRIDE=0"
+    [iter_xla_tune0]="XLA_FLAGS=--xla_gpu_autotune_level=0"
+    [iter_xla_cublas]="XLA_FLAGS=--xla_gpu_enable_triton_gemm=false"
+    [iter_xla_graphs]="XLA_FLAGS=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE"
+)
 # Most wanted first (BUILD_NOTES.md, "GPU"): 500 XLA steps at 512² took 3.28 s on 2026-11-27 (the goal: under 3 s);
 # the speed table at 512 px has not been measured since the step lost its per-step copies; the 1024-px one never
 # finished (scipy there outlasts a call: run it alone). bfloat16 with XLA stalls its line search (5.3 evaluations a
 # step), and its switch to float32 compiles the step again (42 s) inside the timing.
-ORDER=(iter_xla iter speed512 iter_xla_1024 iter_1024 speed1024 iter_xla_then iter_xla_bf16 iter_then iter_fp32 iter_bf16)
+ORDER=(iter_xla iter iter_xla_tune0 iter_xla_cublas iter_xla_graphs speed512 iter_xla_1024 iter_1024 speed1024
+       iter_xla_then iter_xla_bf16 iter_then iter_fp32 iter_bf16)
 [ $# -gt 0 ] && ORDER=("$@")
 nvidia-smi -L 2>&1 | tee "$OUT/gpu.txt"
 # A step named NAME_base runs NAME in $BASE, a copy of an earlier commit carried along (side by side on one card:
@@ -51,14 +63,9 @@ for step in "${ORDER[@]}"; do
     # shellcheck disable=SC2086
     (
         cd "$dir" && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # its own tf_style first
-        if [ "${step%_base}" = iter_fp32 ]; then
-            NVIDIA_TF32_OVERRIDE=0 timeout "$left" python3 $args
-        elif [[ "$step" == *xla* ]]; then
-            # TensorFlow logs each XLA compilation ("#called: N"): more than one for a step means it compiles anew
-            TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=device_compiler=1 timeout "$left" python3 $args
-        else
-            timeout "$left" python3 $args
-        fi
+        # TensorFlow logs each XLA compilation ("#called: N"): more than one for a step means it compiles anew
+        [[ "$step" == *xla* ]] && export TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=device_compiler=1
+        env ${STEP_ENV[${step%_base}]:-} timeout "$left" python3 $args
     ) > "$OUT/$step.log" 2>&1
     echo "   exit $? after $(( $(date +%s) - started )) s"
     grep -o -E 'Compilation of XLA executable time: [^,]*,|#called: [0-9]+' "$OUT/$step.log" | paste -d ' ' - - | tail -n 4
