@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image, ImageFilter
 
 from absl.testing import flagsaver
@@ -102,6 +103,13 @@ def test_a_nan_pixel_under_a_finite_loss_stops_the_run_keeping_the_step_before_a
     np.testing.assert_array_equal(run.finite_image(), np.full((4, 4, 3), 3.0, np.float32))  # step 3's image
     # The image is read to the host once, at the scale's start: a copy each step idles a GPU (1 ms at 512 px).
     assert synthesis.copies == 1
+
+
+def test_the_last_finite_image_reaches_the_host_as_one_image_a_batchs_first():
+    batch = np.stack([np.zeros((2, 3, 3), np.float32), np.ones((2, 3, 3), np.float32)])
+    for kept in (tf.constant(batch), tf.constant(batch[:1]), batch[0]):  # a step's tensor, or a scale's start
+        np.testing.assert_array_equal(loop.RunState(None, 1, last_finite=kept).finite_image(), batch[0])
+    assert loop.RunState(None, 1).finite_image() is None
 
 
 def test_a_run_ending_far_above_its_start_says_so_and_a_stable_one_does_not(capsys, tmp_path, content_path, style_path):

@@ -140,17 +140,36 @@ def test_a_steps_report_holds_its_terms_checks_and_image_each_where_it_belongs(e
     assert report.terms == {k: float(v.numpy()[0]) for k, v in terms.items()}
     # Ten terms, nine values (one content layer: "content" is "content/conv4_2"): a swapped pair would show.
     assert (len(terms), len(set(report.terms.values()))) == (10, 9)
-    assert report.evaluations == float(synthesis.state.evaluations) >= 2  # the start and at least one trial
+    assert report.trials == float(synthesis.state.evaluations) - 1 >= 1  # the start point's evaluation not counted
     assert (report.finite, report.converged) == (True, False)
     kept = report.image.numpy()
     np.testing.assert_array_equal(kept, synthesis.image.numpy())
+    before = float(synthesis.state.evaluations)
     synthesis.step()
+    assert synthesis.report.trials == float(synthesis.state.evaluations) - before
     np.testing.assert_array_equal(report.image.numpy(), kept)  # the next step left it as it was
     assert not np.array_equal(synthesis.image.numpy(), kept)
     # A tolerance above 1 is met by any first step: the optimiser's own test, reported.
     loose = Synthesis(objective, LBFGS(tolerance=10.0), start)
     loose.step()
     assert loose.report.converged is True
+
+
+def test_a_stall_counts_the_steps_own_trials_not_evaluations_made_between_steps(extractor, content_image, style_image):
+    """A re-evaluation between steps (`use_objective`; or a step interrupted by Ctrl-C after its update, before its
+    report) is no trial of the next step's line search."""
+    from tf_style.lbfgs import LBFGS
+
+    objective = make_objective(extractor, content_image, style_image)
+    synthesis = Synthesis(objective, LBFGS(max_evaluations=3), initial_image("noise", content_image.shape[:2], seed=0),
+                          end_on_stall=True)
+    synthesis.step()
+    synthesis.use_objective(objective)  # re-evaluates the state: one evaluation outside any step
+    before = float(synthesis.state.evaluations)
+    synthesis.step()
+    trials = synthesis.report.trials
+    assert trials == float(synthesis.state.evaluations) - before >= 1  # here 2: the re-evaluation would make it 3
+    assert synthesis.stalled == synthesis.report.converged == (trials >= 3)
 
 
 def test_white_noise_is_seeded_uniform_on_0_255():

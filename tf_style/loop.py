@@ -58,7 +58,9 @@ class RunState:
     open_ended: bool = False  # a time budget decides how many steps run
     stop: StopSwitch | None = None  # read after every step
     show: Callable[[np.ndarray], np.ndarray] | None = None  # the optimised image -> the picture (colour control)
-    last_finite: Any = None  # the latest image whose pixels and loss were all finite (a tensor: `finite_image`)
+    # The latest image whose pixels and loss were all finite: where it lives (a tensor, [B, H, W, 3], on a GPU
+    # perhaps) or an array; `finite_image` copies it to the host.
+    last_finite: Any = None
 
     @property
     def elapsed(self) -> float:
@@ -68,8 +70,11 @@ class RunState:
         return self.synthesis.image_array()
 
     def finite_image(self) -> np.ndarray | None:
-        """`last_finite` on the host, [H, W, 3] (None before the first image)."""
-        return None if self.last_finite is None else np.asarray(self.last_finite).reshape(self.last_finite.shape[-3:])
+        """`last_finite` on the host, [H, W, 3] (a batch's first image; None before the first image)."""
+        if self.last_finite is None:
+            return None
+        image = np.asarray(self.last_finite)
+        return image.reshape(-1, *image.shape[-3:])[0]
 
     def picture(self, image: np.ndarray | None = None) -> np.ndarray:
         """`image` (default: the current one) as the user sees it: with preserve_colors=luminance the

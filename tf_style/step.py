@@ -41,8 +41,8 @@ class StepReport(NamedTuple):
     terms: dict[str, float]  # the step's terms (the first image's of a batch)
     finite: bool  # every pixel of the new image is finite (oneDNN's ReLU turns NaN into 0: the loss may not show it)
     converged: bool  # the optimiser's stopping test at the new state; with end_on_stall, a stall
-    evaluations: float  # the objective's evaluations so far (0 for an optimiser that does not count them)
-    image: tf.Tensor  # the new image where it lives, [1, H, W, 3]: later steps leave this tensor as it is
+    trials: float  # the line search's evaluations in this step (a first step's start point not counted; Adam: 0)
+    image: tf.Tensor  # the new image where it lives, [B, H, W, 3]: later steps leave this tensor as it is
 
 
 class Synthesis:
@@ -104,27 +104,20 @@ class Synthesis:
 
         `may_switch` False: a stall does not switch objective now (no later step would use it: a time budget's
         last step); the next step's stall will."""
-        watch = self.then is not None or self.end_on_stall
-        before = 0.0
-        if watch:  # the evaluations before this step: the last step's report, or (a first step) the state's
-            # A first step also evaluates its start point: one more than its line search's trials.
-            before = (self.report.evaluations if self.report is not None
-                      else float(self.state.evaluations) + float(float(self.state.k) == 0.0))
         self.traced, self._fresh = self._fresh, False
         terms, packed, image = self.traced_step()
         values = packed.numpy().tolist()  # the step's one copy to the host
         floats = dict(zip(sorted(terms), values))
-        finite, converged, evaluations = values[len(terms):]
-        self.report = StepReport({k: floats[k] for k in terms}, bool(finite), bool(converged), evaluations, image)
+        finite, converged, trials = values[len(terms):]
+        self.report = StepReport({k: floats[k] for k in terms}, bool(finite), bool(converged), trials, image)
         self.steps += 1
         self.computed_in = self.objective.extractor.compute_dtype  # this step's terms' (before any switch)
-        if watch and evaluations - before >= self.optimizer.max_evaluations:
+        if (self.then is not None or self.end_on_stall) and trials >= self.optimizer.max_evaluations:
             if self.then is not None and may_switch:
                 self.use_objective(self.then())
                 self.traced = True  # the new objective's value and gradient were traced in this step
-                # the state re-evaluated with the new objective: its stopping test and count now
-                self.report = self.report._replace(converged=bool(self.optimizer.converged(self.state)),
-                                                   evaluations=float(self.state.evaluations))
+                # the stopping test of the state re-evaluated with the new objective
+                self.report = self.report._replace(converged=bool(self.optimizer.converged(self.state)))
             elif self.then is None:
                 self.stalled = True
                 self.report = self.report._replace(converged=True)
@@ -151,14 +144,17 @@ class Synthesis:
     def step_outputs(self) -> tuple[Terms, tf.Tensor, tf.Tensor]:
         """The step's body, runnable eagerly (the tf.function `traced_step` traces exactly this): the terms; the
         terms' first entries (by sorted name), whether every pixel is finite, whether the optimiser converged and
-        its evaluations so far, as one float32 vector (one copy to the host); the new image."""
+        the line search's trials, as one float32 vector (one copy to the host); the new image."""
         state = self.read_state()
         new_image, new_state, terms = pure_step(self.objective, self.optimizer, self.image.read_value(), state)
         self.image.assign(new_image)
         for var, value in zip(self.state, new_state):
             var.assign(value)
-        checks = (tf.reduce_all(tf.math.is_finite(new_image)), self.optimizer.converged(new_state),
-                  getattr(new_state, "evaluations", 0.0))
+        trials = 0.0
+        if hasattr(state, "evaluations"):  # L-BFGS: its count, less a first step's evaluation of its start point
+            trials = new_state.evaluations - state.evaluations - tf.cast(tf.equal(state.k, 0.0), tf.float32)
+        # The first image's pixels, as the loop's loss test reads the first image's total.
+        checks = (tf.reduce_all(tf.math.is_finite(new_image[:1])), self.optimizer.converged(new_state), trials)
         packed = [tf.reshape(tf.cast(terms[k], tf.float32), [-1])[:1] for k in sorted(terms)]
         packed += [tf.reshape(tf.cast(c, tf.float32), [1]) for c in checks]
         return terms, tf.concat(packed, 0), new_image
