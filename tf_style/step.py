@@ -39,7 +39,7 @@ class StepReport(NamedTuple):
     (copying the 3-MB image to check it cost 0.8 ms of a 7.4-ms step at 512² on an H100; BUILD_NOTES "GPU")."""
 
     terms: dict[str, float]  # the step's terms (the first image's of a batch)
-    finite: bool  # every pixel of the new image is finite (oneDNN's ReLU turns NaN into 0: the loss may not show it)
+    finite: bool  # every pixel of the new (first) image is finite (oneDNN's ReLU turns NaN into 0: the loss may not)
     converged: bool  # the optimiser's stopping test at the new state; with end_on_stall, a stall
     trials: float  # the line search's evaluations in this step (a first step's start point not counted; Adam: 0)
     image: tf.Tensor  # the new image where it lives, [B, H, W, 3]: later steps leave this tensor as it is
