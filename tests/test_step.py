@@ -155,21 +155,23 @@ def test_a_steps_report_holds_its_terms_checks_and_image_each_where_it_belongs(e
     assert loose.report.converged is True
 
 
-def test_a_stall_counts_the_steps_own_trials_not_evaluations_made_between_steps(extractor, content_image, style_image):
-    """A re-evaluation between steps (`use_objective`; or a step interrupted by Ctrl-C after its update, before its
-    report) is no trial of the next step's line search."""
+def test_a_stall_is_a_step_whose_own_trials_reach_max_evaluations(extractor, content_image, style_image):
+    """A step's trials are its line search's evaluations: a re-evaluation between steps (`use_objective`; or a step
+    interrupted by Ctrl-C after its update, before its report) is none of them. All of them spent is a stall."""
     from tf_style.lbfgs import LBFGS
 
     objective = make_objective(extractor, content_image, style_image)
-    synthesis = Synthesis(objective, LBFGS(max_evaluations=3), initial_image("noise", content_image.shape[:2], seed=0),
-                          end_on_stall=True)
+    start = initial_image("noise", content_image.shape[:2], seed=0)
+    synthesis = Synthesis(objective, LBFGS(max_evaluations=10), start, end_on_stall=True)
     synthesis.step()
     synthesis.use_objective(objective)  # re-evaluates the state: one evaluation outside any step
     before = float(synthesis.state.evaluations)
     synthesis.step()
-    trials = synthesis.report.trials
-    assert trials == float(synthesis.state.evaluations) - before >= 1  # here 2: the re-evaluation would make it 3
-    assert synthesis.stalled == synthesis.report.converged == (trials >= 3)
+    assert synthesis.report.trials == float(synthesis.state.evaluations) - before < 10  # 2 here; not 3
+    assert (synthesis.stalled, synthesis.report.converged) == (False, False)
+    capped = Synthesis(objective, LBFGS(max_evaluations=2), start, end_on_stall=True)
+    capped.step()
+    assert (capped.report.trials, capped.stalled, capped.report.converged) == (2.0, True, True)
 
 
 def test_white_noise_is_seeded_uniform_on_0_255():
