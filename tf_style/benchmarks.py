@@ -202,7 +202,8 @@ def trajectories(config: Config, content: np.ndarray, style: np.ndarray, optimiz
         synthesis.step()
         start = time.perf_counter()
         while _evaluations(synthesis, steps) < evaluations:
-            total = float(synthesis.step()["total"][0])
+            synthesis.step()
+            total = synthesis.report.terms["total"]  # on the host already
             steps += 1
             trajectory.append((_evaluations(synthesis, steps), time.perf_counter() - start, total))
         out[name] = trajectory
