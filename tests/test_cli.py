@@ -111,7 +111,7 @@ def test_missing_required_flags(capsys, content_path):
         ({"style_layer_weights": ["1", "x"]}, "--style_layer_weights: expected comma-separated numbers; got 1,x"),
         ({"output": "out.xyz"}, "--output: cannot write out.xyz: unknown extension '.xyz'"),
         ({"winograd": True, "dtype_policy": "mixed_bfloat16"}, "--winograd needs --dtype_policy=float32 (Winograd's "
-         "transforms multiply rounding errors, too much in bfloat16); got 'mixed_bfloat16'. Give one of them"),
+         "transforms multiply rounding errors, too much in bfloat16 or float16); got 'mixed_bfloat16'. Give one of them"),
     ],
 )
 def test_bad_values_name_the_flag(capsys, content_path, style_path, flag_values, message):
@@ -133,8 +133,9 @@ def test_unknown_flag_is_exit_2(capsys):
     ("--image_size=8", "flag --image_size=8: 8 is not an integer in the range [16, 8192]"),
     # A fraction of the start's projected gradient: above 1 the test holds at once, every scale one step long.
     ("--tolerance=2", "flag --tolerance=2: 2.0 is not a number in the range [0.0, 1.0]"),
-    # float16 would need loss scaling (the style gradient underflows it): not offered.
-    ("--dtype_policy=mixed_float16", "flag --dtype_policy=mixed_float16: value should be one of <auto|float32|mixed_bfloat16|mixed_bfloat16_then_float32>"),
+    # Keras's name for the arithmetic is mixed_float16; plain float16 is not a policy.
+    ("--dtype_policy=float16", "flag --dtype_policy=float16: value should be one of "
+     "<auto|float32|mixed_bfloat16|mixed_bfloat16_then_float32|mixed_float16>"),
 ])
 def test_a_flag_out_of_its_bounds_is_refused_by_the_parser(tmp_path, flag, message):
     proc = run_cli([flag, "--output=o.png"], tmp_path)

@@ -89,9 +89,12 @@ class Config(_Settings):
         "mixed_bfloat16" (activations and convolutions in bfloat16; the features are cast to
         float32, so the Gram matrices and losses stay float32; its inexact gradient stops L-BFGS
         1-2 % above float32's loss); "mixed_bfloat16_then_float32" (L-BFGS only: each scale goes
-        on in float32 once a line search has spent all its trials); "auto": the last where the CPU
-        has bfloat16 instructions (1.8x per step at 256-512 px on an AMD EPYC), else "float32".
-        Without them bfloat16 is slower (4x per convolution on an Intel Xeon).
+        on in float32 once a line search has spent all its trials); "mixed_float16" (for GPUs:
+        convolutions in float16, 8x finer than bfloat16, the gradient entering the network
+        loss-scaled; emulated on most CPUs, ~5x slower than float32); "auto":
+        "mixed_bfloat16_then_float32" where the CPU has bfloat16 instructions (1.8x per step at
+        256-512 px on an AMD EPYC), else "float32". Without them bfloat16 is slower (4x per
+        convolution on an Intel Xeon).
       output_size: (height, width) of the output when there is no content image (texture
         synthesis); None: the style image's size. Giving it together with a content image is an error.
       preserve_colors: "none"; "luminance" (the transfer on luminance alone, the photo's chroma
@@ -179,7 +182,7 @@ class Config(_Settings):
             fix("output_size", checks.output_size(self.output_size))
         if self.winograd and self.dtype_policy not in ("auto", "float32"):
             raise InputError(Field("winograd"), " needs ", Field("dtype_policy"), "=float32 (Winograd's transforms "
-                             f"multiply rounding errors, too much in bfloat16); got {self.dtype_policy!r}. Give one of them")
+                             f"multiply rounding errors, too much in bfloat16 or float16); got {self.dtype_policy!r}. Give one of them")
         if self.dtype_policy == "mixed_bfloat16_then_float32" and self.optimizer != "lbfgs":
             raise InputError(Field("dtype_policy"), "=mixed_bfloat16_then_float32 switches when a line search runs out of "
                              "trials: it needs ", Field("optimizer"), f"=lbfgs; got {self.optimizer!r}")

@@ -167,11 +167,11 @@ def costs(
 
 def measure_flop_rate(seconds: float = 0.5, dtype_policy: str = "float32") -> float:
     """Floating-point operations per second of a 3 x 3 convolution like VGG19's, on this machine, in
-    the compute dtype of `dtype_policy` (Config.dtype_policy: bfloat16's rate differs by a factor of
-    several, up or down, with the hardware)."""
+    the compute dtype of `dtype_policy` (Config.dtype_policy: bfloat16's and float16's rates differ by a
+    factor of several, up or down, with the hardware)."""
     import tensorflow as tf
 
-    dtype = tf.bfloat16 if dtype_policy == "mixed_bfloat16" else tf.float32
+    dtype = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}.get(dtype_policy, tf.float32)
     x = tf.cast(tf.random.stateless_uniform([1, 64, 64, 128], seed=[1, 2]), dtype)
     w = tf.cast(tf.random.stateless_uniform([3, 3, 128, 128], seed=[3, 4]), dtype)
     conv = tf.function(lambda x: tf.nn.conv2d(x, w, 1, "SAME"))

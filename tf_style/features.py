@@ -34,8 +34,9 @@ class FeatureExtractor:
         if not self.layers:
             raise ValueError("FeatureExtractor needs at least one content or style layer")
         self.model = vgg_lib.feature_model(vgg, self.layers)
-        #: "bfloat16" when any layer computes in it (Config.dtype_policy), else "float32".
-        self.compute_dtype = "bfloat16" if any(layer.compute_dtype == "bfloat16" for layer in self.model.layers) else "float32"
+        #: "bfloat16" or "float16" when the layers compute in it (Config.dtype_policy), else "float32".
+        reduced = {layer.compute_dtype for layer in self.model.layers} & {"bfloat16", "float16"}
+        self.compute_dtype = reduced.pop() if reduced else "float32"
 
     def __call__(self, image: tf.Tensor, as_computed: bool = False) -> dict[str, tf.Tensor]:
         """RGB pixels [B, H, W, 3] in [0, 255] -> layer name -> post-ReLU features [B, H_l, W_l, N_l], float32.

@@ -12,10 +12,9 @@ from tf_style.errors import InputError
 POOLING_CHOICES: tuple[str, ...] = ("avg", "max")
 
 #: Keras dtype policies VGG19 may be built with (`Config.dtype_policy`'s phases, tf_style.precision).
-#: The Gram matrices and losses stay float32 either way. Not "mixed_float16": the style gradient
-#: flowing back through the network is ~1e-8 and below (the 1 / (4 N^2 M^2) of Eq. 4), under
-#: float16's range without loss scaling.
-NETWORK_DTYPE_POLICIES: tuple[str, ...] = ("float32", "mixed_bfloat16")
+#: The Gram matrices and losses stay float32 in each. In float16 the gradient entering the network is
+#: loss-scaled (tf_style.loss_scale): Eq. 4's 1 / (4 N^2 M^2) alone would take it under float16's range.
+NETWORK_DTYPE_POLICIES: tuple[str, ...] = ("float32", "mixed_bfloat16", "mixed_float16")
 
 #: With `Config.winograd`, the conv layers with at least this many input channels (block2_conv2 on)
 #: convolve by Winograd's F(4 x 4, 3 x 3) (tf_style.winograd); with 64 the tile copies cost more

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Mapping
 
 import tensorflow as tf
 
-from tf_style import losses
+from tf_style import loss_scale, losses
 from tf_style.config import Config
 from tf_style.features import FeatureExtractor
 from tf_style.losses import GuidedTarget, StyleTarget
@@ -87,7 +87,11 @@ class StyleObjective:
         return term_names(self.content_targets, self.style_targets)
 
     def __call__(self, image: tf.Tensor) -> Terms:
-        features = self.extractor(image, as_computed=True)  # the losses compute in float32 (tf_style.losses)
+        return self.terms(self.extractor(image, as_computed=True), image)  # the losses compute in float32 (tf_style.losses)
+
+    def terms(self, features: Mapping[str, tf.Tensor], image: tf.Tensor) -> Terms:
+        """The terms of `image` [B, H, W, 3] given its `features` (layer name -> [B, H_l, W_l, N_l], as the
+        extractor computes them)."""
         zero = tf.zeros([tf.shape(image)[0]], tf.float32)
         terms: Terms = {}
         content = zero  # L_content, summed over the content layers
@@ -110,11 +114,33 @@ class StyleObjective:
 
     def value_and_grad(self, image: tf.Tensor) -> tuple[Terms, tf.Tensor]:
         """The terms at `image` and the gradient of the summed total w.r.t. the pixels."""
+        if self.extractor.compute_dtype == "float16":
+            return self._loss_scaled_value_and_grad(image)
         with tf.GradientTape() as tape:
             tape.watch(image)
             terms = self(image)
             total = tf.reduce_sum(terms["total"])
         return terms, tape.gradient(total, image)
+
+    def _loss_scaled_value_and_grad(self, image: tf.Tensor) -> tuple[Terms, tf.Tensor]:
+        """`value_and_grad` for a network computing in float16: the losses' gradient w.r.t. the features first
+        (float32), then the network's backward pass from it, scaled by a power of two into float16's range
+        (tf_style.loss_scale) and unscaled on the image, plus the pixels' own terms (TV)."""
+        with tf.GradientTape() as network:
+            network.watch(image)
+            computed = self.extractor(image, as_computed=True)
+        names = list(computed)
+        with tf.GradientTape() as loss_tape:
+            loss_tape.watch(image)
+            features = {name: tf.cast(computed[name], tf.float32) for name in names}
+            loss_tape.watch([features[name] for name in names])
+            terms = self.terms(features, image)
+            total = tf.reduce_sum(terms["total"])
+        upstream, direct = loss_tape.gradient(total, ([features[name] for name in names], image),
+                                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        scaled, scale = loss_scale.scaled_for(upstream, tf.float16)
+        through = network.gradient([computed[name] for name in names], image, output_gradients=scaled)
+        return terms, through / scale + direct
 
     @cached_property
     def traced_value_and_grad(self) -> ValueAndGrad:

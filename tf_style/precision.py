@@ -6,6 +6,11 @@
 - "mixed_bfloat16_then_float32": each scale starts in bfloat16 and goes on in float32 once a line
   search has spent all its trials, the sign that bfloat16's rounding, not the image, now limits the
   loss (tf_style.step.Synthesis switches, keeping L-BFGS's pairs). L-BFGS only: Adam has no such sign.
+- "mixed_float16": the network in float16 throughout (Gram matrices and losses float32), for GPUs,
+  whose tensor cores take float16 at bfloat16's speed with 8x finer rounding: from white noise at
+  128 px L-BFGS followed float32's loss for 300 evaluations without the stall bfloat16 reaches at
+  ~200 (BUILD_NOTES.md, "float16"). The gradient entering the network is scaled into float16's range
+  (tf_style.loss_scale). Most CPUs emulate float16: ~5x float32's time here. Never chosen by "auto".
 - "auto" (the default): "mixed_bfloat16_then_float32" where the CPU has bfloat16 instructions
   (x86's AVX512_BF16 or AMX) and the run uses L-BFGS without Winograd's convolutions; "float32"
   elsewhere. Without those instructions bfloat16 is emulated, 4x slower per convolution; on an
@@ -23,12 +28,13 @@ import os
 from tf_style.errors import Field, InputError
 
 #: Config.dtype_policy's choices.
-DTYPE_POLICY_CHOICES: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_bfloat16_then_float32")
+DTYPE_POLICY_CHOICES: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_bfloat16_then_float32", "mixed_float16")
 #: The Keras dtype policies a network is built with, in the order a run uses them.
 PHASES: dict[str, tuple[str, ...]] = {
     "float32": ("float32",),
     "mixed_bfloat16": ("mixed_bfloat16",),
     "mixed_bfloat16_then_float32": ("mixed_bfloat16", "float32"),
+    "mixed_float16": ("mixed_float16",),
 }
 #: The CPU flags (as Linux's /proc/cpuinfo names them) that make bfloat16 convolutions native in oneDNN.
 BFLOAT16_CPU_FLAGS: frozenset[str] = frozenset({"avx512_bf16", "amx_bf16"})

@@ -111,8 +111,8 @@ def build_vgg19(
       winograd: the layers with at least `layers.WINOGRAD_MIN_CHANNELS` input channels convolve by
         Winograd's F(4 x 4, 3 x 3) on a CPU (`tf_style.winograd.WinogradConv2D`: the same weights;
         a traced function keeps the weights of its trace).
-      dtype_policy: the layers' Keras dtype policy ("float32" or "mixed_bfloat16": float32
-        weights, computed in bfloat16; the input stays float32 and each layer casts it).
+      dtype_policy: the layers' Keras dtype policy ("float32", or "mixed_bfloat16" / "mixed_float16":
+        float32 weights, computed in bfloat16 / float16; the input stays float32 and each layer casts it).
 
     Returns:
       A keras.Model from *preprocessed* input [B, H, W, 3] (see `preprocess`) to
