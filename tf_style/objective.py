@@ -115,17 +115,19 @@ class StyleObjective:
     def value_and_grad(self, image: tf.Tensor) -> tuple[Terms, tf.Tensor]:
         """The terms at `image` and the gradient of the summed total w.r.t. the pixels."""
         if self.extractor.compute_dtype == "float16":
-            return self._loss_scaled_value_and_grad(image)
+            return self.loss_scaled_value_and_grad(image)
         with tf.GradientTape() as tape:
             tape.watch(image)
             terms = self(image)
             total = tf.reduce_sum(terms["total"])
         return terms, tape.gradient(total, image)
 
-    def _loss_scaled_value_and_grad(self, image: tf.Tensor) -> tuple[Terms, tf.Tensor]:
-        """`value_and_grad` for a network computing in float16: the losses' gradient w.r.t. the features first
-        (float32), then the network's backward pass from it, scaled by a power of two into float16's range
-        (tf_style.loss_scale) and unscaled on the image, plus the pixels' own terms (TV)."""
+    def loss_scaled_value_and_grad(self, image: tf.Tensor, network_dtype: tf.DType = tf.float16) -> tuple[Terms, tf.Tensor]:
+        """`value_and_grad` as a network computing in float16 needs it: the losses' gradient w.r.t. the features
+        first (float32), then the network's backward pass from it, scaled by a power of two into float16's range
+        (tf_style.loss_scale) and unscaled on the image, plus the pixels' own terms (TV). `network_dtype`: the
+        dtype the network's outputs are computed in (float32 gives the same terms and gradient as `value_and_grad`'s
+        one tape, to the order of a few sums)."""
         with tf.GradientTape() as network:
             network.watch(image)
             computed = self.extractor(image, as_computed=True)
@@ -138,7 +140,7 @@ class StyleObjective:
             total = tf.reduce_sum(terms["total"])
         upstream, direct = loss_tape.gradient(total, ([features[name] for name in names], image),
                                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        scaled, scale = loss_scale.scaled_for(upstream, tf.float16)
+        scaled, scale = loss_scale.scaled_for(upstream, network_dtype)
         through = network.gradient([computed[name] for name in names], image, output_gradients=scaled)
         return terms, through / scale + direct
 
