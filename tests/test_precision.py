@@ -292,7 +292,7 @@ def test_settings_the_switch_cannot_honour_are_refused():
         export.check_exportable(THEN)
     assert str(info.value) == ("dtype_policy=mixed_bfloat16_then_float32 cannot be exported (the switch to float32 "
                                "runs on the host, between steps; the export's loop is one graph with one network); "
-                               "export float32 or mixed_bfloat16")
+                               "export float32, mixed_bfloat16 or mixed_float16")
     assert Config(winograd=True).dtype_policy == "auto"  # auto is float32 with Winograd: allowed
     assert precision.exported("auto") == "float32" and precision.exported("mixed_bfloat16") == "mixed_bfloat16"
 
@@ -314,7 +314,8 @@ def test_the_dry_run_measures_the_rate_of_the_arithmetic_a_scale_starts_in(monke
 def test_the_memory_estimate_holds_both_phases_of_a_switch(monkeypatch):
     """bfloat16, then float32: a coarse scale ends at its stall in bfloat16, whose activations take 3.0 bytes a
     float against float32's 6.8 (290 floats a pixel to conv5_1); the final scale's peak is float32's plus the
-    second network's weights (80 MB), and before the switch bfloat16's, which the dry run also gives."""
+    second network's weights (80 MB), and before the switch bfloat16's, which the dry run also gives. float16, which
+    this CPU emulates with float32 copies around each convolution, takes 10.5 bytes a float (fitted, "float16")."""
     from tf_style import schedule
 
     config = THEN.replace(image_size=256, scales=2, coarsest_size=128)
@@ -329,6 +330,8 @@ def test_the_memory_estimate_holds_both_phases_of_a_switch(monkeypatch):
     bfloat16_only = estimate.costs(config.replace(dtype_policy="mixed_bfloat16"), plan)  # no switch, no second network
     assert [c.peak_bytes for c in bfloat16_only] == pytest.approx(in_bfloat16, rel=1e-12)
     assert [c.bfloat16_peak_bytes for c in bfloat16_only] == [None, None]
+    float16 = estimate.costs(config.replace(dtype_policy="mixed_float16"), plan)
+    assert [c.peak_bytes for c in float16] == pytest.approx([p + 3.7 * 290 * s.pixels for p, s in zip(plain, plan)], rel=1e-12)
     peaks = lambda c: [s.peak_bytes for s in estimate.costs(c, plan)]  # noqa: E731
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
     assert peaks(config.replace(dtype_policy="auto")) == peaks(config)

@@ -40,9 +40,9 @@ BASE_BYTES = 770 * MB
 #: backward pass adds (its ReLU masks and the gradient flowing back; fitted: 1.7 x 4 bytes, see
 #: BUILD_NOTES.md).
 BYTES_PER_ACTIVATION = 4 * 1.7
-#: The same while the network computes in bfloat16 (Config.dtype_policy): fitted on 3-step default runs at
-#: 256-1024 px on a CPU with bfloat16 instructions (BUILD_NOTES.md, "Memory and time estimate").
-BYTES_PER_ACTIVATION_BFLOAT16 = 3.0
+#: The same in bfloat16 / float16 (Config.dtype_policy), fitted on 3-step runs at 256-1024 px on the AMD EPYC (BUILD_NOTES.md,
+#: "Memory and time estimate", "float16"): bfloat16 native; float16 emulated, float32 copies around each convolution.
+BYTES_PER_REDUCED_ACTIVATION = {"mixed_bfloat16": 3.0, "mixed_float16": 10.5}
 #: A whole step over a single 3 x 3 convolution's rate: the losses, the Gram matrices, memory-bound
 #: layers and the optimiser (measured: 1.25 on the development machine).
 STEP_OVERHEAD = 1.25
@@ -156,7 +156,7 @@ def costs(
             style_pixels = max(h * w for h, w in sizes)
         targets = 4 * activations_per_pixel(config.style_layers) * style_pixels if style_pixels else 0.0
         in_bfloat16, in_float32 = (base + max((b * activations_per_pixel(layers) + extra) * s.pixels, targets)
-                                   for b in (BYTES_PER_ACTIVATION_BFLOAT16, BYTES_PER_ACTIVATION))
+                                   for b in (BYTES_PER_REDUCED_ACTIVATION.get(phases[0], 0.0), BYTES_PER_ACTIVATION))
         flops = flops_per_pixel(layers) * s.pixels
         if len(phases) == 2 and s is plan[-1]:  # the final scale may go on in float32, with a second network's weights
             out.append(ScaleCost(s, in_float32 + 80 * MB, flops, in_bfloat16))
