@@ -41,11 +41,12 @@ class FeatureExtractor:
     def __call__(self, image: tf.Tensor, as_computed: bool = False) -> dict[str, tf.Tensor]:
         """RGB pixels [B, H, W, 3] in [0, 255] -> layer name -> post-ReLU features [B, H_l, W_l, N_l], float32.
 
-        A network computing in bfloat16 (Config.dtype_policy) hands its features over as float32:
-        the Gram matrices sum M_l products each, and the style loss is a small difference of large
-        Gram entries, which bfloat16's 8 bits could not hold. With `as_computed` they come in the
-        network's dtype instead, for tf_style.losses, which casts them to float32 for its sums and
-        takes the style loss's gradient product in bfloat16 (half the cost, and no casts).
+        A network computing in bfloat16 or float16 (Config.dtype_policy) hands its features over as
+        float32: the Gram matrices sum M_l products each, and the style loss is a small difference of
+        large Gram entries, which 8 or 11 bits could not hold. With `as_computed` they come in the
+        network's dtype instead: for tf_style.losses, which casts bfloat16 ones to float32 for its sums
+        and takes the style loss's gradient product in bfloat16 (half the cost, and no casts); for
+        StyleObjective's loss-scaled gradient in float16.
         """
         outputs = self.model(vgg_lib.preprocess(image), training=False)
         if not isinstance(outputs, (list, tuple)):

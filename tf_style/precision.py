@@ -84,7 +84,7 @@ def exported(dtype_policy: str) -> str:
     if dtype_policy == "mixed_bfloat16_then_float32":
         raise InputError(Field("dtype_policy"), "=mixed_bfloat16_then_float32 cannot be exported (the switch to float32 "
                          "runs on the host, between steps; the export's loop is one graph with one network); export "
-                         "float32 or mixed_bfloat16")
+                         "float32, mixed_bfloat16 or mixed_float16")
     return "float32" if dtype_policy == "auto" else dtype_policy
 
 

@@ -18,7 +18,7 @@ Tags written in each run folder:
 * ``optimizer/learning_rate``: the optimiser's step size (L-BFGS: its first trial step);
 * ``perf/steps_per_second`` (wall clock between steps, logging included);
 * ``scale/image_size``: the longest side of the image being optimised; ``scale/bfloat16``: 1 for a step
-  computed in bfloat16, 0 in float32 (Config.dtype_policy: the loss steps by ~0.3 % where a scale switches);
+  computed in bfloat16, 0 otherwise: float32 or float16 (Config.dtype_policy: the loss steps by ~0.3 % where a scale switches);
 * ``image/current`` every `image_every` steps and at the last step (also after Ctrl-C);
   ``input/content`` and ``input/style`` once (the resized inputs the run really used);
 * ``config``: the full configuration as text, and the HParams session summary.
