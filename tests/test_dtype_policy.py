@@ -144,11 +144,19 @@ def test_the_dry_run_measures_the_rate_of_the_policy_s_convolution(monkeypatch):
         seen.append((x.dtype.name, w.dtype.name))
         return conv2d(x, w, *args, **kwargs)
 
+    transpose = tf.nn.conv2d_transpose  # a step's convolutions run forward and back to the input (float16's 10x slower)
+
+    def recording_transpose(y, w, *args, **kwargs):
+        seen.append(("back", y.dtype.name))
+        return transpose(y, w, *args, **kwargs)
+
     monkeypatch.setattr(tf.nn, "conv2d", recording)
+    monkeypatch.setattr(tf.nn, "conv2d_transpose", recording_transpose)
     assert estimate.measure_flop_rate(0.01, dtype_policy="mixed_bfloat16") > 0
     assert estimate.measure_flop_rate(0.01, dtype_policy="mixed_float16") > 0
     assert estimate.measure_flop_rate(0.01) > 0
-    assert seen == [("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32")]  # traced once each
+    assert seen == [("bfloat16", "bfloat16"), ("back", "bfloat16"), ("float16", "float16"), ("back", "float16"),
+                    ("float32", "float32"), ("back", "float32")]  # traced once each
 
 
 @pytest.mark.parametrize("policy", sorted(REDUCED))

@@ -166,17 +166,17 @@ def costs(
 
 
 def measure_flop_rate(seconds: float = 0.5, dtype_policy: str = "float32") -> float:
-    """Floating-point operations per second of a 3 x 3 convolution like VGG19's, on this machine, in
-    the compute dtype of `dtype_policy` (Config.dtype_policy: bfloat16's and float16's rates differ by a
-    factor of several, up or down, with the hardware)."""
+    """FLOP/s here of a 3 x 3 convolution like VGG19's and its gradient to the input, in `dtype_policy`'s compute dtype
+    (bfloat16's and float16's rates vary several-fold with the hardware; float16's gradient ran at 1/10 of its forward's rate on the AMD EPYC)."""
     import tensorflow as tf
 
     dtype = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}.get(dtype_policy, tf.float32)
     x = tf.cast(tf.random.stateless_uniform([1, 64, 64, 128], seed=[1, 2]), dtype)
     w = tf.cast(tf.random.stateless_uniform([3, 3, 128, 128], seed=[3, 4]), dtype)
-    conv = tf.function(lambda x: tf.nn.conv2d(x, w, 1, "SAME"))
+    # The transposed convolution is the forward one's gradient to its input (TensorFlow's Conv2DBackpropInput).
+    conv = tf.function(lambda x: tf.nn.conv2d_transpose(tf.nn.conv2d(x, w, 1, "SAME"), w, tf.shape(x), 1, "SAME"))
     conv(x).numpy()  # trace and warm up
-    flops, runs, started = 2 * 9 * 128 * 128 * 64 * 64, 0, time.perf_counter()
+    flops, runs, started = 2 * 2 * 9 * 128 * 128 * 64 * 64, 0, time.perf_counter()
     while time.perf_counter() - started < seconds or runs < 3:
         conv(x).numpy()
         runs += 1
