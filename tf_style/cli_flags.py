@@ -120,7 +120,7 @@ ROWS: tuple[Row, ...] = (
     Row("dtype_policy", "enum", "VGG19's arithmetic: float32 (the paper's); mixed_bfloat16 (convolutions in bfloat16, "
         "Gram matrices and losses float32; stops 1-2 % above float32's loss); mixed_bfloat16_then_float32 (L-BFGS: "
         "each scale goes on in float32 once a line search runs out of trials); mixed_float16 (for GPUs' tensor "
-        "cores: convolutions in float16, loss-scaled; emulated, ~5x slower, on most CPUs); auto: "
+        "cores: convolutions in float16, loss-scaled; emulated, 5-7x slower, on most CPUs); auto: "
         "mixed_bfloat16_then_float32 on a CPU with bfloat16 instructions (AVX512_BF16, AMX), else float32.",
         choices=DTYPE_POLICY_CHOICES),
     Row("output_size", "string",

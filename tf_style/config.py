@@ -91,7 +91,7 @@ class Config(_Settings):
         1-2 % above float32's loss); "mixed_bfloat16_then_float32" (L-BFGS only: each scale goes
         on in float32 once a line search has spent all its trials); "mixed_float16" (for GPUs:
         convolutions in float16, 8x finer than bfloat16, the gradient entering the network
-        loss-scaled; emulated on most CPUs, ~5x slower than float32); "auto":
+        loss-scaled; emulated on most CPUs, 5-7x slower than float32); "auto":
         "mixed_bfloat16_then_float32" where the CPU has bfloat16 instructions (1.8x per step at
         256-512 px on an AMD EPYC), else "float32". Without them bfloat16 is slower (4x per
         convolution on an Intel Xeon).

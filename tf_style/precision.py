@@ -10,7 +10,7 @@
   whose tensor cores take float16 at bfloat16's speed with 8x finer rounding: from white noise at
   128 px L-BFGS followed float32's loss for 300 evaluations without the stall bfloat16 reaches at
   ~200 (BUILD_NOTES.md, "float16"). The gradient entering the network is scaled into float16's range
-  (tf_style.loss_scale). Most CPUs emulate float16: ~5x float32's time here. Never chosen by "auto".
+  (tf_style.loss_scale). Most CPUs emulate float16: 5-7x float32's time here. Never chosen by "auto".
 - "auto" (the default): "mixed_bfloat16_then_float32" where the CPU has bfloat16 instructions
   (x86's AVX512_BF16 or AMX) and the run uses L-BFGS without Winograd's convolutions; "float32"
   elsewhere. Without those instructions bfloat16 is emulated, 4x slower per convolution; on an
