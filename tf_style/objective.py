@@ -126,8 +126,8 @@ class StyleObjective:
         """`value_and_grad` as a network computing in float16 needs it: the losses' gradient w.r.t. the features
         first (float32), then the network's backward pass from it, scaled by a power of two into float16's range
         (tf_style.loss_scale) and unscaled on the image, plus the pixels' own terms (TV). `network_dtype`: the
-        dtype the network's outputs are computed in (float32 gives the same terms and gradient as `value_and_grad`'s
-        one tape, to the order of a few sums)."""
+        dtype the network's outputs are computed in (with float32 the terms and gradient are `value_and_grad`'s one
+        tape's, bit for bit where no feature's gradient sums more than two parts: tests/test_dtype_policy.py)."""
         with tf.GradientTape() as network:
             network.watch(image)
             computed = self.extractor(image, as_computed=True)
