@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tf_style import ring_buffers
 from tf_style.line_search import weak_wolfe
 from tf_style.objective import Terms, ValueAndGrad
 
@@ -76,8 +77,9 @@ class LBFGS:
       tolerance: `converged` once the projected gradient's largest entry is at most this
         fraction of its value at the start (0: never).
       static_shapes: no slice bound comes from the counters, so XLA (`jit_compile=True`) compiles the step
-        once, not at each new value: the pair goes into its slot by a select over all slots, not a concatenation
-        around one (3x the time on a CPU, 29 against 9 ms at 512 x 341 with 30 pairs; one pass on a GPU).
+        once, not at each new value: the pair goes into its slot by a select over all slots (tf_style.ring_buffers).
+      pairs_in_place: the pair is written into the state's own ring buffers, which the step's result then
+        shares (tf_style.ring_buffers): only for buffers nothing else holds, as a Synthesis's variables.
     """
 
     name = "lbfgs"
@@ -95,6 +97,7 @@ class LBFGS:
         bounds: tuple[float, float] | None = (0.0, 255.0),
         tolerance: float = 0.0,
         static_shapes: bool = False,
+        pairs_in_place: bool = False,
     ):
         if learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
@@ -112,19 +115,20 @@ class LBFGS:
         self.bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
         self.tolerance = float(tolerance)
         self.static_shapes = bool(static_shapes)
+        self.pairs_in_place = bool(pairs_in_place)
 
     def project(self, x: tf.Tensor) -> tf.Tensor:
         return x if self.bounds is None else tf.clip_by_value(x, *self.bounds)
 
     def init_state(self, image: tf.Tensor) -> LBFGSState:
         zeros = tf.zeros_like(image, dtype=tf.float32)
-        buffer = tf.zeros(tf.concat([[self.history], tf.shape(image)], axis=0), tf.float32)
+        shape = tf.concat([[self.history], tf.shape(image)], axis=0)
         return LBFGSState(
             k=tf.constant(0.0),
             f=tf.constant(0.0),
             g=zeros,
-            s=buffer,
-            y=buffer,
+            s=tf.zeros(shape, tf.float32),  # two buffers, not one twice: variables made from them may adopt them,
+            y=tf.zeros(shape, tf.float32),  # and a pair written in place must not land in both (ring_buffers)
             count=tf.constant(0, tf.int64),
             head=tf.constant(0, tf.int64),
             h_diag=tf.constant(1.0),
@@ -226,15 +230,11 @@ class LBFGS:
     def _remember(self, state: LBFGSState, s: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> LBFGSState:
         """The state with the pair (s, y) pushed into the ring buffers when `keep`."""
 
-        def put(buffer, new):  # slot `head` replaced (tensor_scatter_nd_update's GPU kernel copies it on one thread)
-            if self.static_shapes:
-                at = tf.equal(tf.range(self.history, dtype=tf.int64), state.head)
-                return tf.where(tf.reshape(at, [-1] + [1] * new.shape.rank), new[None], buffer)
-            return tf.ensure_shape(tf.concat([buffer[:state.head], new[None], buffer[state.head + 1:]], 0), buffer.shape)
+        how = "select" if self.static_shapes else "in_place" if self.pairs_in_place else "concat"
 
         def push():
             return state._replace(
-                s=put(state.s, s), y=put(state.y, y),
+                s=ring_buffers.put(state.s, state.head, s, how), y=ring_buffers.put(state.y, state.head, y, how),
                 count=tf.minimum(state.count + 1, self.history),
                 head=(state.head + 1) % self.history,
                 h_diag=tf.reduce_sum(y * s) / tf.reduce_sum(y * y),
@@ -251,12 +251,13 @@ class LBFGS:
             return tf.reduce_sum(terms["total"]), grad
 
         f, g = tf.cond(first, evaluate_here, lambda: (state.f, state.g))
-        pg_start = tf.where(first, self.projected_gradient_norm(image, g), state.pg_start)
+        pg_start = tf.cond(first, lambda: self.projected_gradient_norm(image, g), lambda: state.pg_start)
         free = self._free(image, g)
         d, sy, yy = self._direction(g, free, state)
         state = state._replace(sy=sy, yy=yy)
-        # Round-off can cost descent; then fall back to scaled steepest descent on the free pixels.
-        d = tf.where(tf.reduce_sum(g * d) < 0.0, d, -g * free * state.h_diag)
+        # Round-off can cost descent; then fall back to scaled steepest descent on the free pixels. (A choice between
+        # image-sized tensors is a tf.cond, not a tf.where: a select of 2 MB took ~0.9 ms at 512 x 341, a cond none.)
+        d = tf.cond(tf.reduce_sum(g * d) < 0.0, lambda: d, lambda: -g * free * state.h_diag)
         # On the first step the direction is the raw gradient, whose scale says nothing about a
         # good step length: the first trial moves the most-moved pixel by learning_rate x 25.5 levels.
         width = 1.0 if self.bounds is None else self.bounds[1] - self.bounds[0]
@@ -269,10 +270,9 @@ class LBFGS:
         # Out of evaluations without any sufficient decrease (rare): stay put, forget the history so
         # the next step starts over from scaled steepest descent, and make its first trial half
         # the shortest one that failed. The terms reported are those of the image returned: on
-        # a failure the old image, evaluated once more.
-        terms = tf.cond(ok, lambda: search.terms, lambda: value_and_grad(image)[0])
-        new_image = tf.where(ok, self.project(image + search.step), image)  # float32 may land a bound's ulp outside
-        new_g = tf.where(ok, search.grad, g)
+        # a failure the old image, evaluated once more. (project: float32 may land a bound's ulp outside.)
+        terms, new_image, new_g = tf.cond(ok, lambda: (search.terms, self.project(image + search.step), search.grad),
+                                          lambda: (value_and_grad(image)[0], image, g))
         state = state._replace(
             k=state.k + 1.0,
             f=tf.where(ok, tf.reduce_sum(search.terms["total"]), f),

@@ -11,6 +11,7 @@ with it after the first step whose line search spent all its trials.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -66,7 +67,11 @@ class Synthesis:
         if init.shape.rank == 3:
             init = init[None]
         self.objective = objective
-        self.optimizer = optimizer
+        self.optimizer = copy.copy(optimizer)  # its own: `use_xla` and the writes in place below change it
+        if hasattr(optimizer, "pairs_in_place"):
+            # L-BFGS's ring buffers are read once per step and written back whole, by this instance only: the newest
+            # pair may go into its slot in place (tf_style.ring_buffers; 1-2 % of a step at 256-512 px on a CPU).
+            self.optimizer.pairs_in_place = True
         self.image = tf.Variable(init, name="image", trainable=True)
         start = optimizer.init_state(init)
         self.state: State = type(start)(
