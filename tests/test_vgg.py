@@ -175,6 +175,13 @@ def test_preprocess_is_kerass_caffe_preprocessing():
     expected = keras.applications.vgg19.preprocess_input(rgb.copy())
     np.testing.assert_allclose(vgg.preprocess(rgb).numpy(), expected, rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(vgg.deprocess(vgg.preprocess(rgb)).numpy(), rgb, atol=1e-4)
+    # Its gradient is the upstream gradient with the channels put back in RGB order, exactly.
+    upstream = np.random.default_rng(2).normal(size=rgb.shape).astype(np.float32)
+    x = tf.constant(rgb)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(vgg.preprocess(x) * upstream)
+    np.testing.assert_array_equal(tape.gradient(total, x).numpy(), upstream[..., ::-1])
 
 
 @pytest.mark.parametrize(
