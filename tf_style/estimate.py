@@ -47,9 +47,9 @@ BYTES_PER_REDUCED_ACTIVATION = {"mixed_bfloat16": 3.0, "mixed_float16": 10.5}
 #: layers and the optimiser (measured: 1.25 on the development machine).
 STEP_OVERHEAD = 1.25
 #: Image-sized float buffers an optimiser holds at its peak, besides the image (L-BFGS: the
-#: history twice, as held and as the step's new buffers before they replace it, and its gradients and trial
-#: points, fitted as 8, plus 2 for the step and gradient of the line search's best trial, which it
-#: falls back on; Adam: its two moments and the gradient).
+#: history twice, as held and as a pure step's new buffers (a Synthesis writes in place, but its measured peaks
+#: did not fall at 512 px and fell 10 % at 1024: kept, the safe side), its gradients and trial points, fitted as 8,
+#: plus 2 for the step and gradient of the line search's best trial; Adam: its two moments and the gradient).
 OPTIMIZER_BUFFERS = {"lbfgs": lambda history: 4 * history + 10, "adam": lambda history: 6}
 LBFGS_HISTORY = 30  # tf_style.lbfgs.LBFGS's default (a test keeps them equal)
 #: A run is refused when its predicted peak times this exceeds the memory available: the estimate
