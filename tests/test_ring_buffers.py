@@ -59,6 +59,29 @@ def test_only_the_in_place_write_changes_the_buffer_it_was_given(how):
     assert variable.numpy().sum() == variable.numpy()[7].sum()  # no other slot touched
 
 
+def test_in_place_a_refused_pair_writes_nothing():
+    """L-BFGS's `_remember` with its pairs in place, on variables read and assigned back as a Synthesis's step
+    does: pairs 1 and 2 land in slots 0 and 1; the refused pairs after each (no curvature) touch no slot (the
+    last one's slot, 2, stays empty), though the write sits in a branch of the same graph and the buffers are
+    the variables' own."""
+    optimizer = LBFGS(history=3, pairs_in_place=True)
+    state = optimizer.init_state(tf.zeros([1, 2, 2, 1]))
+    variables = type(state)(*(tf.Variable(v) for v in state))
+
+    @tf.function(autograph=False)
+    def remember(value, keep):
+        read = type(state)(*(v.read_value() for v in variables))
+        new = optimizer._remember(read, tf.fill([1, 2, 2, 1], value), tf.fill([1, 2, 2, 1], 10 * value), keep)
+        for variable, tensor in zip(variables, new):
+            variable.assign(tensor)
+
+    for value, keep in ((1.0, True), (99.0, False), (2.0, True), (98.0, False)):
+        remember(tf.constant(value), tf.constant(keep))
+    np.testing.assert_array_equal(variables.s.numpy().reshape(3, -1), np.array([1.0, 2.0, 0.0])[:, None] * np.ones([3, 4]))
+    np.testing.assert_array_equal(variables.y.numpy().reshape(3, -1), np.array([10.0, 20.0, 0.0])[:, None] * np.ones([3, 4]))
+    assert int(variables.head) == 2 and int(variables.count) == 2
+
+
 def step_ops(synthesis: Synthesis) -> list[str]:
     """The op types of a Synthesis's traced step, its branches' and loops' included."""
     graph = synthesis.traced_step.get_concrete_function().graph.as_graph_def()
