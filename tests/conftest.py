@@ -72,3 +72,15 @@ def random_vgg():
 
     return vgg.build_vgg19(weights=None, pooling="avg", seed=0)
 
+
+
+@pytest.fixture(scope="module")
+def objective(random_vgg, content_image, style_image):
+    """The paper's objective (its layers, alpha = 1, beta = 1e3) on the test backbone, the photo and the style image."""
+    from tf_style.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
+    from tf_style.features import FeatureExtractor
+    from tf_style.objective import StyleObjective
+
+    extractor = FeatureExtractor(random_vgg, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS)
+    return StyleObjective(extractor, extractor.content_targets(content_image[None]),
+                          extractor.style_targets(style_image[None]), content_weight=1.0, style_weight=1e3)

@@ -7,9 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_style.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
-from tf_style.features import FeatureExtractor
-from tf_style.objective import StyleObjective
 from tf_style.optimizers import LBFGS, Adam, make_optimizer
 from tf_style.start import initial_image
 from tf_style.step import Synthesis
@@ -90,18 +87,6 @@ def test_state_carries_the_accepted_loss_and_gradient():
     np.testing.assert_allclose(float(state.f), float(f_here["total"][0]), rtol=1e-5)
     np.testing.assert_allclose(state.g.numpy(), g_here.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(float(terms["total"][0]), float(f_here["total"][0]), rtol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def objective(random_vgg, content_image, style_image):
-    extractor = FeatureExtractor(random_vgg, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS)
-    return StyleObjective(
-        extractor,
-        extractor.content_targets(content_image[None]),
-        extractor.style_targets(style_image[None]),
-        content_weight=1.0,
-        style_weight=1e3,
-    )
 
 
 def test_style_transfer_traces_once_falls_monotonically_and_beats_adam(objective, content_image):

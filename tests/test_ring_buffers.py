@@ -8,9 +8,6 @@ import pytest
 import tensorflow as tf
 
 from tf_style import ring_buffers
-from tf_style.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
-from tf_style.features import FeatureExtractor
-from tf_style.objective import StyleObjective
 from tf_style.optimizers import LBFGS, Adam
 from tf_style.start import initial_image
 from tf_style.step import Synthesis
@@ -86,13 +83,6 @@ def step_ops(synthesis: Synthesis) -> list[str]:
     """The op types of a Synthesis's traced step, its branches' and loops' included."""
     graph = synthesis.traced_step.get_concrete_function().graph.as_graph_def()
     return [n.op for n in graph.node] + [n.op for f in graph.library.function for n in f.node_def]
-
-
-@pytest.fixture(scope="module")
-def objective(random_vgg, content_image, style_image):
-    extractor = FeatureExtractor(random_vgg, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS)
-    return StyleObjective(extractor, extractor.content_targets(content_image[None]),
-                          extractor.style_targets(style_image[None]), content_weight=1.0, style_weight=1e3)
 
 
 def test_a_synthesis_writes_its_pairs_in_place_and_leaves_the_callers_optimiser_pure(objective, content_image):
