@@ -212,10 +212,11 @@ def trajectories(config: Config, content: np.ndarray, style: np.ndarray, optimiz
 
 def predicted_peak(config: Config, content: str, style: str, before_switch: bool = False) -> float:
     """The dry run's peak-memory estimate (MB) for `config` on these images; with `before_switch`, the peak
-    until the final scale goes on in float32 where it may (Config.dtype_policy), which a short run stays under."""
+    until the final scale goes on in float32 where it may (Config.dtype_policy), which a short run stays under. Where
+    a GPU runs the step, the estimate a run makes there (`gpu`: "auto" is float32 on a GPU whatever the CPU)."""
     content_arr, style_arr = api.prepare_images(config, content, style)
     plan = schedule.plan(config, content_arr.shape[:2], images.load_image(style).shape[:2])
-    costs = estimate.costs(config, plan)
+    costs = estimate.costs(config, plan, gpu=api.gpu_runs_it())
     return max((before_switch and c.bfloat16_peak_bytes) or c.peak_bytes for c in costs) / estimate.MB
 
 
