@@ -43,13 +43,13 @@ declare -A STEP_ENV=(
     [iter_xla_cublas]="XLA_FLAGS=--xla_gpu_enable_triton_gemm=false"
     [iter_xla_graphs]="XLA_FLAGS=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,CONDITIONAL,WHILE"
 )
-# Most wanted first (BUILD_NOTES.md, "GPU"): 500 XLA steps at 512² took 3.28 s on 2026-11-27 (the goal: under 3 s);
-# the speed table at 512 px has not been measured since the step lost its per-step copies; the 1024-px one never
+# Most wanted first (BUILD_NOTES.md, "GPU"): on 2026-11-27 (evening) 500 XLA steps at 512² took 2.20 s in float32 and
+# 1.88 s in float16 (the goal, under 3 s, met), without XLA 5.54 and 5.00 s; XLA's compilation (48 s at 512², 65 s at
+# 1024²) keeps it out of a run, so compiling without autotuning comes first. The speed table at 1024 px has never
 # finished (scipy there outlasts a call: run it alone). bfloat16 with XLA stalls its line search (5.3 evaluations a
-# step), and its switch to float32 compiles the step again (42 s) inside the timing; float16 (8x finer) did not stall
-# in 500 evaluations on the CPU, and bfloat16's evaluation under XLA took 2.7 ms against float32's 7.5.
-ORDER=(iter_xla_fp16 iter_xla iter_fp16 iter iter_xla_tune0 iter_xla_cublas iter_xla_graphs speed512 iter_xla_1024 iter_1024 speed1024
-       iter_xla_then iter_xla_bf16 iter_then iter_fp32 iter_bf16)
+# step), and its switch to float32 compiles the step again (42 s) inside the timing.
+ORDER=(iter_xla_tune0 iter_xla_cublas iter_xla iter_xla_fp16 iter iter_fp16 speed512 iter_xla_1024 iter_1024 speed1024
+       iter_xla_graphs iter_xla_then iter_xla_bf16 iter_then iter_fp32 iter_bf16)
 [ $# -gt 0 ] && ORDER=("$@")
 nvidia-smi -L 2>&1 | tee "$OUT/gpu.txt"
 # A step named NAME_base runs NAME in $BASE, a copy of an earlier commit carried along (side by side on one card:
