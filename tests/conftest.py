@@ -73,7 +73,6 @@ def random_vgg():
     return vgg.build_vgg19(weights=None, pooling="avg", seed=0)
 
 
-
 @pytest.fixture(scope="module")
 def objective(random_vgg, content_image, style_image):
     """The paper's objective (its layers, alpha = 1, beta = 1e3) on the test backbone, the photo and the style image."""

@@ -193,10 +193,9 @@ def test_a_saved_reduced_precision_export_computes_as_the_library_does(tmp_path,
 
     The two graphs need not round alike: on an Intel Xeon with AVX512_FP16 the export's float16 picture differed by
     2 levels in 1 % of the values (1 level with oneDNN off), where bfloat16 matched exactly and the AMD EPYC to a
-    level. A
-    different order of the same float16 sums changes each layer's result by up to one unit roundoff u, so the
-    image's gradient by up to NETWORK_ROUNDINGS * u relatively, and a pixel by that share of how far the steps moved
-    it, plus a level for rounding each picture to 8 bits. The policy kept: the export's picture and loss lie nearer
+    level. A different order of the same float16 sums changes each layer's result by up to one unit roundoff u, so
+    the image's gradient by up to NETWORK_ROUNDINGS * u relatively, and a pixel by that share of how far the steps
+    moved it, plus a level for rounding each picture to 8 bits. The policy kept: the export's picture and loss lie nearer
     the library's in the policy than in float32 (float32's loss is 6.6 % away from bfloat16's, 1.7 % from
     float16's, on the AMD EPYC)."""
     from tf_style import export
