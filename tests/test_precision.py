@@ -104,45 +104,66 @@ def test_a_stall_that_may_not_switch_leaves_the_objective_for_the_next_stall():
     assert synthesis.objective is not bfloat16 and synthesis.switched_at == 2 and _conv_dtypes(synthesis) == {"float32"}
 
 
-def test_a_stall_in_bfloat16_switches_to_float32_and_the_loss_falls_further():
+class _Record(loop.Callback):
+    """Keeps each scale's Synthesis, and the steps (from 1) that traced: a budget must not take their time
+    as the next step's."""
+
+    def __init__(self):
+        self.seen, self.traced = [], []
+
+    def on_scale_start(self, run):
+        self.seen.append(run.synthesis)
+
+    def on_step_end(self, run):
+        if run.synthesis.traced:
+            self.traced.append(run.step)
+
+
+@pytest.fixture(scope="module")
+def switched_run(tmp_path_factory):
+    """One uninterrupted 150-step run of THEN, logged to TensorBoard: the run every test of the switch looks at
+    (each made its own before, ~15 s apiece on a 2-core CPU, most of it tracing)."""
+    from tf_style.config import RunOptions
+    from tf_style.tensorboard_logger import TensorBoardLogger
+
+    logdir = tmp_path_factory.mktemp("switch")
+    logger = TensorBoardLogger.from_options(RunOptions(logdir=str(logdir), run_name="switch", image_every=0))
+    record = _Record()
+    try:
+        result = api.run(THEN.replace(num_steps=150), CONTENT_PATH, STYLE_PATH, callbacks=[record, logger])
+    finally:
+        logger.close()
+    return result, record, str(logdir / "switch")
+
+
+def test_a_stall_in_bfloat16_switches_to_float32_and_the_loss_falls_further(switched_run):
     """At 32 px bfloat16's line search first spends all 10 trials after 58 steps (seed 3, on an AMD EPYC
-    with AVX512_BF16; emulated bfloat16 may round otherwise, hence 150 steps' room), from where bfloat16
-    alone makes no more progress; the switched run, scored in float32, ends lower."""
-    steps = 150
-    synthesis = _synthesis(THEN)
-    traced = []  # steps (from 1) whose time a budget must not take as the next one's: they traced
-
-    class Traced(loop.Callback):
-        def on_step_end(self, run):
-            if run.synthesis.traced:
-                traced.append(run.step)
-
-    run = loop.run_steps(synthesis, steps, [Traced()])
+    with AVX512_BF16; 72 on an Intel Xeon with AMX; emulated bfloat16 may round otherwise, hence 150 steps'
+    room), from where bfloat16 alone makes no more progress: given as many evaluations as the switched run made,
+    and scored in float32 as it is, it ends higher."""
+    result, record, _ = switched_run
+    steps, synthesis = len(result.history), record.seen[0]
     switched = synthesis.switched_at
-    assert switched is not None and 20 < switched < steps - 10, switched
-    assert traced == [1, switched, switched + 1]  # the first; the switch (float32's value and gradient); the next
+    assert steps == 150 and switched is not None and 20 < switched < steps - 10, switched
+    assert record.traced == [1, switched, switched + 1]  # the first; the switch (float32's value and gradient); the next
     assert _conv_dtypes(synthesis) == {"float32"}
-    totals = [h["total"] for h in run.history]
+    totals = [h["total"] for h in result.history]
     assert totals[-1] < 0.999 * totals[switched], (totals[switched], totals[-1])
     alone = _synthesis(THEN.replace(dtype_policy="mixed_bfloat16"))
-    loop.run_steps(alone, steps)
+    while float(alone.state.evaluations) < float(synthesis.state.evaluations):  # each stalled step spends 10
+        alone.step()
     scored = synthesis.objective  # float32
     value = lambda s: float(scored(tf.constant(s.image_array()[None]))["total"][0])  # noqa: E731
     assert value(synthesis) < 0.995 * value(alone), (value(synthesis), value(alone))
 
 
-def test_tensorboard_shows_when_a_scale_went_on_in_float32(tmp_path):
+def test_tensorboard_shows_when_a_scale_went_on_in_float32(switched_run):
     """scale/bfloat16 is 1 for the steps computed in bfloat16 and 0 from the step after the switch on."""
     from test_tensorboard import read_run, scalars
-    from tf_style.config import RunOptions
-    from tf_style.tensorboard_logger import TensorBoardLogger
 
-    synthesis = _synthesis(THEN)
-    logger = TensorBoardLogger.from_options(RunOptions(logdir=str(tmp_path), run_name="switch", image_every=0))
-    loop.run_steps(synthesis, 150, [logger])
-    logger.close()
-    steps, flags = scalars(read_run(str(tmp_path / "switch")), "scale/bfloat16")
-    switched = synthesis.switched_at
+    _, record, run_dir = switched_run
+    steps, flags = scalars(read_run(run_dir), "scale/bfloat16")
+    switched = record.seen[0].switched_at
     assert switched is not None and steps == list(range(1, 151))
     assert flags.tolist() == [1.0] * switched + [0.0] * (150 - switched)
 
@@ -165,23 +186,21 @@ class _TensorFlowWarnings(logging.Handler):
         logging.getLogger("tensorflow").removeHandler(self)
 
 
-class _Record(loop.Callback):
-    """Keeps each scale's Synthesis."""
-
-    def __init__(self):
-        self.seen = []
-
-    def on_scale_start(self, run):
-        self.seen.append(run.synthesis)
+TWO_SCALES = THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=100)
 
 
-def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
+@pytest.fixture(scope="module")
+def two_scale_run():
+    """One uninterrupted run of TWO_SCALES (32 then 64 px), shared by the tests that look at it or compare with it."""
+    record = _Record()
+    return api.run(TWO_SCALES, CONTENT_PATH, STYLE_PATH, callbacks=[record]), record
+
+
+def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches(two_scale_run):
     """Two scales (32 then 64 px): the coarse one, planned for 2 x 100 steps, ends at its first stall (after
     58 on an AMD EPYC; its result is refined at the next scale anyway); the final one is the one that may go
     on in float32."""
-    record = _Record()
-    result = api.run(THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=100), CONTENT_PATH, STYLE_PATH,
-                     callbacks=[record])
+    result, record = two_scale_run
     coarse, final = record.seen
     assert coarse.end_on_stall and coarse.then is None and coarse.stalled
     assert 20 < float(coarse.state.k) < 200 and _conv_dtypes(coarse) == {"bfloat16"}
@@ -190,7 +209,7 @@ def test_a_coarse_scale_ends_at_its_stall_and_only_the_final_scale_switches():
 
 
 @pytest.mark.parametrize("offset", [5, 0, -5], ids=["after-the-switch", "at-the-switch", "before-the-switch"])
-def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_path, offset):
+def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(switched_run, tmp_path, offset):
     """The checkpoint records the switch: stopped after it, or at the step that switched, the resumed scale
     computes in float32 from its first step, with the value and gradient it saved (no re-evaluation); stopped
     before it, it switches at the same step of the scale. Each ends with the uninterrupted run's image. (Before, a scale resumed
@@ -198,8 +217,7 @@ def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_
     from test_checkpoints import stop_then_resume
 
     config = THEN.replace(num_steps=150)  # the switch after 58 steps on an AMD EPYC; emulated bfloat16 may round otherwise
-    whole_record = _Record()
-    whole = api.run(config, CONTENT_PATH, STYLE_PATH, callbacks=[whole_record])
+    whole, whole_record, _ = switched_run
     switched = whole_record.seen[0].switched_at
     assert switched is not None and 10 < switched < 140, switched
     resumed_record = _Record()
@@ -218,15 +236,15 @@ def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(tmp_
 
 def test_a_two_scale_run_stopped_after_its_final_scale_switched_resumes_in_float32(tmp_path):
     """Two scales (32 then 64 px): the coarse one ends at its stall, the final one switches to float32 later
-    (at its step 213 on an AMD EPYC; 400 planned). Stopped 5 steps after that switch, the resumed run rebuilds the
+    (at its step 213 on an AMD EPYC, 63 on an Intel Xeon with AMX; 300 planned). Stopped 5 steps after that switch, the resumed run rebuilds the
     final scale, goes on in float32 from its first step and ends with the uninterrupted run's image."""
     from test_checkpoints import stop_then_resume
 
-    config = THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=400)
+    config = TWO_SCALES.replace(num_steps=300)
     whole_record = _Record()
     whole = api.run(config, CONTENT_PATH, STYLE_PATH, callbacks=[whole_record])
     coarse, final = whole_record.seen
-    assert coarse.stalled and final.switched_at is not None and final.switched_at < 390, final.switched_at
+    assert coarse.stalled and final.switched_at is not None and final.switched_at < 290, final.switched_at
     resumed_record = _Record()
     stop_at = int(coarse.state.k) + final.switched_at + 5
     resumed = stop_then_resume(config, CONTENT_PATH, STYLE_PATH, tmp_path, stop_at, callbacks=[resumed_record])[1]
@@ -236,15 +254,14 @@ def test_a_two_scale_run_stopped_after_its_final_scale_switched_resumes_in_float
     np.testing.assert_array_equal(resumed.image, whole.image)
 
 
-def test_a_coarse_scale_checkpointed_at_its_stall_resumes_at_the_next_scale(tmp_path):
+def test_a_coarse_scale_checkpointed_at_its_stall_resumes_at_the_next_scale(two_scale_run, tmp_path):
     """A periodic checkpoint taken at a coarse scale's stall step records the stall: a run killed right after
     it (Ctrl-C here) resumes at the next scale, as the uninterrupted run went on, and ends with its image
     (without the record the coarse scale ran on from its stall)."""
     from tf_style.config import RunOptions
 
-    config = THEN.replace(image_size=64, scales=2, coarsest_size=32, num_steps=100)
-    record = _Record()
-    whole = api.run(config, CONTENT_PATH, STYLE_PATH, callbacks=[record])
+    config = TWO_SCALES
+    whole, record = two_scale_run
     stall = int(record.seen[0].state.k)
     assert record.seen[0].stalled and stall < 200, stall  # planned 200; ~58 on an AMD EPYC
 
