@@ -119,6 +119,9 @@ class _Record(loop.Callback):
             self.traced.append(run.step)
 
 
+SWITCHES = THEN.replace(num_steps=150)  # the switch after 58 steps on an AMD EPYC, 72 on an Intel Xeon with AMX
+
+
 @pytest.fixture(scope="module")
 def switched_run(tmp_path_factory):
     """One uninterrupted 150-step run of THEN, logged to TensorBoard: the run every test of the switch looks at
@@ -130,7 +133,7 @@ def switched_run(tmp_path_factory):
     logger = TensorBoardLogger.from_options(RunOptions(logdir=str(logdir), run_name="switch", image_every=0))
     record = _Record()
     try:
-        result = api.run(THEN.replace(num_steps=150), CONTENT_PATH, STYLE_PATH, callbacks=[record, logger])
+        result = api.run(SWITCHES, CONTENT_PATH, STYLE_PATH, callbacks=[record, logger])
     finally:
         logger.close()
     return result, record, str(logdir / "switch")
@@ -145,7 +148,7 @@ def test_a_stall_in_bfloat16_switches_to_float32_and_the_loss_falls_further(swit
     steps, synthesis = len(result.history), record.seen[0]
     switched = synthesis.switched_at
     assert steps == 150 and switched is not None and 20 < switched < steps - 10, switched
-    assert record.traced == [1, switched, switched + 1]  # the first; the switch (float32's value and gradient); the next
+    assert record.traced == [1, switched, switched + 1]  # the first; the switch (float32 value and gradient); the next
     assert _conv_dtypes(synthesis) == {"float32"}
     totals = [h["total"] for h in result.history]
     assert totals[-1] < 0.999 * totals[switched], (totals[switched], totals[-1])
@@ -216,7 +219,7 @@ def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(swit
     after its switch started in bfloat16 again and could stall and switch once more, up to 10 evaluations later.)"""
     from test_checkpoints import stop_then_resume
 
-    config = THEN.replace(num_steps=150)  # the switch after 58 steps on an AMD EPYC; emulated bfloat16 may round otherwise
+    config = SWITCHES  # emulated bfloat16 may round otherwise, hence the room
     whole, whole_record, _ = switched_run
     switched = whole_record.seen[0].switched_at
     assert switched is not None and 10 < switched < 140, switched
@@ -236,8 +239,9 @@ def test_a_run_stopped_and_resumed_switches_where_the_uninterrupted_run_did(swit
 
 def test_a_two_scale_run_stopped_after_its_final_scale_switched_resumes_in_float32(tmp_path):
     """Two scales (32 then 64 px): the coarse one ends at its stall, the final one switches to float32 later
-    (at its step 213 on an AMD EPYC, 63 on an Intel Xeon with AMX; 300 planned). Stopped 5 steps after that switch, the resumed run rebuilds the
-    final scale, goes on in float32 from its first step and ends with the uninterrupted run's image."""
+    (at its step 213 on an AMD EPYC, 63 on an Intel Xeon with AMX; 300 planned). Stopped 5 steps after that switch,
+    the resumed run rebuilds the final scale, goes on in float32 from its first step and ends with the uninterrupted
+    run's image."""
     from test_checkpoints import stop_then_resume
 
     config = TWO_SCALES.replace(num_steps=300)
