@@ -268,11 +268,11 @@ def test_the_convolutions_benchmark_times_both_and_checks_winograds_memory_estim
     assert re.fullmatch(r"  32px: floor [\d.]+ -> [\d.]+ s \([\d.]+x\); our step per evaluation [\d.]+ -> [\d.]+ s "
                         r"\([\d.]+x\); step / floor [\d.]+x -> [\d.]+x; set-up \(synthesis and traced first step\) "
                         r"[\d.]+ -> [\d.]+ s the first time", lines[1]), lines[1]  # one round: no "then"
-    memory = re.fullmatch(r"peak memory at 32px \(tf-style, defaults --winograd\): measured (\d+) MB, dry run "
+    memory = re.fullmatch(r"peak memory at 32px \(tf-style, defaults --winograd --dtype_policy=float32\): measured (\d+) MB, dry run "
                           r"predicted (\d+) MB \([-+][\d.]+%\)", lines[2])
     assert memory is not None, lines[2]
     data = os.path.join(ROOT, "tf_style", "data")
-    with_kernels = predicted_peak(Config(image_size=32, winograd=True), os.path.join(data, "chelsea.jpg"),
+    with_kernels = predicted_peak(Config(image_size=32, winograd=True, dtype_policy="float32"), os.path.join(data, "chelsea.jpg"),
                                   os.path.join(data, "gravel.jpg"))
     plain = predicted_peak(Config(image_size=32), os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg"))
     assert int(memory.group(2)) == round(with_kernels)  # the estimate of a --winograd run, not the default's

@@ -110,8 +110,9 @@ def test_missing_required_flags(capsys, content_path):
         ({"init": "nowhere.png"}, "--init must be one of noise, content, style or an existing image file; got 'nowhere.png'"),
         ({"style_layer_weights": ["1", "x"]}, "--style_layer_weights: expected comma-separated numbers; got 1,x"),
         ({"output": "out.xyz"}, "--output: cannot write out.xyz: unknown extension '.xyz'"),
-        ({"winograd": True, "dtype_policy": "mixed_bfloat16"}, "--winograd needs --dtype_policy=float32 (Winograd's "
-         "transforms multiply rounding errors, too much in bfloat16 or float16); got 'mixed_bfloat16'. Give one of them"),
+        ({"winograd": True, "dtype_policy": "mixed_bfloat16"}, "--winograd needs a float32 network (Winograd's transforms "
+         "multiply rounding errors, too much in bfloat16 or float16): --dtype_policy=float32, auto or "
+         "mixed_bfloat16_then_float32 (its float32 phase); got 'mixed_bfloat16'"),
     ],
 )
 def test_bad_values_name_the_flag(capsys, content_path, style_path, flag_values, message):

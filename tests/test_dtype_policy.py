@@ -29,11 +29,11 @@ def _synthesis(config: Config):
     ({"dtype_policy": "float16"}, "dtype_policy must be one of auto, float32, mixed_bfloat16, "
      "mixed_bfloat16_then_float32, mixed_float16; got 'float16'"),
     ({"dtype_policy": "mixed_bfloat16", "winograd": True},
-     "winograd needs dtype_policy=float32 (Winograd's transforms multiply rounding errors, too much in bfloat16 or "
-     "float16); got 'mixed_bfloat16'. Give one of them"),
+     "winograd needs a float32 network (Winograd's transforms multiply rounding errors, too much in bfloat16 or "
+     "float16): dtype_policy=float32, auto or mixed_bfloat16_then_float32 (its float32 phase); got 'mixed_bfloat16'"),
     ({"dtype_policy": "mixed_float16", "winograd": True},
-     "winograd needs dtype_policy=float32 (Winograd's transforms multiply rounding errors, too much in bfloat16 or "
-     "float16); got 'mixed_float16'. Give one of them"),
+     "winograd needs a float32 network (Winograd's transforms multiply rounding errors, too much in bfloat16 or "
+     "float16): dtype_policy=float32, auto or mixed_bfloat16_then_float32 (its float32 phase); got 'mixed_float16'"),
 ])
 def test_config_refuses_other_policies_and_winograd_in_bfloat16(fields, message):
     with pytest.raises(InputError) as info:

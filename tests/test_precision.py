@@ -28,21 +28,19 @@ def _conv_dtypes(synthesis: Synthesis) -> set[str]:
     return {layer.compute_dtype for layer in synthesis.objective.extractor.model.layers if "conv" in layer.name}
 
 
-@pytest.mark.parametrize("flags, optimizer, winograd, gpu, expected", [
-    ("avx512_bf16", "lbfgs", False, False, "mixed_bfloat16_then_float32"),
-    ("amx_bf16 amx_tile", "lbfgs", False, False, "mixed_bfloat16_then_float32"),
-    ("avx512f avx512_vnni", "lbfgs", False, False, "float32"),  # bfloat16 emulated: 4x slower
-    ("", "lbfgs", False, False, "float32"),
-    ("avx512_bf16", "adam", False, False, "float32"),  # no stall to switch on
-    ("avx512_bf16", "lbfgs", True, False, "float32"),  # Winograd in bfloat16 is refused
-    ("avx512_bf16", "lbfgs", False, True, "float32"),  # not measured on a GPU yet
+@pytest.mark.parametrize("flags, optimizer, gpu, expected", [
+    ("avx512_bf16", "lbfgs", False, "mixed_bfloat16_then_float32"),
+    ("amx_bf16 amx_tile", "lbfgs", False, "mixed_bfloat16_then_float32"),
+    ("avx512f avx512_vnni", "lbfgs", False, "float32"),  # bfloat16 emulated: 4x slower
+    ("", "lbfgs", False, "float32"),
+    ("avx512_bf16", "adam", False, "float32"),  # no stall to switch on
+    ("avx512_bf16", "lbfgs", True, "float32"),  # not measured on a GPU yet
 ])
-def test_auto_decides_from_the_cpu_the_optimiser_winograd_and_a_gpu(monkeypatch, flags, optimizer, winograd, gpu,
-                                                                    expected):
+def test_auto_decides_from_the_cpu_the_optimiser_and_a_gpu(monkeypatch, flags, optimizer, gpu, expected):
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, flags)
-    assert precision.resolve("auto", optimizer, winograd, gpu=gpu) == expected
+    assert precision.resolve("auto", optimizer, gpu=gpu) == expected
     for given in ("float32", "mixed_bfloat16", "mixed_bfloat16_then_float32"):
-        assert precision.resolve(given, optimizer, winograd, gpu=gpu) == given  # asked for: as asked
+        assert precision.resolve(given, optimizer, gpu=gpu) == given  # asked for: as asked
 
 
 def test_the_cpu_flags_are_read_from_proc_cpuinfo_unless_the_environment_gives_them(tmp_path, monkeypatch):
@@ -92,6 +90,29 @@ def test_going_on_with_another_objective_keeps_the_pairs_and_takes_its_value_and
     totals = [float(synthesis.step()["total"][0]) for _ in range(5)]
     assert synthesis.traced_step.experimental_get_tracing_count() == 1  # traced anew, once
     assert all(b <= a for a, b in zip([float(after["f"])] + totals, totals))
+
+
+def test_with_winograd_bfloat16_convolves_directly_and_the_float32_phase_by_winograd(monkeypatch):
+    """Config.winograd with bfloat16 first ("auto" on a CPU with bfloat16 instructions): the bfloat16 network
+    convolves directly (Winograd's transforms would multiply its rounding), the float32 one after the switch by
+    Winograd in its 10 layers from block2_conv2 on, for the targets and for the step; the loss goes on falling."""
+    from tf_style import winograd
+
+    inputs = []
+    original = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda x, *u: inputs.append(x.shape[-1]) or original(x, *u))
+    monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
+    synthesis = _synthesis(THEN.replace(dtype_policy="auto", winograd=True))
+    for _ in range(4):
+        synthesis.step()
+    assert _conv_dtypes(synthesis) == {"bfloat16"} and inputs == []
+    synthesis.use_objective(synthesis.then())
+    totals = [float(synthesis.step()["total"][0]) for _ in range(5)]
+    assert _conv_dtypes(synthesis) == {"float32"}
+    # the content's and the style's targets, then the trace of the value and gradient the switch's re-evaluation and
+    # the step share
+    assert inputs == [128, 128, 256, 256, 256, 256, 512, 512, 512, 512] * 3
+    assert all(b <= a for a, b in zip(totals, totals[1:])) and totals[-1] < totals[0]
 
 
 def test_a_stall_that_may_not_switch_leaves_the_objective_for_the_next_stall():
@@ -314,7 +335,8 @@ def test_settings_the_switch_cannot_honour_are_refused():
     assert str(info.value) == ("dtype_policy=mixed_bfloat16_then_float32 cannot be exported (the switch to float32 "
                                "runs on the host, between steps; the export's loop is one graph with one network); "
                                "export float32, mixed_bfloat16 or mixed_float16")
-    assert Config(winograd=True).dtype_policy == "auto"  # auto is float32 with Winograd: allowed
+    for policy in ("auto", "mixed_bfloat16_then_float32"):  # Winograd in the float32 phase: allowed
+        assert Config(winograd=True, dtype_policy=policy).winograd
     assert precision.exported("auto") == "float32" and precision.exported("mixed_bfloat16") == "mixed_bfloat16"
 
 
@@ -353,6 +375,13 @@ def test_the_memory_estimate_holds_both_phases_of_a_switch(monkeypatch):
     assert [c.bfloat16_peak_bytes for c in bfloat16_only] == [None, None]
     float16 = estimate.costs(config.replace(dtype_policy="mixed_float16"), plan)
     assert [c.peak_bytes for c in float16] == pytest.approx([p + 3.7 * 290 * s.pixels for p, s in zip(plain, plan)], rel=1e-12)
+    # Winograd's kernels and tiles in the float32 phase only: the coarse scale and the final one before its switch
+    # convolve directly in bfloat16 (tests/test_winograd.py checks the two amounts)
+    fast = estimate.costs(config.replace(winograd=True), plan)
+    winograd = estimate.winograd_kernel_bytes(config.style_layers) + 4 * estimate.winograd_floats_per_pixel(
+        config.style_layers) * plan[1].pixels
+    assert fast[1].peak_bytes == pytest.approx(costs[1].peak_bytes + winograd, rel=1e-12)
+    assert [fast[0].peak_bytes, fast[1].bfloat16_peak_bytes] == [costs[0].peak_bytes, costs[1].bfloat16_peak_bytes]
     peaks = lambda c: [s.peak_bytes for s in estimate.costs(c, plan)]  # noqa: E731
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
     assert peaks(config.replace(dtype_policy="auto")) == peaks(config)

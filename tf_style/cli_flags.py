@@ -116,7 +116,8 @@ ROWS: tuple[Row, ...] = (
         "Rescale VGG19 so each filter's mean activation over the run's content and style images is 1, "
         "as the paper's network was (the paper averaged over ImageNet images instead)."),
     Row("winograd", "bool", "On a CPU, convolve VGG19's layers with 128 or more input channels by Winograd's "
-        "F(4x4, 3x3): the same network, rounded differently, each step 1.2-1.6x faster (Intel, AMD), more memory; float32 only."),
+        "F(4x4, 3x3): the same network, rounded differently, each step 1.2-1.6x faster (Intel, AMD), more memory; float32 only "
+        "(with auto on a CPU with bfloat16 instructions: the float32 phase after bfloat16's)."),
     Row("dtype_policy", "enum", "VGG19's arithmetic: float32 (the paper's); mixed_bfloat16 (convolutions in bfloat16, "
         "Gram matrices and losses float32; stops 1-2 % above float32's loss); mixed_bfloat16_then_float32 (L-BFGS: "
         "each scale goes on in float32 once a line search runs out of trials); mixed_float16 (for GPUs' tensor "

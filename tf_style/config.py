@@ -84,7 +84,8 @@ class Config(_Settings):
       winograd: on a CPU, VGG19's layers with 128 or more input channels convolve by Winograd's
         F(4x4, 3x3) (tf_style.winograd): the same network and objective, rounded differently
         (relative 1e-5), each step 1.5-1.6x faster at 256-1024 px on an Intel Xeon; about 0.5-0.9 GB
-        more memory, and a scale's set-up ~1 s longer at 128 px, shorter at 512 px and up.
+        more memory, and a scale's set-up ~1 s longer at 128 px, shorter at 512 px and up. Float32
+        only: with "auto" or "mixed_bfloat16_then_float32" the float32 phase, after bfloat16's.
       dtype_policy: the arithmetic VGG19 computes in (tf_style.precision): "float32" (the paper's);
         "mixed_bfloat16" (activations and convolutions in bfloat16; the features are cast to
         float32, so the Gram matrices and losses stay float32; its inexact gradient stops L-BFGS
@@ -180,9 +181,10 @@ class Config(_Settings):
                 raise InputError(Field(name), f" must be True or False; got {getattr(self, name)!r}")
         if self.output_size is not None:
             fix("output_size", checks.output_size(self.output_size))
-        if self.winograd and self.dtype_policy not in ("auto", "float32"):
-            raise InputError(Field("winograd"), " needs ", Field("dtype_policy"), "=float32 (Winograd's transforms "
-                             f"multiply rounding errors, too much in bfloat16 or float16); got {self.dtype_policy!r}. Give one of them")
+        if self.winograd and self.dtype_policy not in ("auto", "float32", "mixed_bfloat16_then_float32"):
+            raise InputError(Field("winograd"), " needs a float32 network (Winograd's transforms multiply rounding errors, "
+                             "too much in bfloat16 or float16): ", Field("dtype_policy"), "=float32, auto or "
+                             f"mixed_bfloat16_then_float32 (its float32 phase); got {self.dtype_policy!r}")
         if self.dtype_policy == "mixed_bfloat16_then_float32" and self.optimizer != "lbfgs":
             raise InputError(Field("dtype_policy"), "=mixed_bfloat16_then_float32 switches when a line search runs out of "
                              "trials: it needs ", Field("optimizer"), f"=lbfgs; got {self.optimizer!r}")

@@ -168,7 +168,13 @@ def gpu_runs_it() -> bool:
 def network_policies(config) -> tuple[str, ...]:
     """The Keras dtype policies a `tf_style.Config`'s dtype_policy runs VGG19 in on this machine, in
     order (tf_style.precision: "auto" decided, "mixed_bfloat16_then_float32" as its two)."""
-    return precision.phases(precision.resolve(config.dtype_policy, config.optimizer, config.winograd, gpu=gpu_runs_it()))
+    return precision.phases(precision.resolve(config.dtype_policy, config.optimizer, gpu=gpu_runs_it()))
+
+
+def network_config(config, network_policy: str):
+    """`config` for its network in one Keras policy of `network_policies`: Winograd's convolutions
+    (config.winograd) in float32 only, so a bfloat16 phase convolves directly (tf_style.precision)."""
+    return config.replace(dtype_policy=network_policy, winograd=config.winograd and network_policy == "float32")
 
 
 def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.Model:
@@ -180,7 +186,7 @@ def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.M
     cached per set of images (one at a time: each is a whole VGG19).
     """
     if config.dtype_policy not in NETWORK_DTYPE_POLICIES:
-        config = config.replace(dtype_policy=network_policies(config)[0])
+        config = network_config(config, network_policies(config)[0])
     base = vgg_lib.cached_vgg19(config.weights, config.pooling, config.seed, config.winograd, config.dtype_policy)
     if not config.normalize_vgg:
         return base
@@ -203,5 +209,6 @@ def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.M
     return _CACHE[key]
 
 
-__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "gpu_runs_it", "load_vgg", "network_policies", "normalize", "normalize_vgg",
+__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "gpu_runs_it", "load_vgg", "network_config", "network_policies", "normalize",
+           "normalize_vgg",
            "rescalable"]

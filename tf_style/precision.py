@@ -12,10 +12,14 @@
   ~200 (BUILD_NOTES.md, "float16"). The gradient entering the network is scaled into float16's range
   (tf_style.loss_scale). Most CPUs emulate float16: 5-7x float32's time here. Never chosen by "auto".
 - "auto" (the default): "mixed_bfloat16_then_float32" where the CPU has bfloat16 instructions
-  (x86's AVX512_BF16 or AMX) and the run uses L-BFGS without Winograd's convolutions; "float32"
-  elsewhere. Without those instructions bfloat16 is emulated, 4x slower per convolution; on an
+  (x86's AVX512_BF16 or AMX) and the run uses L-BFGS; "float32" elsewhere. Without those instructions bfloat16 is emulated, 4x slower per convolution; on an
   H100 500 steps took 2.8x float32's (TF32) time, L-BFGS's line search spending ~6 evaluations a
   step on bfloat16's gradient (BUILD_NOTES.md, "GPU").
+
+Config.winograd convolves the float32 network by Winograd's algorithm: all of a float32 run, the
+float32 phase of "mixed_bfloat16_then_float32" (bfloat16 convolves directly: Winograd's transforms
+multiply its rounding errors). On a CPU whose float32 convolutions are slow beside its bfloat16 ones
+(an Intel Xeon with AMX: 3x) that phase is most of a long run's time (BUILD_NOTES.md, "Winograd").
 
 No TensorFlow here: the choice is made from the CPU's flags, so that settings checks stay instant.
 """
@@ -68,12 +72,12 @@ def native_bfloat16() -> bool:
     return bool(cpu_flags() & BFLOAT16_CPU_FLAGS)
 
 
-def resolve(dtype_policy: str, optimizer: str, winograd: bool = False, gpu: bool = False) -> str:
+def resolve(dtype_policy: str, optimizer: str, gpu: bool = False) -> str:
     """`dtype_policy` with "auto" decided for this machine (see the module docstring); `gpu`: a GPU
     runs the network."""
     if dtype_policy != "auto":
         return dtype_policy
-    fast = native_bfloat16() and not gpu and optimizer == "lbfgs" and not winograd
+    fast = native_bfloat16() and not gpu and optimizer == "lbfgs"
     return "mixed_bfloat16_then_float32" if fast else "float32"
 
 

@@ -69,7 +69,7 @@ def build_synthesis(
         masks = masks_lib.load_masks(config.style_masks)  # once: a later precision's objective uses the same
 
     def objective(network_policy: str) -> StyleObjective:  # the same loss, its network in that Keras policy
-        at = config.replace(dtype_policy=network_policy)
+        at = normalize.network_config(config, network_policy)
         extractor = FeatureExtractor(normalize.load_vgg(at, normalization_images), content_layers, style_layers)
         return StyleObjective.from_config(
             at,

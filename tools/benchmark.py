@@ -38,7 +38,7 @@ image's loss in float32.
 --what=convolutions: at each of --sizes, the floor and our step per evaluation with VGG19's direct
 convolutions and with --winograd, alternating (best of --rounds), and each one's set-up (building the
 synthesis and its traced first step: the first round's, then the best of the others); then
---winograd's peak memory of real runs at --memory_sizes against the dry run's estimate.
+--winograd's peak memory of float32 runs at --memory_sizes (auto's would end in bfloat16) against the dry run's estimate.
 
     python tools/benchmark.py --what=convolutions --sizes=256,512,1024 --steps=8
 
@@ -255,7 +255,7 @@ def bench_convolutions() -> None:
               f"{s1:.3f} s ({s0 / s1:.2f}x); step / floor {s0 / f0:.2f}x -> {s1 / f1:.2f}x; set-up (synthesis and "
               f"traced first step) {a0:.2f} -> {a1:.2f} s the first time"
               + (f", then {b0:.2f} -> {b1:.2f} s" if FLAGS.rounds > 1 else ""), flush=True)
-    peak_memory(content, style, Config(winograd=True), ("--winograd",))
+    peak_memory(content, style, Config(winograd=True, dtype_policy="float32"), ("--winograd", "--dtype_policy=float32"))
 
 
 BENCHMARKS: dict[str, Callable[[], None]] = {"speed": bench_speed, "tensorboard": bench_tensorboard,
