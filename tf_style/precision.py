@@ -12,14 +12,16 @@
   ~200 (BUILD_NOTES.md, "float16"). The gradient entering the network is scaled into float16's range
   (tf_style.loss_scale). Most CPUs emulate float16: 5-7x float32's time here. Never chosen by "auto".
 - "auto" (the default): "mixed_bfloat16_then_float32" where the CPU has bfloat16 instructions
-  (x86's AVX512_BF16 or AMX) and the run uses L-BFGS; "float32" elsewhere. Without those instructions bfloat16 is emulated, 4x slower per convolution; on an
-  H100 500 steps took 2.8x float32's (TF32) time, L-BFGS's line search spending ~6 evaluations a
-  step on bfloat16's gradient (BUILD_NOTES.md, "GPU").
+  (x86's AVX512_BF16 or AMX) and the run uses L-BFGS; "float32" elsewhere. Without those
+  instructions bfloat16 is emulated, 4x slower per convolution; on an H100 500 steps took 2.8x
+  float32's (TF32) time, L-BFGS's line search spending ~6 evaluations a step on bfloat16's
+  gradient (BUILD_NOTES.md, "GPU").
 
 Config.winograd convolves the float32 network by Winograd's algorithm: all of a float32 run, the
 float32 phase of "mixed_bfloat16_then_float32" (bfloat16 convolves directly: Winograd's transforms
 multiply its rounding errors). On a CPU whose float32 convolutions are slow beside its bfloat16 ones
-(an Intel Xeon with AMX: 3x) that phase is most of a long run's time (BUILD_NOTES.md, "Winograd").
+(an Intel Xeon with AMX: 3x) that phase's steps cost most (BUILD_NOTES.md, "Winograd in auto's
+float32 phase").
 
 No TensorFlow here: the choice is made from the CPU's flags, so that settings checks stay instant.
 """
