@@ -96,11 +96,9 @@ def test_with_winograd_bfloat16_convolves_directly_and_the_float32_phase_by_wino
     """Config.winograd with bfloat16 first ("auto" on a CPU with bfloat16 instructions): the bfloat16 network
     convolves directly (Winograd's transforms would multiply its rounding), the float32 one after the switch by
     Winograd in its 10 layers from block2_conv2 on, for the targets and for the step; the loss goes on falling."""
-    from tf_style import winograd
+    from test_winograd import WINOGRAD_INPUTS, record_winograd_inputs
 
-    inputs = []
-    original = winograd.conv3x3
-    monkeypatch.setattr(winograd, "conv3x3", lambda x, *u: inputs.append(x.shape[-1]) or original(x, *u))
+    inputs = record_winograd_inputs(monkeypatch)
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
     synthesis = _synthesis(THEN.replace(dtype_policy="auto", winograd=True))
     for _ in range(4):
@@ -111,7 +109,7 @@ def test_with_winograd_bfloat16_convolves_directly_and_the_float32_phase_by_wino
     assert _conv_dtypes(synthesis) == {"float32"}
     # the content's and the style's targets, then the trace of the value and gradient the switch's re-evaluation and
     # the step share
-    assert inputs == [128, 128, 256, 256, 256, 256, 512, 512, 512, 512] * 3
+    assert inputs == WINOGRAD_INPUTS * 3
     assert all(b <= a for a, b in zip(totals, totals[1:])) and totals[-1] < totals[0]
 
 

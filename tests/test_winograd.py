@@ -140,17 +140,27 @@ def test_new_weights_are_used_from_the_next_trace_on():
     np.testing.assert_array_equal(tf.function(layer, autograph=False)(x).numpy(), 2 * traced_before)
 
 
-def test_a_winograd_run_convolves_by_winograd_and_its_memory_estimate_counts_the_kernels(monkeypatch):
-    from tf_style import api
+#: The input channels of the 10 layers from block2_conv2 on, which convolve by Winograd, in network order.
+WINOGRAD_INPUTS = [128, 128, 256, 256, 256, 256, 512, 512, 512, 512]
 
+
+def record_winograd_inputs(monkeypatch) -> list[int]:
+    """A list that each call of `winograd.conv3x3` from now on appends its input's channels to."""
     inputs = []
     original = winograd.conv3x3
     monkeypatch.setattr(winograd, "conv3x3", lambda x, *u: inputs.append(x.shape[-1]) or original(x, *u))
+    return inputs
+
+
+def test_a_winograd_run_convolves_by_winograd_and_its_memory_estimate_counts_the_kernels(monkeypatch):
+    from tf_style import api
+
+    inputs = record_winograd_inputs(monkeypatch)
     config = Config(image_size=48, weights="random", num_steps=4, scales=1, seed=5, winograd=True)
     run = api.run(config, "tf_style/data/chelsea.jpg", "tf_style/data/gravel.jpg")
     # The 10 layers from block2_conv2 on convolved by Winograd (their inputs' channels) three times: the content
     # image's and the style image's targets, then the step's trace; and the loss fell.
-    assert inputs == [128, 128, 256, 256, 256, 256, 512, 512, 512, 512] * 3
+    assert inputs == WINOGRAD_INPUTS * 3
     assert run.history[-1]["total"] < 0.5 * run.history[0]["total"]
     # two [36, C, K] float32 arrays for block2_conv2..block5_conv1: 128^2 + 128 x 256 + 3 x 256^2 + 256 x 512 +
     # 4 x 512^2 weights; the largest passing tiles: block2_conv2's, 36/16 x (2 x 128 + 128) / 4 floats per pixel

@@ -144,7 +144,7 @@ def costs(
         extra += len(config.style_masks) * (4 + BYTES_PER_ACTIVATION * guided_floats_per_pixel(config.style_layers))
     base = BASE_BYTES + (80 * MB if config.normalize_vgg else 0)  # a normalised copy of the weights
     # Winograd's transformed kernels and the largest layer's passing tiles, in float32 only (tf_style.precision)
-    winograd = (winograd_kernel_bytes(layers), 4 * winograd_floats_per_pixel(layers)) if config.winograd else (0.0, 0.0)
+    kernels, tiles = (winograd_kernel_bytes(layers), 4 * winograd_floats_per_pixel(layers)) if config.winograd else (0.0, 0.0)
     styles = style_shapes(style_shape)
     base += 4 * 3 * sum(h * w for h, w in [content_shape or (0, 0), *styles])  # float RGB, held all run
     out = []
@@ -154,9 +154,9 @@ def costs(
             sizes = [size_for_longest_side(h, w, s.style_size) for h, w in styles] or [(s.style_size,) * 2]
             style_pixels = max(h * w for h, w in sizes)
         targets = 4 * activations_per_pixel(config.style_layers) * style_pixels if style_pixels else 0.0
-        reduced = (BYTES_PER_REDUCED_ACTIVATION.get(phases[0], 0.0), (0.0, 0.0))
-        in_bfloat16, in_float32 = (base + kernels + max((b * activations_per_pixel(layers) + extra + tiles) * s.pixels, targets)
-                                   for b, (kernels, tiles) in (reduced, (BYTES_PER_ACTIVATION, winograd)))
+        per_pixel = activations_per_pixel(layers)
+        in_bfloat16 = base + max((BYTES_PER_REDUCED_ACTIVATION.get(phases[0], 0.0) * per_pixel + extra) * s.pixels, targets)
+        in_float32 = base + kernels + max((BYTES_PER_ACTIVATION * per_pixel + extra + tiles) * s.pixels, targets)
         flops = flops_per_pixel(layers) * s.pixels
         if len(phases) == 2 and s is plan[-1]:  # the final scale may go on in float32, with a second network's weights
             out.append(ScaleCost(s, in_float32 + 80 * MB, flops, in_bfloat16))

@@ -209,6 +209,5 @@ def load_vgg(config, normalization_images: Sequence[np.ndarray] = ()) -> keras.M
     return _CACHE[key]
 
 
-__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "gpu_runs_it", "load_vgg", "network_config", "network_policies", "normalize",
-           "normalize_vgg",
-           "rescalable"]
+__all__ = ["MIN_RELATIVE_MEAN", "Normalization", "filter_means", "gpu_runs_it", "load_vgg", "network_config", "network_policies",
+           "normalize", "normalize_vgg", "rescalable"]
