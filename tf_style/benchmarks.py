@@ -29,6 +29,7 @@ import tensorflow as tf
 from tf_style import api, estimate, images, loop, schedule
 from tf_style.config import Config
 from tf_style.errors import InputError
+from tf_style.iteration_timing import evaluations_so_far
 from tf_style.objective import StyleObjective
 from tf_style.step_costs import floor_seconds, full_size_objective, step_seconds
 from tf_style.normalize import network_policies
@@ -66,67 +67,16 @@ class SpeedRow:
     # Where the defaults start in another arithmetic (bfloat16), the floor and our step in it too: what a user's run costs.
     default_floor: float | None = None
     default_step: float | None = None
+    # The float32 floor again (best of 3) before scipy's run, after it and after each budgeted run: a VM's speed can
+    # drift by 2x within minutes, which would favour whichever side ran on the faster minutes.
+    floors: list[float] = field(default_factory=list)
 
-
-@dataclass
-class Iterations:
-    """Back-to-back optimisation steps at one size, after the traced first step."""
-
-    shape: tuple[int, int]  # (height, width)
-    steps: int
-    evaluations: int
-    seconds: float  # the steps' wall time, the loop's per-step work included
-    loss: float  # the total loss after the last step
-    device: str  # where TensorFlow placed the work: a GPU's name, or "CPU"
-    start_loss: float = float("nan")  # the total loss the first (traced) step reported
-    float32_loss: float = float("nan")  # with Config.dtype_policy: the final image's loss in float32 (the paper's)
-
-
-def square_photo(path: str, size: int) -> np.ndarray:
-    """The photo's centre square, resized to size x size (a `size`² benchmark image)."""
-    photo = images.load_image(path, "content")
-    h, w = photo.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    return images.resize(photo[top:top + side, left:left + side], (size, size))
-
-
-def device_name() -> str:
-    """The first GPU's name as TensorFlow reports it, or "CPU" when it sees none."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "CPU"
-    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
-
-
-def _evaluations(synthesis, steps: int) -> int:
-    """Objective evaluations so far: L-BFGS counts its own (a line search may try several), Adam
-    spends one a step (`steps`)."""
-    return int(synthesis.state.evaluations.numpy()) if hasattr(synthesis.state, "evaluations") else steps
-
-
-def iterations(config: Config, content: str, style: str, steps: int, jit_compile: bool = False) -> Iterations:
-    """`steps` steps of `config`'s optimiser at config.image_size² (one scale, white noise), timed
-    through the loop a run uses, after one untimed step that traces. `jit_compile`: XLA compiles the
-    whole step, line search included (`Synthesis.use_xla`)."""
-    single = config.replace(scales=1, max_seconds=None, num_steps=steps)
-    photo = square_photo(content, config.image_size)
-    style_arr = api.prepare_images(single, content, style)[1]
-    synthesis = api.build_synthesis(single, photo, style_arr)
-    if jit_compile:
-        synthesis.use_xla()
-    start_loss = float(loop.run_steps(synthesis, 1).terms["total"])
-    before = _evaluations(synthesis, 1)
-    started = time.perf_counter()
-    run = loop.run_steps(synthesis, steps)  # fewer steps if L-BFGS converges first
-    loss = float(run.terms["total"])  # a float: the step's results have reached the host
-    seconds = time.perf_counter() - started
-    evaluations = _evaluations(synthesis, 1 + run.step) - before
-    float32_loss = loss
-    if single.dtype_policy != "float32":  # its own objective's loss is not the paper's: score the image in float32
-        paper = api.build_synthesis(single.replace(dtype_policy="float32"), photo, style_arr).objective
-        float32_loss = float(paper(tf.constant(synthesis.image_array()[None], tf.float32))["total"][0])
-    return Iterations(tuple(photo.shape[:2]), run.step, evaluations, seconds, loss, device_name(), start_loss, float32_loss)
+    def drift(self, k: int) -> float | None:
+        """How much slower (per cent; negative: faster) the machine ran around budgeted run k than around scipy's
+        run, by the mean of the floors measured before and after each; None without those floors."""
+        if len(self.floors) < k + 3:
+            return None
+        return 100 * ((self.floors[k + 1] + self.floors[k + 2]) / (self.floors[0] + self.floors[1]) - 1)
 
 
 def saved_loss(objective: StyleObjective, image: np.ndarray) -> float:
@@ -201,11 +151,11 @@ def trajectories(config: Config, content: np.ndarray, style: np.ndarray, optimiz
         steps, trajectory = 1, []
         synthesis.step()
         start = time.perf_counter()
-        while _evaluations(synthesis, steps) < evaluations:
+        while evaluations_so_far(synthesis, steps) < evaluations:
             synthesis.step()
             total = synthesis.report.terms["total"]  # on the host already
             steps += 1
-            trajectory.append((_evaluations(synthesis, steps), time.perf_counter() - start, total))
+            trajectory.append((evaluations_so_far(synthesis, steps), time.perf_counter() - start, total))
         out[name] = trajectory
     return out
 
@@ -257,16 +207,22 @@ def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequ
         row.default_floor = floor_seconds(own, own_start)
         row.default_step = step_seconds(own_config, content, style, **timing)[0]
     log(f"  {size}px: floor {row.floor:.3f} s, our step {row.step:.3f} s per evaluation; scipy ...")
+
+    def machine_speed() -> None:  # the float32 floor again, to see the machine's speed drift (SpeedRow.floors)
+        row.floors.append(floor_seconds(objective, x0, repeats=3))
+
+    machine_speed()
     x, row.scipy_seconds, row.scipy_evaluations, row.scipy_iterate_loss = scipy_lbfgsb(objective, x0, evaluations)
     row.scipy_loss = saved_loss(objective, x)
-    for fraction in budgets:
-        log(f"  {size}px: scipy {row.scipy_loss:.4g} in {row.scipy_seconds:.1f} s; ours with {fraction:g} of that ...")
-        row.budgeted.append(under_budget(config, content, style, fraction * row.scipy_seconds, objective,
+    machine_speed()
+    runs = [(config, f, "") for f in budgets]
+    runs += [(config.replace(scales=1), f, " with scales=1") for f in single_scale_budgets]
+    for settings, fraction, label in runs:
+        log(f"  {size}px: scipy {row.scipy_loss:.4g} in {row.scipy_seconds:.1f} s; ours{label} with {fraction:g} of "
+            "that ...")
+        row.budgeted.append(under_budget(settings, content, style, fraction * row.scipy_seconds, objective,
                                          row.scipy_iterate_loss))
-    for fraction in single_scale_budgets:
-        log(f"  {size}px: ours with scales=1 and {fraction:g} of scipy's time ...")
-        row.budgeted.append(under_budget(config.replace(scales=1), content, style, fraction * row.scipy_seconds,
-                                         objective, row.scipy_iterate_loss))
+        machine_speed()
     return row
 
 
@@ -280,17 +236,19 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
         if r.default_step is not None:
             lines.append(f"  in {r.dtype_policy.split('+')[0]}, where the defaults start here: floor {r.default_floor:.3f} s, "
                          f"our step {r.default_step:.3f} s = {r.default_step / r.default_floor:.2f}x the floor")
+        around = "" if len(r.floors) < 2 else f" (the floor before it {r.floors[0]:.3f} s, after {r.floors[1]:.3f} s)"
         lines.append(f"  scipy L-BFGS-B, {r.scipy_evaluations} evaluations: loss {r.scipy_loss:.4g} in "
-                     f"{r.scipy_seconds:.1f} s")
-        for b in r.budgeted:
+                     f"{r.scipy_seconds:.1f} s{around}")
+        for k, b in enumerate(r.budgeted):
             verdict = ("<=" if b.loss <= r.scipy_loss else ">") + f" scipy's ({100 * (b.loss / r.scipy_loss - 1):+.2f} %)"
             reached = "never" if b.reached is None else f"after {b.reached:.1f} s = {b.reached / r.scipy_seconds:.2f}x"
             settings = ("defaults" if b.scales == Config.scales else f"scales={b.scales}") + f" ({r.dtype_policy})"
+            drift = r.drift(k)
+            machine = "" if drift is None else f"; the floor around it {drift:+.1f} % against around scipy's run"
             lines.append(f"  {settings}, max_seconds {b.budget:.1f} ({b.budget / r.scipy_seconds:.2f}x scipy's): loss "
-                         f"{b.loss:.5g} {verdict}, {b.steps} steps; scipy's iterate's loss reached {reached}")
+                         f"{b.loss:.5g} {verdict}, {b.steps} steps; scipy's iterate's loss reached {reached}{machine}")
     return "\n".join(lines)
 
 
-__all__ = ["Budgeted", "Iterations", "SpeedRow", "device_name", "iterations", "measure", "peak_memory",
-           "predicted_peak", "saved_loss",
-           "scipy_lbfgsb", "speed_table", "square_photo", "trajectories", "under_budget"]
+__all__ = ["Budgeted", "SpeedRow", "measure", "peak_memory", "predicted_peak", "saved_loss", "scipy_lbfgsb",
+           "speed_table", "trajectories", "under_budget"]

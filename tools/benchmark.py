@@ -20,20 +20,20 @@ bare forward + backward of the cut VGG19), our step (both in float32, and in bfl
 defaults start in it), scipy's L-BFGS-B on our objective (--scipy_evaluations), our defaults under
 --max_seconds = each of --budgets times scipy's time, the same with --scales=1 under each of
 --single_scale_budgets, and the peak memory of real tf-style runs at --memory_sizes against the
-dry run's estimate. Prints a table and writes --json.
+dry run's estimate; the floor, again around each timed run, shows how the machine's speed drifted.
+Prints a table and writes --json.
 
     python tools/benchmark.py --what=speed --sizes=128,256,512 --json=speed.json
 
---what=iterations: --steps steps of the default optimiser back to back at --image_size² (the
-photo's centre square, one scale, white noise), after one traced step, through the loop a run
-uses; prints the device TensorFlow used. The speed issue's GPU goal: 500 steps at 512² in 3 s.
+--what=iterations (tf_style.iteration_timing): --steps steps of the default optimiser back to back
+at --image_size² (the photo's centre square, one scale, white noise), after one traced step, through
+the loop a run uses; prints the device TensorFlow used. The GPU goal: 500 steps at 512² in 3 s.
 
     python tools/benchmark.py --what=iterations --image_size=512 --steps=500 [--jit_compile]
 
---jit_compile: the same with the whole step compiled by XLA (line search and all), the speed
-issue's XLA trial for a GPU. --dtype_policy=mixed_bfloat16: VGG19 in bfloat16 (Gram matrices and
-losses float32), the mixed-precision trial; it prints the mixed objective's loss and the final
-image's loss in float32.
+--jit_compile: the same with the whole step compiled by XLA (line search and all), for a GPU.
+--dtype_policy=mixed_bfloat16: VGG19 in bfloat16 (Gram matrices and losses float32); it prints the
+mixed objective's loss and the final image's loss in float32.
 
 --what=convolutions: at each of --sizes, the floor and our step per evaluation with VGG19's direct
 convolutions and with --winograd, alternating (best of --rounds), and each one's set-up (building the
@@ -231,11 +231,11 @@ def bench_speed() -> None:
 
 
 def bench_iterations() -> None:
-    from tf_style import benchmarks
+    from tf_style import iteration_timing
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, dtype_policy=FLAGS.dtype_policy)
-    r = benchmarks.iterations(config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style), FLAGS.steps,
-                              FLAGS.jit_compile)
+    r = iteration_timing.iterations(config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style),
+                                    FLAGS.steps, FLAGS.jit_compile)
     mixed = config.dtype_policy != "float32"
     variant = (", XLA" if FLAGS.jit_compile else "") + (f", {config.dtype_policy}" if mixed else "")
     print(f"--what=iterations on {r.device}{variant}: {r.steps} {config.optimizer} steps ({r.evaluations} evaluations) at "
