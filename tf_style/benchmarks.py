@@ -9,6 +9,8 @@ same arithmetic as ImageNet's):
 * our default settings given `max_seconds` = fractions of scipy's time, and, next to them, the
   same with `scales=1` (the paper's single resolution, which reaches a lower loss per second
   with random weights: BUILD_NOTES.md, "Coarse to fine");
+* the float32 floor again right before and after scipy's run and after each budgeted run: how much the
+  machine's speed drifted between scipy's run and each of ours (a VM's can, by 2x within minutes);
 * the dry run's peak-memory estimate (tools/benchmark.py measures real `tf-style` runs against it).
 
 The floor and the step are measured by tf_style.step_costs.
