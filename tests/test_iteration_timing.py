@@ -10,13 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _benchmark(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """tools/benchmark.py run with `args` in a fresh process, its output captured as text."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), *args],
-                          capture_output=True, text=True, timeout=timeout)
+from test_benchmarks import ROOT, _benchmark
 
 
 def test_the_benchmark_image_is_the_photos_centre_square(tmp_path):
