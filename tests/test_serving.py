@@ -546,7 +546,7 @@ def test_lbfgs_export_loop_is_the_library_loop(inputs):
 
     config = library_config().replace(optimizer="lbfgs")
     module = serving.StyleTransferModule(config, **LIMITS)
-    out = tf.function(module.serve)(tf.constant([inputs["content"]]), tf.constant([inputs["style"]]))
+    out = tf.function(module.serve, autograph=False)(tf.constant([inputs["content"]]), tf.constant([inputs["style"]]))
     content, style = api.prepare_images(config, inputs["content_path"], inputs["style_path"])
     run = api.build_synthesis(config, content, style)
     state = run_steps(run, config.num_steps)
@@ -582,7 +582,7 @@ def test_the_export_runs_the_librarys_coarse_to_fine_schedule(inputs, changes, p
     assert [(s.shape, s.steps) for s in plan] == plan_shapes
     module = serving.StyleTransferModule(config, **LIMITS)
     photo = open(CONTENT_PATH, "rb").read()
-    out = tf.function(module.serve)(tf.constant([photo]), tf.constant([inputs["style"]]))
+    out = tf.function(module.serve, autograph=False)(tf.constant([photo]), tf.constant([inputs["style"]]))
     result = api.run(config, CONTENT_PATH, inputs["style_path"])
     assert len(result.history) == sum(steps for _, steps in plan_shapes)
     got = decode_png(out["image_bytes"].numpy()[0])
@@ -601,7 +601,7 @@ def test_the_export_takes_the_style_at_style_size(inputs):
 
     config = library_config().replace(style_size=24)
     module = serving.StyleTransferModule(config, **LIMITS)
-    out = tf.function(module.targets)(tf.constant([inputs["jpeg"]]))  # the 451 x 300 photo
+    out = tf.function(module.targets, autograph=False)(tf.constant([inputs["jpeg"]]))  # the 451 x 300 photo
     assert out["image"].shape == (1, 21, 32, 3)  # content features at image_size
     _, style = api.prepare_images(config, None, CONTENT_PATH)
     assert style.shape == (16, 24, 3)
