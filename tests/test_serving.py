@@ -382,6 +382,7 @@ def test_the_signatures_are_traced_without_autograph(monkeypatch):
     """The signatures' control flow is tf.cond and tf.while_loop already, so AutoGraph's conversion of the
     module's and Keras's Python bought nothing and cost ~a third of an export (L-BFGS, 64 px: 27 -> 17-22 s;
     the saved graphs hold the same ops). AutoGraph converts through `converted_call`: no call may reach it."""
+    import tensorflow as tf
     from tensorflow.python.autograph.impl import api as autograph_api
 
     from tf_style import serving
@@ -394,6 +395,13 @@ def test_the_signatures_are_traced_without_autograph(monkeypatch):
         return real(f, *args, **kwargs)
 
     monkeypatch.setattr(autograph_api, "converted_call", spy)
+
+    def plus_one(x):
+        return x + 1
+
+    tf.function(plus_one).get_concrete_function(tf.TensorSpec([], tf.float32))  # the spy sees AutoGraph at work
+    assert converted == ["test_the_signatures_are_traced_without_autograph.<locals>.plus_one"], converted
+    converted.clear()
     module = serving.StyleTransferModule(library_config().replace(scales=1), **LIMITS)
     assert sorted(module.signatures()) == ["init_state", "serving_default", "step", "targets"]
     assert converted == []
