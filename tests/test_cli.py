@@ -202,3 +202,23 @@ def test_ctrl_c_says_whether_anything_was_written(capsys, monkeypatch, tmp_path,
     assert err.strip().startswith(f"tf-style: {message}")
     if exc == "saved":
         assert err.strip().endswith(f"{out} (no checkpoint was written)")
+
+
+@pytest.mark.parametrize("skipped, expected", [
+    ((), " at 32px -> 64px -> 128px (stopped: --max_seconds reached)"),
+    # A budget that left no time for the middle scale: the picture went from 32 px straight to 128 px.
+    ((1,), " at 32px -> 128px (no time left for 64px) (stopped: --max_seconds reached)"),
+])
+def test_the_summary_names_only_the_scales_the_picture_went_through(skipped, expected):
+    import numpy as np
+
+    from tf_style.api import Result
+    from tf_style.config import Config
+    from tf_style.schedule import Scale
+
+    plan = (Scale((21, 32), 32, 4), Scale((43, 64), 64, 2), Scale((85, 128), 128, 1))
+    result = Result(image=np.zeros((85, 128, 3), np.uint8), history=[{"total": 9.0}, {"total": 3.0}], config=Config(),
+                    seconds=1.25, scales=plan, stopped="time", skipped=skipped)
+    with flagsaver.flagsaver(output="o.png"):
+        line = cli.summary_line(result, None, None)
+    assert line == "wrote o.png (128x85) in 1.2 s; total loss 9 -> 3 over 2 steps" + expected

@@ -199,6 +199,7 @@ def test_a_coarse_scale_with_no_time_left_is_not_built(monkeypatch):
     run, made, clock = run_with_budget(monkeypatch, 0.1, (1.0, 0.5), (1.0, 0.5), (1.0, 0.5))
     assert [s.steps for s in made] == [1, 1] and [s.image.shape[1] for s in made] == [8, 32]
     assert run.scale == 2 and run.step == 2 and clock.now == 2.0
+    assert run.skipped == [1]  # what the summary line then leaves out of the scales the picture went through
 
 
 def test_a_converged_scale_ends_and_the_next_begins():

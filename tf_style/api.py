@@ -36,6 +36,7 @@ class Result:
     stopped: str = ""  # why the final scale ended: "steps", "converged" or "time"
     warnings: tuple[RunWarning, ...] = ()  # what the user should know about the run (the loss rose, ...)
     resumed_at: int = 0  # the step a resumed run continued from (0: it started afresh)
+    skipped: tuple[int, ...] = ()  # indices into `scales` of coarse scales the time budget left no time for
 
     @property
     def final_terms(self) -> dict[str, float]:
@@ -189,7 +190,7 @@ def run(
     warning = endings.loss_rose(state)
     result = Result(image=images.to_uint8(state.picture()), history=state.history, config=config, seconds=state.elapsed,
                     scales=tuple(plan), stopped=state.stopped, warnings=(warning,) if warning is not None else (),
-                    resumed_at=resumed_at)
+                    resumed_at=resumed_at, skipped=tuple(state.skipped))
     if output is not None:
         images.save_image(result.image, output, metadata=provenance.record(config, state.input_names))
     if checkpointing is not None:

@@ -234,8 +234,11 @@ def summary_line(result, run_dir: str | None, logdir: str | None) -> str:
         summary += f", resumed at step {result.resumed_at}"
     if first and last:
         summary += f"; total loss {first['total']:.4g} -> {last['total']:.4g} over {len(result.history)} steps"
-    if len(result.scales) > 1:
-        summary += " at " + " -> ".join(f"{s.size}px" for s in result.scales)
+    ran = [s for k, s in enumerate(result.scales) if k not in result.skipped]
+    if len(ran) > 1:
+        summary += " at " + " -> ".join(f"{s.size}px" for s in ran)
+    if result.skipped:  # the picture never went through these: say so rather than list them
+        summary += " (no time left for " + ", ".join(f"{result.scales[k].size}px" for k in result.skipped) + ")"
     if result.stopped in ("time", "converged"):
         summary += " (stopped: " + ("--max_seconds reached" if result.stopped == "time" else "converged") + ")"
     if run_dir is not None:

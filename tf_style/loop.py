@@ -55,6 +55,7 @@ class RunState:
     started: float = field(default_factory=time.perf_counter)
     interrupted: bool = False
     stopped: str = ""  # why the last scale ended: "steps", "converged" or "time"
+    skipped: list[int] = field(default_factory=list)  # coarse scales a time budget left no time for (never built)
     open_ended: bool = False  # a time budget decides how many steps run
     stop: StopSwitch | None = None  # read after every step
     show: Callable[[np.ndarray], np.ndarray] | None = None  # the optimised image -> the picture (colour control)
@@ -197,6 +198,7 @@ def run_scales(
         # checkpoint's callback restores the image and state in on_scale_start).
         for k in range(run.scale, len(stages)):
             if budget is not None and budget.started is not None and k < len(stages) - 1 and budget.left() <= 0:
+                run.skipped.append(k)
                 continue  # no time left for this coarse scale: building it (targets, a trace) would only overrun
             previous = run.image() if run.synthesis is not None else None
             if k != run.scale:
