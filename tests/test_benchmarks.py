@@ -34,12 +34,15 @@ def test_the_speed_table_labels_each_budgeted_run_and_judges_it_against_scipy():
         "256x170: floor 0.250 s, our step 0.275 s = 1.10x the floor (1.00 evaluations per step)",
         "  in mixed_bfloat16, where the defaults start here: floor 0.125 s, our step 0.163 s = 1.30x the floor",
         "  scipy L-BFGS-B, 301 evaluations: loss 181 in 100.0 s (the floor before it 0.240 s, after 0.260 s)",
-        "  defaults (mixed_bfloat16+float32), max_seconds 50.0 (0.50x scipy's): loss 183.7 > scipy's (+1.49 %), "
+        "  defaults (mixed_bfloat16+float32), max_seconds 50.0 (0.50x scipy's; the run took 50.2 s, building included): "
+        "loss 183.7 > scipy's (+1.49 %), "
         "250 steps; scipy's iterate's loss reached never; the floor around it +12.0 % against around scipy's run",
-        "  scales=1 (mixed_bfloat16+float32), max_seconds 50.0 (0.50x scipy's): loss 180.5 <= scipy's (-0.28 %), "
+        "  scales=1 (mixed_bfloat16+float32), max_seconds 50.0 (0.50x scipy's; the run took 50.1 s, building included): "
+        "loss 180.5 <= scipy's (-0.28 %), "
         "206 steps; scipy's iterate's loss reached after 47.5 s = 0.47x; the floor around it +0.0 % against around "
         "scipy's run",
-        "  scales=1 (mixed_bfloat16+float32), max_seconds 25.0 (0.25x scipy's): loss 181.02 > scipy's (+0.01 %), "
+        "  scales=1 (mixed_bfloat16+float32), max_seconds 25.0 (0.25x scipy's; the run took 25.1 s, building included): "
+        "loss 181.02 > scipy's (+0.01 %), "
         "150 steps; scipy's iterate's loss reached after 24.0 s = 0.24x",
     ]
 
@@ -115,6 +118,11 @@ def test_a_budgeted_row_runs_a_fraction_of_scipys_time_and_scores_the_saved_imag
         (["--sizes=8"], "--sizes must be image sizes in pixels, each from 16 to 8192; got '8'"),
         (["--memory_sizes=1e3"], "--memory_sizes must be image sizes in pixels, each from 16 to 8192; got '1e3'"),
         (["--scipy_evaluations=0"], "--scipy_evaluations must be >= 1; got 0"),
+        # A budget of inf once passed, to fail as "--max_seconds must be a finite number" (not this tool's flag) after
+        # the floor, the step and scipy's run had been measured.
+        (["--budgets=0.5,inf"], "--budgets must be fractions of scipy's time, each a finite number > 0; got 'inf'"),
+        (["--single_scale_budgets=0"],
+         "--single_scale_budgets must be fractions of scipy's time, each a finite number > 0; got '0'"),
         (["--json=no/such/folder/speed.json"],
          "--json: cannot write 'no/such/folder/speed.json'; expected a file name in an existing, writable folder"),
     ],
@@ -131,6 +139,54 @@ def test_a_json_path_under_a_file_is_refused_before_any_work(tmp_path):
     assert (proc.returncode, proc.stderr) == (2, "benchmark.py: error: --json: cannot write 'afile/x.json'; expected a "
                                                  "file name in an existing, writable folder\n")
     assert sorted(os.listdir(tmp_path)) == ["afile"] and (tmp_path / "afile").read_text() == "kept"
+
+
+def test_a_json_file_the_benchmark_did_not_write_is_kept_and_an_earlier_results_file_may_be_replaced(tmp_path):
+    photo = open(CONTENT_PATH, "rb").read()
+    (tmp_path / "mine.png").write_bytes(photo)
+    proc = _benchmark("--json=mine.png", cwd=tmp_path, timeout=120)
+    assert (proc.returncode, proc.stderr) == (2, "benchmark.py: error: --json: 'mine.png' is there and holds no benchmark "
+                                                 "results; expected a new file name (nothing a user had is overwritten)\n")
+    assert (tmp_path / "mine.png").read_bytes() == photo
+    # An earlier --json of the benchmark passes the check (the run then stops at another flag, before any work).
+    (tmp_path / "speed.json").write_text('{"speed": [], "memory": []}')
+    proc = _benchmark("--json=speed.json", "--what=optimizers", "--image_size=32", "--evaluations=1", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (
+        2, "benchmark.py: error: --evaluations=1 is used up by the first (untimed) step; give more\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes=16", "--memory_sizes="], "--sizes=16: tf-style would refuse its run: --content: the image being optimised "
+     "is 16x11 pixels, but layer conv5_1 needs a side of at least 16 px"),
+    # 8192 px needs ~150 GB: on every machine the suite runs on, refused for memory, as tf-style refuses it.
+    (["--sizes=", "--memory_sizes=32,8192"], "--memory_sizes=8192: tf-style would refuse its run: --image_size=8192 "
+     "needs about "),
+])
+@pytest.mark.parametrize("what", ["speed", "convolutions"])
+def test_sizes_tf_style_would_refuse_are_one_line_before_any_measurement(tmp_path, what, args, message):
+    proc = _benchmark(f"--what={what}", *args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.startswith(f"benchmark.py: error: {message}") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_failed_memory_run_is_an_error_not_a_figure(tmp_path):
+    """The memory runs' peak once included runs that tf-style refused: the 570 MB of a process that only loaded
+    TensorFlow, printed as the measured peak against the estimate (a run failing here: a flag out of its range)."""
+    script = (
+        "import importlib.util, os, sys\n"
+        "spec = importlib.util.spec_from_file_location('benchmark_tool', os.path.join(sys.argv[1], 'tools', 'benchmark.py'))\n"
+        "tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)\n"
+        "from tf_style.cli_flags import render\n"
+        "try:\n"
+        "    print(tool.cli_peak_rss(32, sys.argv[2], sys.argv[3], sys.argv[4], ('--image_size=8',)))\n"
+        "except tool.InputError as e:\n"
+        "    print(render(e))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, ROOT, CONTENT_PATH, STYLE_PATH, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout == ("--memory_sizes=32: the 3-step tf-style run failed (exit 2): tf-style: error: flag "
+                           "--image_size=8: 8 is not an integer in the range [16, 8192]\n"), proc.stderr
+    assert os.listdir(tmp_path) == []
 
 
 def test_the_optimizer_trajectories_count_evaluations_as_each_optimiser_spends_them(content_image, style_image):

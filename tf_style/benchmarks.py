@@ -28,9 +28,9 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import api, estimate, images, loop, schedule
-from tf_style.config import Config
-from tf_style.errors import InputError
+from tf_style import api, estimate, images, loop, schedule, stages
+from tf_style.config import Config, RunOptions
+from tf_style.errors import Field, InputError
 from tf_style.iteration_timing import evaluations_so_far
 from tf_style.objective import StyleObjective
 from tf_style.step_costs import floor_seconds, full_size_objective, step_seconds
@@ -189,6 +189,27 @@ def peak_memory(sizes: Sequence[int], content: str, style: str, config: Config, 
     return memory
 
 
+
+def check_sizes(content: str, style: str, sizes: Sequence[int], memory_sizes: Sequence[int],
+                memory_configs: Sequence[Config]) -> None:
+    """Before any measurement, that tf-style would run every size asked for: each plan's scales big enough for the
+    layers, and at each of `memory_sizes` each of `memory_configs` within this machine's memory (as a run checks it).
+    Found after half an hour of timing, a refusal costs that half hour; unnoticed, it gave a memory figure of a run
+    that never ran."""
+    content_shape, style_shape = images.load_image(content).shape[:2], images.load_image(style).shape[:2]
+    for name, values in (("sizes", sizes), ("memory_sizes", memory_sizes)):
+        for size in values:
+            for config in memory_configs if name == "memory_sizes" else [Config()]:
+                config = config.replace(image_size=size, weights="random")
+                try:
+                    plan = schedule.plan_for_inputs(config, content_shape, [style_shape])
+                    stages.check_plan(config, plan, [style_shape], has_content=True)
+                    if name == "memory_sizes":
+                        estimate.check_memory(config, content_shape, [style_shape], api.memory_for(RunOptions()),
+                                              gpu=api.gpu_runs_it())
+                except InputError as e:
+                    raise InputError(Field(name), f"={size}: tf-style would refuse its run: ", *e.parts) from None
+
 def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequence[float],
             single_scale_budgets: Sequence[float] = (), log=print) -> SpeedRow:
     """Every measurement at one size, side by side; `budgets` are fractions of scipy's time for the
@@ -247,10 +268,11 @@ def speed_table(rows: Sequence[SpeedRow]) -> str:
             settings = ("defaults" if b.scales == Config.scales else f"scales={b.scales}") + f" ({r.dtype_policy})"
             drift = r.drift(k)
             machine = "" if drift is None else f"; the floor around it {drift:+.1f} % against around scipy's run"
-            lines.append(f"  {settings}, max_seconds {b.budget:.1f} ({b.budget / r.scipy_seconds:.2f}x scipy's): loss "
+            lines.append(f"  {settings}, max_seconds {b.budget:.1f} ({b.budget / r.scipy_seconds:.2f}x scipy's; the run took "
+                         f"{b.seconds:.1f} s, building included): loss "
                          f"{b.loss:.5g} {verdict}, {b.steps} steps; scipy's iterate's loss reached {reached}{machine}")
     return "\n".join(lines)
 
 
-__all__ = ["Budgeted", "SpeedRow", "measure", "peak_memory", "predicted_peak", "saved_loss", "scipy_lbfgsb",
+__all__ = ["Budgeted", "SpeedRow", "check_sizes", "measure", "peak_memory", "predicted_peak", "saved_loss", "scipy_lbfgsb",
            "speed_table", "trajectories", "under_budget"]

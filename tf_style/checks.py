@@ -36,6 +36,29 @@ def number(name: str, value: Any, minimum: float, strict: bool = False) -> float
     return float(value)
 
 
+
+def fractions(name: str, texts: Sequence[str], of: str) -> list[float]:
+    """A list flag's texts as fractions of `of`: each a finite number > 0 (a fraction of inf is a budget that never ends)."""
+    values = []
+    for text in texts:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(Field(name), f" must be fractions of {of}, each a finite number > 0; got {text!r}")
+        values.append(value)
+    return values
+
+
+def image_sizes(name: str, texts: Sequence[str]) -> list[int]:
+    """A list flag's texts as image sizes in pixels, each from MIN_IMAGE_SIZE to MAX_IMAGE_SIZE."""
+    for text in texts:
+        if not (text.strip().isascii() and text.strip().isdigit() and MIN_IMAGE_SIZE <= int(text) <= MAX_IMAGE_SIZE):
+            raise InputError(Field(name), f" must be image sizes in pixels, each from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}; "
+                             f"got {text!r}")
+    return [int(text) for text in texts]
+
 def choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InputError(Field(name), f" must be one of {', '.join(choices)}; got {value!r}")

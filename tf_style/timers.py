@@ -1,4 +1,5 @@
-"""Loop callbacks that time a run's steps and another callback's hooks (tools/benchmark.py --what=tensorboard)."""
+"""Loop callbacks that time a run's steps and another callback's hooks, and the blocks of steps that tools/benchmark.py
+--what=tensorboard times with them."""
 
 from __future__ import annotations
 
@@ -51,4 +52,26 @@ class Timed:
         self.run_times[-1] += time.perf_counter() - t
 
 
-__all__ = ["Clock", "Timed"]
+
+def logger_blocks(config, content, style, logdir: str, steps: int, rounds: int, warmup: int,
+                  image_every: int) -> tuple[Clock, Clock, Timed]:
+    """One synthesis of `config` from the prepared `content` and `style`, `warmup` untimed steps, then `rounds` blocks of
+    `steps` steps each without and with a TensorBoardLogger writing to `logdir` (which goes first alternates, so that a
+    drift in the machine's load favours neither): the clock without the logger, the clock with it, the timed logger."""
+    from tf_style import api, loop
+    from tf_style.tensorboard_logger import TensorBoardLogger
+
+    synthesis = api.build_synthesis(config, content, style)
+    loop.run_steps(synthesis, warmup)
+    plain, logged = Clock(), Clock()
+    logger = Timed(TensorBoardLogger(logdir, "benchmark", image_every=image_every))
+    for r in range(rounds):
+        variants = [[plain], [logger, logged]]
+        for callbacks in variants if r % 2 == 0 else variants[::-1]:
+            described = loop.RunState(synthesis=synthesis, num_steps=steps, config=config,  # what the logger records
+                                      inputs={"content": content, "style": style})
+            loop.run_steps(synthesis, steps, callbacks, run=described)
+    return plain, logged, logger
+
+
+__all__ = ["Clock", "Timed", "logger_blocks"]

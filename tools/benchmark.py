@@ -47,6 +47,7 @@ Add a benchmark by writing a function and registering it in BENCHMARKS.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -60,10 +61,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from tf_style import cli_flags  # noqa: E402
+from tf_style import checks, cli_flags  # noqa: E402
 from tf_style.atomic import writable_file, write_atomically  # noqa: E402
-from tf_style.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
-from tf_style.errors import InputError  # noqa: E402
+from tf_style.config import Config  # noqa: E402  (no TensorFlow: flag errors stay fast)
+from tf_style.errors import Field, InputError  # noqa: E402
 from tf_style.precision import DTYPE_POLICY_CHOICES  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
 
@@ -104,34 +105,20 @@ def fail(message: str) -> None:
 
 
 def bench_tensorboard() -> None:
-    from tf_style import api, loop
-    from tf_style.tensorboard_logger import TensorBoardLogger
-    from tf_style.timers import Clock, Timed
+    from tf_style import api
+    from tf_style.timers import logger_blocks
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, num_steps=FLAGS.steps)
     content, style = api.prepare_images(
         config, os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, "hubble_deep_field.jpg")
     )
-    synthesis = api.build_synthesis(config, content, style)
-    h, w = synthesis.image.shape[1:3]
-    loop.run_steps(synthesis, FLAGS.warmup)
-
-    plain, logged = Clock(), Clock()
+    h, w = content.shape[:2]
     with tempfile.TemporaryDirectory() as logdir:
-        logger = Timed(TensorBoardLogger(logdir, "benchmark", image_every=FLAGS.image_every))
-
-        def described() -> loop.RunState:  # a block's state, with what the logger records of the run
-            inputs = {"content": content, "style": style}
-            return loop.RunState(synthesis=synthesis, num_steps=FLAGS.steps, config=config, inputs=inputs)
-
-        for r in range(FLAGS.rounds):
-            # Alternate which variant goes first so a drift in machine load favours neither.
-            variants = [[plain], [logger, logged]]
-            for callbacks in variants if r % 2 == 0 else variants[::-1]:
-                loop.run_steps(synthesis, FLAGS.steps, callbacks, run=described())
+        plain, logged, logger = logger_blocks(config, content, style, logdir, FLAGS.steps, FLAGS.rounds, FLAGS.warmup,
+                                              FLAGS.image_every)
 
     # A block's first step also pays for on_run_start and first calls: once per run, not per step.
-    def per_step(clock: Clock) -> list[float]:
+    def per_step(clock) -> list[float]:
         return [t for i, t in enumerate(clock.times) if i % FLAGS.steps]
 
     p, q = per_step(plain), per_step(logged)
@@ -180,11 +167,12 @@ def bench_optimizers() -> None:
               f"{adam_evals / e:.1f}x fewer evaluations, {adam_time / t:.1f}x less time")
 
 
-#: Runs its arguments as a command and prints that child's peak resident memory in KB: each
-#: measurement in its own process, as getrusage's children maximum only ever grows.
+#: Runs its arguments as a command and prints [its exit status, its peak resident memory in KB, its last line on stderr]:
+#: each measurement in its own process, as getrusage's children maximum only ever grows.
 _PEAK_OF = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
-    "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    "import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.PIPE, text=True); print(json.dumps([p.returncode, "
+    "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.stderr.strip().splitlines()[-1:]]))"
 )
 
 
@@ -194,7 +182,20 @@ def cli_peak_rss(size: int, content: str, style: str, folder: str, flags: tuple[
                f"--image_size={size}", "--num_steps=3", "--print_every=0",
                f"--output={os.path.join(folder, f'peak_{size}.png')}", *flags]
     out = subprocess.run([sys.executable, "-c", _PEAK_OF, *command], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip()) / 1024
+    status, kb, last = json.loads(out.stdout)
+    if status != 0:  # a refused or failed run's peak is not a run's: never reported as one
+        raise InputError(Field("memory_sizes"), f"={size}: the 3-step tf-style run failed (exit {status}): "
+                         f"{''.join(last) or 'nothing on stderr'}")
+    return kb / 1024
+
+
+def earlier_results(path: str) -> bool:
+    """Whether `path` holds an earlier --json of this benchmark (which a new one may replace; nothing else)."""
+    try:
+        with open(path, "rb") as f:
+            return set(json.load(f)) == {"speed", "memory"}
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def peak_memory(content: str, style: str, config: Config, extra: tuple[str, ...] = ()) -> list[dict]:
@@ -209,22 +210,23 @@ def peak_memory(content: str, style: str, config: Config, extra: tuple[str, ...]
 
 def bench_speed() -> None:
     import dataclasses
-    import json
 
     from tf_style import benchmarks
     from tf_style.normalize import network_policies
 
     content, style = os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style)
-    budgets, single = [float(b) for b in FLAGS.budgets], [float(b) for b in FLAGS.single_scale_budgets]
+    # 3 steps stay in bfloat16, which keeps less: there the float32 phase a longer run switches to is measured too, whose
+    # peak the estimate is (the defaults' estimate adds the bfloat16 network kept beside it).
+    runs = [(Config(), ())] + [(Config(dtype_policy="float32"), ("--dtype_policy=float32",))] * (
+        network_policies(Config())[0] != "float32")
+    sizes = [int(s) for s in FLAGS.sizes]
+    benchmarks.check_sizes(content, style, sizes, [int(s) for s in FLAGS.memory_sizes], [c for c, _ in runs])
     print(f"--what=speed: chelsea -> {FLAGS.style}, seeded random VGG19, white-noise start", flush=True)
-    rows = [benchmarks.measure(int(s), content, style, FLAGS.scipy_evaluations, budgets, single,
-                               log=lambda line: print(line, flush=True)) for s in FLAGS.sizes]
+    rows = [benchmarks.measure(s, content, style, FLAGS.scipy_evaluations, checks.fractions("budgets", FLAGS.budgets, ""),
+                               checks.fractions("single_scale_budgets", FLAGS.single_scale_budgets, ""),
+                               log=lambda line: print(line, flush=True)) for s in sizes]
     print(benchmarks.speed_table(rows))
-    memory = peak_memory(content, style, Config())
-    if network_policies(Config())[0] != "float32":
-        # 3 steps stay in bfloat16, which keeps less: measure the float32 phase a longer run switches to, whose
-        # peak the estimate is (the defaults' estimate adds the bfloat16 network kept beside it).
-        memory += peak_memory(content, style, Config(dtype_policy="float32"), ("--dtype_policy=float32",))
+    memory = [m for config, extra in runs for m in peak_memory(content, style, config, extra)]
     if FLAGS.json:  # whole or not at all: a file already there is replaced only by a complete one
         results = {"speed": [dataclasses.asdict(r) for r in rows], "memory": memory}
         write_atomically(FLAGS.json, lambda f: f.write(json.dumps(results, indent=2).encode()))
@@ -244,9 +246,11 @@ def bench_iterations() -> None:
 
 
 def bench_convolutions() -> None:
-    from tf_style import step_costs
+    from tf_style import benchmarks, step_costs
 
     content, style = os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style)
+    winograd = Config(winograd=True, dtype_policy="float32")
+    benchmarks.check_sizes(content, style, [int(s) for s in FLAGS.sizes], [int(s) for s in FLAGS.memory_sizes], [winograd])
     print(f"--what=convolutions: chelsea -> {FLAGS.style}, seeded random VGG19, direct -> --winograd", flush=True)
     for size in (int(s) for s in FLAGS.sizes):
         costs = step_costs.convolutions(size, content, style, FLAGS.rounds, FLAGS.steps)
@@ -255,7 +259,7 @@ def bench_convolutions() -> None:
               f"{s1:.3f} s ({s0 / s1:.2f}x); step / floor {s0 / f0:.2f}x -> {s1 / f1:.2f}x; set-up (synthesis and "
               f"traced first step) {a0:.2f} -> {a1:.2f} s the first time"
               + (f", then {b0:.2f} -> {b1:.2f} s" if FLAGS.rounds > 1 else ""), flush=True)
-    peak_memory(content, style, Config(winograd=True, dtype_policy="float32"), ("--winograd", "--dtype_policy=float32"))
+    peak_memory(content, style, winograd, ("--winograd", "--dtype_policy=float32"))
 
 
 BENCHMARKS: dict[str, Callable[[], None]] = {"speed": bench_speed, "tensorboard": bench_tensorboard,
@@ -271,24 +275,19 @@ def main(argv: list[str]) -> None:
             fail(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
     if FLAGS.warmup < 0:
         fail(f"--warmup must be >= 0; got {FLAGS.warmup}")
-    for name in ("budgets", "single_scale_budgets"):
-        for value in getattr(FLAGS, name):
-            try:
-                ok = float(value) > 0
-            except ValueError:
-                ok = False
-            if not ok:
-                fail(f"--{name} must be fractions of scipy's time, each > 0; got {value!r}")
-    for name in ("sizes", "memory_sizes"):
-        for value in getattr(FLAGS, name):
-            if not (value.strip().isascii() and value.strip().isdigit() and MIN_IMAGE_SIZE <= int(value) <= MAX_IMAGE_SIZE):
-                fail(f"--{name} must be image sizes in pixels, each from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}; got {value!r}")
-    if FLAGS.json is not None and not writable_file(FLAGS.json):  # checked now: written after half an hour of work
-        fail(f"--json: cannot write {FLAGS.json!r}; expected a file name in an existing, writable folder")
     try:
+        for name in ("budgets", "single_scale_budgets"):
+            checks.fractions(name, getattr(FLAGS, name), "scipy's time")
+        for name in ("sizes", "memory_sizes"):
+            checks.image_sizes(name, getattr(FLAGS, name))
         Config(image_size=FLAGS.image_size, seed=FLAGS.seed)  # no TensorFlow: a bad flag is reported at once
     except InputError as e:
         fail(cli_flags.render(e))
+    if FLAGS.json is not None and not writable_file(FLAGS.json):  # checked now: written after half an hour of work
+        fail(f"--json: cannot write {FLAGS.json!r}; expected a file name in an existing, writable folder")
+    if FLAGS.json is not None and os.path.exists(FLAGS.json) and not earlier_results(FLAGS.json):
+        fail(f"--json: {FLAGS.json!r} is there and holds no benchmark results; expected a new file name (nothing a user "
+             "had is overwritten)")
     import_tensorflow_quietly()  # every benchmark needs it; its C++ start-up notices would bury the results
     try:
         BENCHMARKS[FLAGS.what]()
