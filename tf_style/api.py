@@ -14,7 +14,7 @@ import_tensorflow_quietly()  # before the modules below load TensorFlow: the Pyt
 
 import tensorflow as tf  # noqa: E402
 
-from tf_style import checkpoints, colour, endings, estimate, images, masks, provenance, run_dirs, schedule  # noqa: E402
+from tf_style import checkpoints, colour, endings, estimate, images, masks, provenance, run_dirs, schedule, vgg  # noqa: E402
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
@@ -65,6 +65,17 @@ def load_inputs(
     loaded = [images.as_rgb_array(s, Field("style")) for s in as_list(style)]
     loaded_style = (loaded if isinstance(style, (list, tuple)) else loaded[0]) if loaded else None
     return colour.prepare(config.preserve_colors, loaded_content, loaded_style)
+
+
+def check_before_run(config: Config, content_shape: Sequence[int] | None, style_shapes: Sequence[Sequence[int]] | None,
+                     options: RunOptions = RunOptions()) -> None:
+    """What `run` refuses after reading its inputs and before its first step, checked without running (`--dry_run`):
+    unreadable region masks or start picture, a weights file that is not there, a run that would not fit in memory."""
+    masks.load_masks(config.style_masks)
+    load_start(config)
+    if config.weights not in ("imagenet", "random"):
+        vgg.check_weights_file(config.weights)
+    estimate.check_memory(config, content_shape, style_shapes, memory_for(options), gpu=gpu_runs_it())
 
 
 def check_output(output: str, config: Config, content: Any, style: Any, save_every: int = 0) -> bool:
@@ -254,6 +265,7 @@ def stylize(content: images.ImageLike, style: images.ImageLike, **options: Any) 
 __all__ = [
     "Result",
     "build_synthesis",
+    "check_before_run",
     "check_output",
     "load_start",
     "prepare_images",

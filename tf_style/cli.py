@@ -47,7 +47,8 @@ flags.DEFINE_string(
     "given here change them.", module_name=MODULE,
 )
 flags.DEFINE_bool(
-    "dry_run", False, "Print each scale's size, steps, predicted peak memory and time per step; run nothing.",
+    "dry_run", False, "Print each scale's size, steps, predicted peak memory and time per step; run nothing (refusing "
+    "what the run would refuse before its first step).",
     module_name=MODULE,
 )
 cli_flags.define_flags(FIELDS, MODULE)
@@ -269,6 +270,7 @@ def dry_run_report(config: Config, content, style, options: RunOptions = RunOpti
     from tf_style.stages import check_plan
 
     check_plan(config, plan, shapes[1] or (), has_content=content is not None)  # the sizes the run would refuse
+    api.check_before_run(config, *shapes, options)  # and what else it refuses before its first step (memory too)
     costs = estimate.costs(config, plan, style is not None, *shapes, gpu=gpu_runs_it())
     # The rate of the arithmetic a scale starts in (with mixed_bfloat16_then_float32, bfloat16's).
     rate = estimate.measure_flop_rate(dtype_policy=network_policies(config)[0])

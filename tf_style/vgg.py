@@ -179,6 +179,12 @@ def conv_layers(model: keras.Model) -> list[keras.layers.Conv2D]:
     return [model.get_layer(n) for n in KERAS_LAYER_NAMES if "_conv" in n]
 
 
+def check_weights_file(path: str) -> None:
+    """A weights path must name a file: checked as it loads, and by a dry run that loads nothing."""
+    if not os.path.isfile(path):
+        raise InputError(Field("weights"), f": no such file: {path} (expected a Keras VGG19 .h5 weights file)")
+
+
 def load_weights_file(model: keras.Model, path: str) -> None:
     """Loads VGG19 conv weights from `path` into `model`, by layer name.
 
@@ -187,8 +193,7 @@ def load_weights_file(model: keras.Model, path: str) -> None:
     that are not VGG19 conv layers (the classifier), and Keras 3 ``.weights.h5`` files.
     Every one of the 16 conv layers must be present with the right shapes.
     """
-    if not os.path.isfile(path):
-        raise InputError(Field("weights"), f": no such file: {path} (expected a Keras VGG19 .h5 weights file)")
+    check_weights_file(path)
     if path.endswith(".weights.h5"):
         try:
             model.load_weights(path)
