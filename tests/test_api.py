@@ -174,9 +174,10 @@ def test_config_rejects_bad_values(options, message):
 
 def test_images_too_small_for_the_deepest_layer(content_image):
     thin = np.full((8, 200, 3), 128, np.uint8)
-    with pytest.raises(InputError, match=r"^content: the image being optimised is 64x3 pixels, but layer conv5_1 needs a side of at least 16 px \(raise image_size or style_size"):
-        tf_style.stylize(thin, content_image, weights="random", image_size=64, num_steps=1)
-    with pytest.raises(InputError, match=r"^style: the style image is 64x3 pixels, but layer conv5_1 needs"):
+    with pytest.raises(InputError, match=r"^content: the image being optimised is 64x3 pixels, but layer conv5_1 needs a side of at least 16 px \(raise image_size, or use"):
+        tf_style.stylize(thin, content_image, weights="random", image_size=64, num_steps=1)  # style_size would not help
+    with pytest.raises(InputError, match=r"^style: the style image is 64x3 pixels, but layer conv5_1 needs a side of at "
+                                         r"least 16 px \(raise image_size or style_size, or use shallower layers\)$"):
         tf_style.stylize(content_image, thin, weights="random", image_size=64, num_steps=1)
     # pool5 is one more halving: 32 px.
     with pytest.raises(InputError, match=r"layer pool5 needs a side of at least 32 px"):

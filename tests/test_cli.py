@@ -177,7 +177,7 @@ def test_too_thin_an_image_is_one_line_not_a_traceback(capsys, tmp_path, style_p
                           weights="random", image_size=64, num_steps=1)
     assert code == 2
     assert err == ("tf-style: error: --content: the image being optimised is 64x2 pixels, but layer conv5_1 needs a "
-                   "side of at least 16 px (raise --image_size or --style_size, or use shallower layers)\n")
+                   "side of at least 16 px (raise --image_size, or use shallower layers)\n")
 
 
 @pytest.mark.parametrize(

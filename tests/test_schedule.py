@@ -321,7 +321,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
         # A 1000x40 photo at 256 px is 256x10: too thin for conv5_1. The dry run once printed a plan for it.
         (["--content=wide.png", "--style=GRAVEL"],
          "--content: the image being optimised is 256x10 pixels, but layer conv5_1 needs a side of at least 16 px "
-         "(raise --image_size or --style_size, or use shallower layers)"),
+         "(raise --image_size, or use shallower layers)"),
         # A texture of it with conv1_1 only: 256x10 is below any output size. The run refused it naming
         # --output_size, which the user never gave; the dry run planned it.
         (["--style=wide.png", "--style_layers=conv1_1"],

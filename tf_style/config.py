@@ -250,8 +250,10 @@ class Config(_Settings):
                 Field("content_layers" if content else "style_layers"),
             )
 
-    def check_side(self, size: Sequence[int], layers: Sequence[str], what: Field, description: str) -> None:
-        """An image of (height, width) `size` must keep a pixel at the deepest of `layers`.
+    def check_side(self, size: Sequence[int], layers: Sequence[str], what: Field, description: str,
+                   sizes: Sequence[str] = ("image_size", "style_size")) -> None:
+        """An image of (height, width) `size` must keep a pixel at the deepest of `layers`; `sizes`: the fields
+        that make it bigger, which the error names.
 
         VGG19 halves the image at each pooling layer: too small an image leaves the deepest layer
         without a single pixel, which Keras would report as a shape error deep in the model.
@@ -259,10 +261,10 @@ class Config(_Settings):
         need = min_side(layers)
         h, w = int(size[0]), int(size[1])
         if min(h, w) < need:
+            remedy = [part for k, name in enumerate(sizes) for part in ((" or " if k else ""), Field(name))]
             raise InputError(
                 what, f": {description} is {w}x{h} pixels, but layer {deepest_layer(layers)} needs a side of at "
-                f"least {need} px (raise ", Field("image_size"), " or ", Field("style_size"),
-                ", or use shallower layers)",
+                f"least {need} px (raise ", *remedy, ", or use shallower layers)",
             )
 
 

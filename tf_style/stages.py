@@ -100,7 +100,7 @@ def check_sizes(config: Config, size: Sequence[int], style_shapes: Sequence[Sequ
     content_layers = config.content_layers if has_content else ()
     style_layers = config.style_layers if style_shapes else ()
     what = Field("content") if has_content else Field("output_size") if config.output_size is not None else Field("style")
-    config.check_side(size, (*content_layers, *style_layers), what, "the image being optimised")
+    config.check_side(size, (*content_layers, *style_layers), what, "the image being optimised", ("image_size",))
     for shape in style_shapes if style_layers else ():
         config.check_side(shape, style_layers, Field("style"), "the style image")
 
