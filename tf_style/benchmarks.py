@@ -189,7 +189,6 @@ def peak_memory(sizes: Sequence[int], content: str, style: str, config: Config, 
     return memory
 
 
-
 def check_sizes(content: str, style: str, sizes: Sequence[int], memory_sizes: Sequence[int],
                 memory_configs: Sequence[Config]) -> None:
     """Before any measurement, that tf-style would run every size asked for: each plan's scales big enough for the
@@ -209,6 +208,7 @@ def check_sizes(content: str, style: str, sizes: Sequence[int], memory_sizes: Se
                                               gpu=api.gpu_runs_it())
                 except InputError as e:
                     raise InputError(Field(name), f"={size}: tf-style would refuse its run: ", *e.parts) from None
+
 
 def measure(size: int, content: str, style: str, evaluations: int, budgets: Sequence[float],
             single_scale_budgets: Sequence[float] = (), log=print) -> SpeedRow:

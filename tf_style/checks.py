@@ -36,7 +36,6 @@ def number(name: str, value: Any, minimum: float, strict: bool = False) -> float
     return float(value)
 
 
-
 def fractions(name: str, texts: Sequence[str], of: str) -> list[float]:
     """A list flag's texts as fractions of `of`: each a finite number > 0 (a fraction of inf is a budget that never ends)."""
     values = []
@@ -58,6 +57,7 @@ def image_sizes(name: str, texts: Sequence[str]) -> list[int]:
             raise InputError(Field(name), f" must be image sizes in pixels, each from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}; "
                              f"got {text!r}")
     return [int(text) for text in texts]
+
 
 def choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:

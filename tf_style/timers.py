@@ -52,7 +52,6 @@ class Timed:
         self.run_times[-1] += time.perf_counter() - t
 
 
-
 def logger_blocks(config, content, style, logdir: str, steps: int, rounds: int, warmup: int,
                   image_every: int) -> tuple[Clock, Clock, Timed]:
     """One synthesis of `config` from the prepared `content` and `style`, `warmup` untimed steps, then `rounds` blocks of

@@ -222,9 +222,9 @@ def bench_speed() -> None:
     sizes = [int(s) for s in FLAGS.sizes]
     benchmarks.check_sizes(content, style, sizes, [int(s) for s in FLAGS.memory_sizes], [c for c, _ in runs])
     print(f"--what=speed: chelsea -> {FLAGS.style}, seeded random VGG19, white-noise start", flush=True)
-    rows = [benchmarks.measure(s, content, style, FLAGS.scipy_evaluations, checks.fractions("budgets", FLAGS.budgets, ""),
-                               checks.fractions("single_scale_budgets", FLAGS.single_scale_budgets, ""),
-                               log=lambda line: print(line, flush=True)) for s in sizes]
+    budgets = [checks.fractions(name, getattr(FLAGS, name), "scipy's time") for name in ("budgets", "single_scale_budgets")]
+    rows = [benchmarks.measure(s, content, style, FLAGS.scipy_evaluations, *budgets, log=lambda line: print(line, flush=True))
+            for s in sizes]
     print(benchmarks.speed_table(rows))
     memory = [m for config, extra in runs for m in peak_memory(content, style, config, extra)]
     if FLAGS.json:  # whole or not at all: a file already there is replaced only by a complete one
