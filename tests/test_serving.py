@@ -845,7 +845,8 @@ PLAIN_CLONE = (
         ("benchmark.py", ["--what=optimizers", "--image_size=8"],
          "benchmark.py: error: --image_size must be between 16 and 8192 pixels; got 8\n"),
         ("benchmark.py", ["--single_scale_budgets=0.5,half"],
-         "benchmark.py: error: --single_scale_budgets must be fractions of scipy's time, each > 0; got 'half'\n"),
+         "benchmark.py: error: --single_scale_budgets must be fractions of scipy's time, each a finite number > 0; "
+         "got 'half'\n"),
     ],
 )
 def test_tools_run_from_a_plain_clone(tmp_path, tool, args, message):
