@@ -124,6 +124,13 @@ def test_the_output_folder_is_claimed_once_and_kept_from_other_jobs(tmp_path):
     with pytest.raises(InputError, match="has files but no tf_style_job.json; they are kept"):
         batch_job.claim_output_dir(users, record)
     assert os.listdir(tmp_path / "mine") == ["holiday.png"]
+    # A file where the folder should be, or above it: one line, the file kept.
+    for where in ("holiday.png", "holiday.png/pictures"):
+        in_file = settings(tmp_path, output_dir=str(tmp_path / "mine" / where))
+        with pytest.raises(InputError, match=r"^output_dir: .*mine/holiday\.png(/pictures is under .*holiday\.png, which)? "
+                                             r"is a file; expected a folder$"):
+            batch_job.claim_output_dir(in_file, record)
+    assert (tmp_path / "mine" / "holiday.png").read_bytes() == b"a user's picture"
 
 
 def test_a_picture_carries_its_provenance_and_the_export_s_pixels(tmp_path):

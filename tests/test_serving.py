@@ -318,6 +318,15 @@ def test_tool_requires_export_dir():
     )
 
 
+def test_tool_export_dir_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file.txt").write_text("mine")
+    under = tmp_path / "file.txt" / "m"
+    proc = subprocess.run([sys.executable, TOOL, f"--export_dir={under}"], capture_output=True, text=True, env=env())
+    assert (proc.returncode, proc.stderr) == (
+        2, f"export_savedmodel.py: error: --export_dir: {under} is under {under.parent}, which is a file; expected a folder\n")
+    assert (tmp_path / "file.txt").read_text() == "mine"
+
+
 def test_next_version_follows_the_highest_integer_folder(tmp_path):
     from tf_style import export as export_lib
 

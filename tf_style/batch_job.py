@@ -21,6 +21,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from tf_style import run_dirs
 from tf_style.batch import PHOTO_EXTENSIONS
 from tf_style.errors import Field, InputError
 from tf_style.export import CONFIG_ASSET, join, served_folder
@@ -158,6 +159,8 @@ def claim_output_dir(settings: JobSettings, record: dict[str, Any]) -> None:
     """Makes `output_dir` this job's, or refuses: a folder of another job (model, pairing), or a
     folder with files but no job record (they are the user's: nothing of theirs is overwritten).
     Removes temporary files a killed worker left behind (one job per folder at a time)."""
+    if "://" not in settings.output_dir:  # a file in the way is one line, not the filesystem's traceback
+        run_dirs.check_folder(settings.output_dir, Field("output_dir"))
     gfile = _gfile()
     path = join(settings.output_dir, JOB_RECORD)
     if gfile.exists(path):

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from tf_style import precision
+from tf_style import precision, run_dirs
 from tf_style.config import Config
 from tf_style.errors import Field, InputError
 
@@ -129,11 +129,9 @@ def export_savedmodel(
     check_exportable(config)
     config = config.replace(dtype_policy=precision.exported(config.dtype_policy))  # "auto": float32, in the asset too
     check_limits(config, max_image_bytes, max_image_pixels)
-    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise InputError(Field("export_dir"), f": {export_dir} is a file; expected a folder (the model's base path)")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise InputError(Field("version"), f" must be an integer >= 0; got {version!r}")
-    os.makedirs(export_dir, exist_ok=True)
+    run_dirs.make_folder(export_dir, Field("export_dir"))
     version = next_version(export_dir) if version is None else version
     final = os.path.join(export_dir, str(version))
     if os.path.exists(final):

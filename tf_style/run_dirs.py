@@ -1,4 +1,5 @@
-"""Names of inputs and run folders: one stem helper, one default run name, one way to claim a folder.
+"""Names of inputs and run folders: one stem helper, one default run name, one way to claim a folder,
+one way to check and make an output folder.
 
 No TensorFlow here; the TensorBoard logger, the command line and the figures all use these.
 """
@@ -9,6 +10,8 @@ import os
 import re
 import time
 from typing import Any
+
+from tf_style.errors import Field, InputError
 
 
 def image_name(image: Any) -> str | None:
@@ -51,4 +54,28 @@ def claim_run_dir(logdir: str, run_name: str, unique: bool = True) -> str:
     return path
 
 
-__all__ = ["image_name", "safe_name", "default_run_name", "claim_run_dir"]
+def check_folder(path: str | os.PathLike, what: Field | str) -> None:
+    """Refuses, creating nothing, a folder `path` that cannot be made: it or a folder above it is a
+    file, or the nearest folder that exists above it is not writable. InputError names `what`."""
+    path = os.fspath(path)
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == os.path.abspath(path) else f"is under {existing}, which is a file"
+        raise InputError(what, f": {path} {where}; expected a folder")
+    if existing != os.path.abspath(path) and not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(what, f": cannot create folder {path}: {existing} is not writable")
+
+
+def make_folder(path: str | os.PathLike, what: Field | str) -> str:
+    """Creates the folder `path` with its parents (as `check_folder` allows); returns it."""
+    check_folder(path, what)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise InputError(what, f": cannot create folder {os.fspath(path)} ({e.strerror})") from None
+    return os.fspath(path)
+
+
+__all__ = ["image_name", "safe_name", "default_run_name", "claim_run_dir", "check_folder", "make_folder"]

@@ -95,10 +95,7 @@ class TensorBoardLogger(Callback):
         self.logdir = os.fspath(logdir)
         if os.path.exists(self.logdir) and not os.path.isdir(self.logdir):
             raise InputError(Field("logdir"), f": {self.logdir} is a file; expected a folder for TensorBoard logs")
-        try:
-            os.makedirs(self.logdir, exist_ok=True)
-        except OSError as e:
-            raise InputError(Field("logdir"), f": cannot create folder {self.logdir}: {e.strerror}") from None
+        run_dirs.make_folder(self.logdir, Field("logdir"))  # a file above it, or no permission: one line
         self.run_name = run_name
         self.image_every = image_every
         self.flush_secs = float(flush_secs)

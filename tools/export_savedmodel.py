@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from tf_style import cli_flags, export  # noqa: E402  (no TensorFlow yet: flag errors stay fast)
+from tf_style import cli_flags, export, run_dirs  # noqa: E402  (no TensorFlow yet: flag errors stay fast)
 from tf_style.config import Config  # noqa: E402
 from tf_style.errors import Field, InputError  # noqa: E402
 from tf_style.startup import import_tensorflow_quietly  # noqa: E402
@@ -64,8 +64,7 @@ def export_from_flags(argv: list[str]) -> None:
         raise InputError(
             Field("export_dir"), " is required (the model's base folder, e.g. ", Field("export_dir"), "=/models/tf_style)"
         )
-    if os.path.exists(FLAGS.export_dir) and not os.path.isdir(FLAGS.export_dir):
-        raise InputError(Field("export_dir"), f": {FLAGS.export_dir} is a file; expected a folder")
+    run_dirs.check_folder(FLAGS.export_dir, Field("export_dir"))  # before TensorFlow loads
     config = cli_flags.settings_from_flags(Config, FIELDS)
     limits = {"max_image_bytes": FLAGS.max_image_bytes, "max_image_pixels": FLAGS.max_image_pixels}
     export.check_limits(config, **limits)
