@@ -71,6 +71,41 @@ def test_a_stopped_and_resumed_run_ends_with_the_uninterrupted_image(tmp_path, c
     assert os.listdir(tmp_path) == ["resumed.png"]
 
 
+def test_a_damaged_checkpoint_falls_back_to_the_older_one_and_none_readable_is_one_line(
+    tmp_path, content_image, style_image
+):
+    config = Config(weights="random", image_size=32, num_steps=6)
+    whole = api.run(config, content_image, style_image)
+    output, options = str(tmp_path / "o.png"), RunOptions(checkpoint_every=1)
+    switch = StopSwitch()
+    with pytest.raises(Interrupted):
+        api.run(config, content_image, style_image, options=options, output=output, callbacks=[StopAt(switch, 3)],
+                stop=switch)
+    folder = output + ".checkpoints"
+    newest = os.path.join(folder, "ckpt-3.data-00000-of-00001")
+    os.truncate(newest, os.path.getsize(newest) - 4)  # cut short, as by a full disk: the last tensor, at least
+    resumed = api.run(config, content_image, style_image, options=options.replace(resume=True), output=output)
+    # From ckpt-2, the steps after it done again: the uninterrupted picture all the same.
+    assert resumed.resumed_at == 2
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    assert [str(w) for w in resumed.warnings] == [
+        f"resumed from {folder}/ckpt-2 (step 2): the newer checkpoint could not be read (ckpt-3: Read less bytes "
+        "than requested)"]
+    # Both cut short: one line before any work, naming each, the files kept.
+    switch = StopSwitch()
+    with pytest.raises(Interrupted):
+        api.run(config, content_image, style_image, options=options, output=output, callbacks=[StopAt(switch, 3)],
+                stop=switch)
+    for step in (2, 3):
+        os.truncate(os.path.join(folder, f"ckpt-{step}.data-00000-of-00001"), 1000)
+    with pytest.raises(InputError) as info:
+        api.run(config, content_image, style_image, options=options.replace(resume=True), output=output)
+    assert str(info.value) == (f"checkpoint_dir: no checkpoint in {folder} can be read (ckpt-3: Read less bytes than "
+                               "requested; ckpt-2: Read less bytes than requested); delete the folder to start afresh")
+    assert sorted(os.listdir(folder)) == ["checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+                                          "ckpt-3.data-00000-of-00001", "ckpt-3.index", "run.json"]
+
+
 def test_a_checkpoint_holds_the_image_the_optimiser_state_and_the_settings(tmp_path, content_image, style_image):
     config = Config(weights="random", image_size=48, num_steps=20)
     switch = StopSwitch()
@@ -288,6 +323,11 @@ def test_a_checkpoint_dir_holding_other_files_is_refused_and_cleaning_removes_on
     (tmp_path / "o.png.checkpoints").write_text("x")
     with pytest.raises(InputError, match=r"^checkpoint_dir: .*o\.png\.checkpoints is a file; expected a folder$"):
         api.run(config, content_image, style_image, output=str(tmp_path / "o.png"))
+    # Under a file, the folder could not be made when the first checkpoint is due: refused now, not then.
+    under = tmp_path / "o.png.checkpoints" / "sub"
+    with pytest.raises(InputError) as info:
+        api.run(config, content_image, style_image, options=RunOptions(checkpoint_dir=str(under), checkpoint_every=1))
+    assert str(info.value) == f"checkpoint_dir: {under} is under {under.parent}, which is a file; expected a folder"
     with pytest.raises(InputError, match=r"^checkpoint_dir: .*p\.png is the output; choose another folder$"):
         api.run(config, content_image, style_image, output=str(tmp_path / "p.png"),
                 options=RunOptions(checkpoint_dir=str(tmp_path / "p.png")))

@@ -20,16 +20,17 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tf_style import run_dirs
 from tf_style.atomic import write_atomically
 from tf_style.config import Config, RunOptions
 from tf_style.errors import Field, InputError
 from tf_style.loop import Callback, RunState
+from tf_style.saved_checkpoint import Saved, read_latest
 from tf_style.step import Synthesis
 
 RECORD = "run.json"
@@ -43,23 +44,6 @@ COUNTERS = ("scale", "scale_steps", "steps", "switched_at", "stalled")
 OURS = re.compile(re.escape(PREFIX) + r"-\d+(\.index|\.data-\d+-of-\d+|_temp)")
 #: Automatic checkpoints (checkpoint_every None): the first after this many seconds, then as often.
 AUTO_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class Saved:
-    """Where a checkpoint left a run."""
-
-    path: str  # the checkpoint's prefix, for tf.train.Checkpoint.restore
-    scale: int  # index of the scale in progress
-    scale_steps: int  # steps done at that scale
-    steps: int  # steps done over all scales
-    history: list = field(default_factory=list)  # the loss terms of every step done
-    switched_at: int | None = None  # the scale's steps when it went on in float32 (tf_style.precision), if it did
-    stalled: bool = False  # a coarse scale in bfloat16 stalled: it has ended (Synthesis.end_on_stall)
-
-    def resume_into(self, run: RunState) -> None:
-        """Starts `run` where the checkpoint left off (the loop builds that scale; `Checkpointing` restores it)."""
-        run.scale, run.scale_steps, run.step, run.history = self.scale, self.scale_steps, self.steps, list(self.history)
 
 
 def default_folder(output: str | os.PathLike) -> str:
@@ -106,8 +90,7 @@ class Checkpoints:
     def check(self) -> None:
         """Refuses a folder holding checkpoints of another run (other settings or inputs), naming what differs."""
         path = os.path.join(self.folder, RECORD)
-        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
-            raise InputError(Field("checkpoint_dir"), f": {self.folder} is a file; expected a folder")
+        run_dirs.check_folder(self.folder, Field("checkpoint_dir"))  # made with the first checkpoint, so checked now
         if not os.path.exists(path):
             if os.path.isdir(self.folder) and os.listdir(self.folder):  # someone's own folder: never write or clean there
                 raise InputError(Field("checkpoint_dir"), f": {self.folder} holds other files and no tf_style checkpoints "
@@ -160,19 +143,9 @@ class Checkpoints:
         return self._manager.save(checkpoint_number=run.step)
 
     def latest(self) -> Saved | None:
-        """The newest checkpoint in the folder (after `check`), or None."""
+        """The newest checkpoint in the folder that reads whole (after `check`), or None (tf_style.saved_checkpoint)."""
         self.check()
-        path = tf.train.latest_checkpoint(self.folder) if os.path.isdir(self.folder) else None
-        if path is None:
-            return None
-        reader = tf.train.load_checkpoint(path)
-        value = lambda name: reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")  # noqa: E731
-        history = json.loads(value("history").decode("utf-8"))
-        # Before the stall was recorded (an earlier tf_style), a resumed scale started in bfloat16 again.
-        newer = lambda name, absent: int(value(name)) if reader.has_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") else absent  # noqa: E731
-        switched_at = newer("switched_at", -1)
-        return Saved(path, int(value("scale")), int(value("scale_steps")), int(value("steps")), history,
-                     None if switched_at < 0 else switched_at, bool(newer("stalled", 0)))
+        return read_latest(self.folder)
 
     def restore(self, saved: Saved, synthesis: Synthesis) -> None:
         """Loads `saved` into `synthesis` (built for the same scale: same shapes); a scale saved after it went

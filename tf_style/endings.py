@@ -17,7 +17,7 @@ import signal
 import numpy as np
 
 from tf_style import images, provenance
-from tf_style.checkpoints import Checkpointing
+from tf_style.checkpoints import Checkpointing, Saved
 from tf_style.config import Config
 from tf_style.errors import Diverged, Field, Interrupted, OutOfMemory, RunWarning
 from tf_style.loop import RunState
@@ -118,4 +118,14 @@ def loss_rose(run: RunState) -> RunWarning | None:
     )
 
 
-__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "out_of_memory", "unfinished_picture", "write_unfinished"]
+def resumed_from_older(saved: Saved | None) -> RunWarning | None:
+    """A warning when a resumed run had to skip newer checkpoints that could not be read (it went
+    on from an older one: the same picture, some steps done again)."""
+    if saved is None or not saved.damaged:
+        return None
+    return RunWarning(f"resumed from {saved.path} (step {saved.steps}): the newer checkpoint could not be read "
+                      f"({'; '.join(saved.damaged)})")
+
+
+__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "out_of_memory", "resumed_from_older",
+           "unfinished_picture", "write_unfinished"]
