@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_style import gallery, provenance
+from tf_style import gallery, images, provenance
 from tf_style.config import Config
 from tf_style.errors import InputError
 
@@ -80,3 +80,50 @@ def test_titles_name_settings_as_the_caller_writes_them():
     regions = next(s for s in gallery.SHEETS if s.name == "regions")
     assert regions.titled(str) == "Regions: style=A,B style_masks=left,right"
     assert regions.titled(lambda f: f"--{f}") == "Regions: --style=A,B --style_masks=left,right"
+
+
+def test_the_gallery_replaces_only_files_tf_style_wrote(tmp_path, content_path):
+    calls = []
+
+    def fake_run(config, content, styles, output):
+        calls.append(output)
+        return np.full((10, 16, 3), 90, np.uint8)
+
+    regions = next(s for s in gallery.SHEETS if s.name == "regions")
+    base = Config(weights="random", image_size=32, num_steps=1, init="content")
+    out = tmp_path / "out"
+    gallery.make_sheet(regions, base, content_path, STYLES, str(out), run=fake_run)
+    # Its own masks and sheet carry tf_style's mark, and a panel a run wrote carries its settings:
+    # a rerun into the folder replaces them.
+    images.save_image(np.zeros((4, 4, 3)), out / "regions" / "1.png", metadata=provenance.record(base))
+    gallery.make_sheet(regions, base, content_path, STYLES, str(out), run=fake_run)
+    assert len(calls) == 6
+    with pytest.raises(InputError, match=r"left\.png is a mask tf_style drew, not a picture: it carries no settings$"):
+        provenance.read(out / "masks" / "left.png")
+
+    mine = tmp_path / "mine.png"
+    Image.new("RGB", (5, 5), (1, 2, 3)).save(mine)
+    for user_file in (out / "masks" / "right.png", out / "regions" / "3.png", out / "controls_regions.png"):
+        user_file.parent.mkdir(exist_ok=True)
+        user_file.write_bytes(mine.read_bytes())
+        with pytest.raises(InputError) as caught:
+            gallery.make_gallery(base, content_path, STYLES, str(out), only=["regions"])
+        assert str(caught.value) == (f"output_dir: {user_file} is there and was not written by tf_style; it is kept "
+                                     "(move it, or choose another folder)")
+        assert user_file.read_bytes() == mine.read_bytes() and len(calls) == 6  # refused before any run
+        user_file.unlink()
+    # An input inside the folder, where the gallery would write: the photo would become a mask.
+    photo = out / "masks" / "left.png"
+    photo.write_bytes(open(content_path, "rb").read())
+    with pytest.raises(InputError, match=r"^output_dir: .*left\.png is the content image \(.*left\.png\); writing"):
+        gallery.make_sheet(regions, base, str(photo), STYLES, str(out), run=fake_run)
+    assert photo.read_bytes() == open(content_path, "rb").read() and len(calls) == 6
+
+
+def test_an_output_folder_under_a_file_is_one_line(tmp_path, content_path):
+    (tmp_path / "file.txt").write_text("mine")
+    run = subprocess.run([sys.executable, "tools/controls_gallery.py", f"--output_dir={tmp_path}/file.txt/x",
+                          "--sheets=colour", "--image_size=32"], capture_output=True, text=True, cwd=ROOT)
+    assert (run.returncode, run.stderr) == (2, f"controls_gallery.py: error: --output_dir: {tmp_path}/file.txt/x is under "
+                                               f"{tmp_path}/file.txt, which is a file; expected a folder\n")
+    assert (tmp_path / "file.txt").read_text() == "mine"

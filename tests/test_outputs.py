@@ -120,3 +120,28 @@ def test_the_files_written_beside_the_output_may_not_be_inputs_either(tmp_path, 
     with pytest.raises(InputError, match=r"^output: an interrupted run writes its image to .*cat\.unfinished\.png, which "
                                          r"is the init image \(.*cat\.unfinished\.png\); choose another output file$"):
         api.run(config.replace(init=str(start)), content_image, style_image, output=str(tmp_path / "cat.png"))
+
+
+def test_the_save_every_series_replaces_only_its_own_earlier_images(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=32, num_steps=4)
+    out = tmp_path / "o.png"
+    api.run(config, content_image, style_image, output=str(out), options=RunOptions(save_every=2, checkpoint_every=0))
+    assert sorted(os.listdir(tmp_path)) == ["o.png", "o_00002.png"]  # step 4 is the output itself
+    earlier = (tmp_path / "o_00002.png").read_bytes()
+    # A rerun replaces the series an earlier run wrote (it carries that run's settings) ...
+    api.run(config.replace(seed=1), content_image, style_image, output=str(out),
+            options=RunOptions(save_every=2, checkpoint_every=0))
+    assert (tmp_path / "o_00002.png").read_bytes() != earlier
+    # ... but not a file of the user's under a name of the series; one it would never write is no concern.
+    mine = tmp_path / "o_00002.png"
+    Image.new("RGB", (3, 3), (9, 9, 9)).save(mine)
+    Image.new("RGB", (3, 3), (9, 9, 9)).save(tmp_path / "o_00003.png")
+    before = mine.read_bytes()
+    with pytest.raises(InputError) as info:
+        api.run(config, content_image, style_image, output=str(out), options=RunOptions(save_every=2, checkpoint_every=0))
+    assert str(info.value) == (f"save_every: the image of step 2 would replace {mine}, which tf_style did not write; it is "
+                               "kept (move it, or choose another output file)")
+    assert mine.read_bytes() == before
+    mine.unlink()
+    api.run(config, content_image, style_image, output=str(out), options=RunOptions(save_every=2, checkpoint_every=0))
+    assert (tmp_path / "o_00003.png").read_bytes() == before and mine.exists()

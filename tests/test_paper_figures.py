@@ -211,3 +211,42 @@ def test_unknown_figure_is_an_absl_error_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("paper_figures.py: error: flag --figure=2: value should be one of <1|3>")
     assert proc.stderr.count("\n") == 1
+
+
+def test_files_the_figure_did_not_make_are_kept_and_refused(tmp_path, content_path, style_path):
+    out = tmp_path / "fig1"
+    out.mkdir()
+    inputs = figures.Inputs(content=content_path, style=style_path, output_dir=str(out))
+    config = Config(weights="random", image_size=32, num_steps=0)
+    mine = b"a user's own file"
+    # Without figure1.json (written before the first panel) no panel or sheet here is the figure's:
+    # a file named like a panel is not skipped as finished, a sheet is not replaced.
+    for name in ("figure1.png", "fig1_style_a_conv1_1.png"):
+        (out / name).write_bytes(mine)
+        with pytest.raises(InputError) as caught:
+            figures.make_figure(1, config, inputs, log=lambda line: None)
+        assert str(caught.value) == (f"output_dir: {out / name} is there without the figure's record "
+                                     f"({out / 'figure1.json'}), so tf_style did not make it; it is kept (move it, "
+                                     "or choose another output_dir)")
+        assert sorted(os.listdir(out)) == [name] and (out / name).read_bytes() == mine
+        (out / name).unlink()
+    # A figure1.json that is not a figure's record is not overwritten either.
+    (out / "figure1.json").write_text('{"my": "notes"}')
+    with pytest.raises(InputError, match=r"^output_dir: .*figure1\.json is not a record of Fig\. 1's settings written by "
+                                         r"tf_style; it is kept \(move it, or choose another output_dir\)$"):
+        figures.make_figure(1, config, inputs, log=lambda line: None)
+    assert (out / "figure1.json").read_text() == '{"my": "notes"}'
+    (out / "figure1.json").unlink()
+    # An input where the figure writes (its sheet here) would be destroyed: refused.
+    sheet = out / "figure1.png"
+    sheet.write_bytes(open(content_path, "rb").read())
+    with pytest.raises(InputError, match=r"^output_dir: .*figure1\.png is the content image \(.*\); writing the result"):
+        figures.make_figure(1, config, figures.Inputs(str(sheet), style_path, str(out)), log=lambda line: None)
+    assert sheet.read_bytes() == open(content_path, "rb").read() and os.listdir(out) == ["figure1.png"]
+
+
+def test_an_output_folder_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file.txt").write_text("mine")
+    proc = run_tool(["--figure=1", f"--output_dir={tmp_path}/file.txt/x", "--weights=random"], tmp_path)
+    assert (proc.returncode, proc.stderr) == (2, f"paper_figures.py: error: --output_dir: {tmp_path}/file.txt/x is under "
+                                                 f"{tmp_path}/file.txt, which is a file; expected a folder\n")

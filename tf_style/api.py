@@ -14,7 +14,8 @@ import_tensorflow_quietly()  # before the modules below load TensorFlow: the Pyt
 
 import tensorflow as tf  # noqa: E402
 
-from tf_style import checkpoints, colour, endings, estimate, images, masks, provenance, run_dirs, schedule, vgg  # noqa: E402
+from tf_style import checkpoints, colour, endings, estimate, images, kept_files, masks, provenance  # noqa: E402
+from tf_style import run_dirs, schedule, vgg  # noqa: E402
 from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
 from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
@@ -86,6 +87,7 @@ def check_output(output: str, config: Config, content: Any, style: Any, save_eve
     named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init,
              "style_masks": list(config.style_masks or ())}
     images.check_outputs_spare_inputs(output, named, save_every)
+    kept_files.check_series(output, save_every)
     return os.path.exists(output)
 
 

@@ -6,7 +6,9 @@ whose file exists is not run again, so an interrupted figure resumes where it st
 settings are recorded in figure<N>.json just before the first panel file is written; a rerun
 with other settings into a folder holding panels of that figure is refused rather than mixing
 panels made differently. A figure<N>.json without any panel beside it describes no pixels
-(a run that failed before its first panel, or panels deleted by hand) and is overwritten.
+(a run that failed before its first panel, or panels deleted by hand) and is overwritten. A
+panel or sheet file without the json beside it, a json that is not a figure's record, or an
+output file that is the content or style image is the user's: refused, never replaced.
 
 All panels of a figure start from the same white noise (the seed) and, with normalize_vgg,
 use one network normalised on the content and style images together. The panels and the
@@ -26,6 +28,7 @@ from tf_style import images, run_dirs
 from tf_style.atomic import write_atomically
 from tf_style.config import Config, RunOptions
 from tf_style.errors import Field, InputError
+from tf_style.images import check_not_an_input
 from tf_style.paper_panels import PANEL_FIELDS, Panel, draw_sheet, panels_for
 
 #: RunOptions a figure uses: TensorBoard, one run per panel (named after it).
@@ -81,23 +84,41 @@ def _settings_path(inputs: Inputs, figure: int) -> str:
     return os.path.join(inputs.output_dir, f"figure{figure}.json")
 
 
+def _read_record(path: str, figure: int) -> dict[str, Any]:
+    """figure<N>.json as this module wrote it; a file that is not one is the user's, and is kept."""
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(Field("output_dir"), f": cannot read {path} ({e}); move or delete it to start the figure afresh") from None
+    if not isinstance(previous, dict) or previous.get("figure") != figure:
+        raise InputError(Field("output_dir"), f": {path} is not a record of Fig. {figure}'s settings written by "
+                         "tf_style; it is kept (move it, or choose another ", Field("output_dir"), ")")
+    return previous
+
+
 def _check_recorded(current: dict[str, Any], figure: int, inputs: Inputs, panels: Sequence[Panel]) -> bool:
     """Whether a panel of the figure already exists in the folder; refuses other settings then.
 
     Refuses settings other than the recorded ones only when a panel exists: the json alone
     describes no pixels (a run that failed before its first panel leaves none, and older
-    versions wrote the json before any work), so it must not block a corrected rerun.
+    versions wrote the json before any work), so it must not block a corrected rerun. Panels or a
+    sheet without the json were not made here (it is written before the first panel): they are
+    the user's files, and refused rather than skipped as finished or replaced.
     """
     path = _settings_path(inputs, figure)
-    has_panels = any(os.path.exists(os.path.join(inputs.output_dir, p.filename)) for p in panels)
-    if has_panels and os.path.exists(path):
-        try:
-            with open(path) as f:
-                previous = json.load(f)
-        except (OSError, ValueError) as e:
-            raise InputError(
-                Field("output_dir"), f": cannot read {path} ({e}); delete it to start the figure afresh"
-            ) from None
+    ours = [os.path.join(inputs.output_dir, name) for name in [p.filename for p in panels] + [f"figure{figure}.png"]]
+    for output in ours + [path]:
+        check_not_an_input(output, {"content": inputs.content, "style": inputs.style}, Field("output_dir"))
+    has_panels = any(os.path.lexists(p) for p in ours[:-1])
+    if not os.path.lexists(path):
+        found = [p for p in ours if os.path.lexists(p)]
+        if found:
+            raise InputError(Field("output_dir"), f": {found[0]} is there without the figure's record ({path}), so "
+                             "tf_style did not make it; it is kept (move it, or choose another ", Field("output_dir"), ")")
+        return False
+    previous = _read_record(path, figure)
+    if has_panels:
         differing = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if differing:
             raise InputError(
@@ -140,9 +161,7 @@ def make_figure(
             raise InputError(Field(name), f" cannot be set for a figure ({reason}); got {getattr(config, name)!r}")
     content_raw = images.load_image(inputs.content, Field("content"))
     style_raw = images.load_image(inputs.style, Field("style"))
-    if os.path.exists(inputs.output_dir) and not os.path.isdir(inputs.output_dir):
-        raise InputError(Field("output_dir"), f": {inputs.output_dir} is a file; expected a folder")
-    os.makedirs(inputs.output_dir, exist_ok=True)
+    run_dirs.make_folder(inputs.output_dir, Field("output_dir"))
     current = recorded_settings(config, figure, inputs)
     # With panels present the json matches (checked) or is missing: (re)write it now. Otherwise
     # it is written just before the first panel file, so that a run failing before any panel

@@ -17,12 +17,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
-from tf_style import images
+from tf_style import images, run_dirs
 from tf_style.atomic import write_atomically
 from tf_style.config import Config
 from tf_style.errors import Field, InputError
+from tf_style.kept_files import check_replaceable, mark
 from tf_style.sheets import contact_sheet
 
 
@@ -90,13 +91,25 @@ def framed(mask: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def mask_paths(folder: str) -> tuple[str, str]:
+    """Where the two half masks go: `folder`'s `masks/` subfolder."""
+    return os.path.join(folder, "masks", "left.png"), os.path.join(folder, "masks", "right.png")
+
+
 def write_masks(folder: str, shape: Sequence[int]) -> tuple[str, str]:
-    """The two half masks as PNGs in `folder` (its `masks/` subfolder); their paths."""
+    """The two half masks as PNGs (marked as tf_style's drawings) in `mask_paths(folder)`; their paths."""
     os.makedirs(os.path.join(folder, "masks"), exist_ok=True)
-    paths = (os.path.join(folder, "masks", "left.png"), os.path.join(folder, "masks", "right.png"))
+    paths = mask_paths(folder)
     for mask, path in zip(half_masks(shape), paths):
-        images.save_image(np.repeat(mask[..., None], 3, axis=-1), path)
+        images.save_image(np.repeat(mask[..., None], 3, axis=-1), path, Field("output_dir"), metadata=mark("mask"))
     return paths
+
+
+def sheet_files(sheet: Sheet, output_dir: str) -> list[str]:
+    """Every file `make_sheet` writes for `sheet`: the masks, its panels and the sheet itself."""
+    folder = os.path.join(output_dir, sheet.name)
+    return [*mask_paths(output_dir), *(os.path.join(folder, f"{k}.png") for k in range(1, len(sheet.panels) + 1)),
+            os.path.join(output_dir, f"controls_{sheet.name}.png")]
 
 
 def panel_config(base: Config, panel: Panel, mask_paths: Sequence[str]) -> Config:
@@ -127,6 +140,7 @@ def make_sheet(
         run = lambda c, x, s, out: api.run(c, x, s if len(s) > 1 else s[0], output=out).image  # noqa: E731
     photo = images.load_image(content, Field("content"))
     artworks = [images.load_image(s, Field("style")) for s in styles]
+    check_replaceable(sheet_files(sheet, output_dir), {"content": content, "style": list(styles)})
     shown = images.resize_longest(photo, base.image_size)
     mask_paths = write_masks(output_dir, shown.shape[:2])
     folder = os.path.join(output_dir, sheet.name)
@@ -148,7 +162,9 @@ def make_sheet(
     picture = Image.fromarray(drawn)
     if colours is not None:
         picture = picture.quantize(colours, dither=Image.Dither.NONE)
-    write_atomically(path, lambda f: picture.save(f, format="PNG", optimize=True))
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(images.METADATA_KEY, mark("contact sheet"))
+    write_atomically(path, lambda f: picture.save(f, format="PNG", optimize=True, pnginfo=info))
     return path
 
 
@@ -175,10 +191,12 @@ def make_gallery(
     unknown = sorted(set(only or ()) - set(SHEET_NAMES))
     if unknown:
         raise InputError(Field("sheets"), f": unknown sheet(s) {', '.join(unknown)}; expected some of {', '.join(SHEET_NAMES)}")
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise InputError(Field("output_dir"), f": {output_dir} is a file; expected a folder")
-    return [make_sheet(s, base, content, styles, output_dir, colours=colours, name=name) for s in SHEETS if not only or s.name in only]
+    run_dirs.make_folder(output_dir, Field("output_dir"))
+    chosen = [s for s in SHEETS if not only or s.name in only]
+    for s in chosen:  # every sheet's files, before the first sheet's work
+        check_replaceable(sheet_files(s, output_dir), {"content": content, "style": list(styles)})
+    return [make_sheet(s, base, content, styles, output_dir, colours=colours, name=name) for s in chosen]
 
 
 __all__ = ["Panel", "SHEETS", "SHEET_NAMES", "Sheet", "half_masks", "make_gallery", "make_sheet", "panel_config",
-           "weights_label", "write_masks"]
+           "sheet_files", "weights_label", "write_masks"]

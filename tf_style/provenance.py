@@ -54,10 +54,12 @@ def read(path: str | os.PathLike, what: Field | str = Field("config_from")) -> d
         raise InputError(what, f": {path} carries no tf_style settings (a PNG or JPEG written by tf_style does)")
     try:
         data = json.loads(text)
-        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-            raise ValueError("no config object")
     except ValueError as e:
         raise InputError(what, f": the tf_style settings in {path} are damaged ({e})") from None
+    if isinstance(data, dict) and "drawing" in data and "config" not in data:  # tf_style.kept_files.mark
+        raise InputError(what, f": {path} is a {data['drawing']} tf_style drew, not a picture: it carries no settings")
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise InputError(what, f": the tf_style settings in {path} are damaged (no config object)")
     return data
 
 

@@ -1,0 +1,70 @@
+"""Which files a tool may replace: only those tf_style wrote, told by the mark each one carries.
+
+A tool that writes many files into a folder (the controls gallery, tf-style's `--save_every`
+series) would otherwise replace whatever a user keeps there under the same names. Every image
+tf_style writes carries its text chunk (`tf_style.images.METADATA_KEY`): a picture its settings
+(tf_style.provenance), a drawing (a mask, a contact sheet) the `mark` below. A file without it
+is the user's and is kept: the tool refuses before any work rather than replace it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Iterable
+
+from PIL import Image, UnidentifiedImageError
+
+from tf_style.errors import Field, InputError
+from tf_style.images import METADATA_KEY, check_not_an_input
+
+
+def mark(kind: str) -> str:
+    """The text a drawing carries in place of a picture's settings: what it is, and the version."""
+    from tf_style import __version__
+
+    return json.dumps({"drawing": kind, "tf_style": __version__}, sort_keys=True, separators=(",", ":"))
+
+
+def written_by_tf_style(path: str | os.PathLike) -> bool:
+    """Whether `path` is an image file carrying tf_style's text (a picture's settings or a drawing's mark)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with Image.open(path) as img:
+            text, comment = img.info.get(METADATA_KEY), img.info.get("comment", b"")
+    except (UnidentifiedImageError, OSError):
+        return False
+    return text is not None or (isinstance(comment, bytes) and comment.startswith((METADATA_KEY + ":").encode()))
+
+
+def check_replaceable(paths: Iterable[str], inputs: dict[str, object], what: Field = Field("output_dir")) -> None:
+    """Refuses, before any work, to write any of `paths` when it is one of the `inputs` (name ->
+    path or paths) or a file tf_style did not write (a folder there counts as the user's too)."""
+    for path in paths:
+        check_not_an_input(path, inputs, what)
+        if os.path.lexists(path) and not written_by_tf_style(path):
+            raise InputError(what, f": {path} is there and was not written by tf_style; it is kept (move it, or "
+                             "choose another folder)")
+
+
+def check_series(output: str | os.PathLike, every: int, what: Field = Field("save_every")) -> None:
+    """Refuses, before any work, a run whose images every `every` steps (``out_00050.png``, ...,
+    as tf_style.loop.SaveEvery names them) would replace a file beside `output` that tf_style did
+    not write. Files of the series that an earlier run wrote carry its settings and may go."""
+    if not every:
+        return
+    stem, ext = os.path.splitext(os.fspath(output))
+    folder, name = os.path.split(stem)
+    series = re.compile(re.escape(name) + r"_(\d{5,})" + re.escape(ext or ".png"))
+    for entry in sorted(os.listdir(folder or ".")) if os.path.isdir(folder or ".") else []:
+        match = series.fullmatch(entry)
+        step = int(match.group(1)) if match else 0
+        path = os.path.join(folder, entry)
+        if match and step and step % every == 0 and entry == f"{name}_{step:05d}{ext or '.png'}" and not written_by_tf_style(path):
+            raise InputError(what, f": the image of step {step} would replace {path}, which tf_style did not write; it "
+                             "is kept (move it, or choose another output file)")
+
+
+__all__ = ["check_replaceable", "check_series", "mark", "written_by_tf_style"]
