@@ -19,6 +19,11 @@ from PIL import Image
 
 from test_cli import offline_env
 
+from tf_style import cli_flags
+from tf_style.errors import Interrupted
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Two scales (32 px for 40 steps, then 64 px for 20) with L-BFGS: a checkpoint has to carry the schedule and the curvature pairs.
 ARGS = ["--weights=random", "--image_size=64", "--scales=2", "--coarsest_size=32", "--num_steps=20",
         "--print_every=1", "--checkpoint_every=5"]
@@ -142,3 +147,32 @@ def test_a_signal_whose_notice_cannot_be_written_still_stops_after_the_step(erro
         os.kill(os.getpid(), signal.SIGTERM)  # the second notice, "already stopping", too
         time.sleep(0.1)  # Python runs the handler between bytecodes, in this thread
     assert switch.requested and switch.signum == signal.SIGINT
+
+
+@pytest.mark.parametrize("raised, status, line", [
+    (KeyboardInterrupt(), 130, "tool: interrupted"),
+    (Interrupted(saved_to="out/colour/1.png", signum=signal.SIGTERM, step=3), 143,
+     "tool: interrupted; the image so far was written to out/colour/1.png"),
+])
+def test_ctrl_c_a_tool_did_not_handle_is_one_line_and_the_signal_s_status(capsys, raised, status, line):
+    def body(argv):
+        raise raised
+
+    with pytest.raises(SystemExit) as exited:
+        cli_flags.reporting_errors("tool", body, [])
+    assert (exited.value.code, capsys.readouterr().err) == (status, f"\n{line}\n")
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("export_savedmodel.py", ["--weights=random", "--image_size=32"]),
+    ("cc_loader_check.py", []),
+])
+def test_ctrl_c_while_a_tool_loads_tensorflow_is_one_line(tmp_path, tool, args):
+    args = [f"--export_dir={tmp_path / 'm'}"] + args if tool == "export_savedmodel.py" else [f"--saved_model_dir={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", tool), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=offline_env(tmp_path), cwd=tmp_path)
+    time.sleep(1.5)  # Python is up; TensorFlow's import (several seconds) has begun
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err.strip().splitlines()[-1:]) == (130, [f"{tool}: interrupted"]), err
+    assert "Traceback" not in err

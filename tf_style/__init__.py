@@ -35,7 +35,7 @@ _SUBMODULES = (
 
 #: Modules that import no TensorFlow: reaching them does not load it.
 _TF_FREE = ("tf_style.config", "tf_style.errors", "tf_style.layers", "tf_style.run_dirs", "tf_style.images",
-            "tf_style.sheets", "tf_style.figures")
+            "tf_style.sheets", "tf_style.figures", "tf_style.export")
 
 __all__ = sorted(_LAZY) + ["__version__"]
 

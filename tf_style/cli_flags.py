@@ -13,6 +13,7 @@ Errors: the library names fields (``image_size must be ...``); `render` writes t
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NoReturn, Sequence, TypeVar
@@ -245,12 +246,27 @@ def run_tool(main: Callable[[list[str]], None], prog: str, doc: str, module_name
     app.run(main, flags_parser=flags_parser(prog, doc, module_name))
 
 
-def reporting_errors(prog: str, body: Callable[[list[str]], None], argv: list[str]) -> None:
-    """Runs `body(argv)`; an InputError escaping it is one line on stderr (fields as flags) and exit 2."""
+def reporting_errors(
+    prog: str, body: Callable[[list[str]], None], argv: list[str],
+    on_interrupt: Callable[[KeyboardInterrupt], None] | None = None,
+) -> None:
+    """Runs `body(argv)`; an InputError escaping it is one line on stderr (fields as flags) and exit 2.
+
+    Ctrl-C (or a signal raised as one) that `body` did not handle, while TensorFlow loads, say, is
+    `on_interrupt(e)`, by default one line (where the image so far went, if anywhere) and the
+    shell's status for the signal, 130 for SIGINT: never a traceback.
+    """
     try:
         body(argv)
     except InputError as e:
         fail(prog, render(e))
+    except KeyboardInterrupt as e:
+        if on_interrupt is not None:
+            on_interrupt(e)
+            raise
+        saved = getattr(e, "saved_to", None)  # tf_style.errors.Interrupted's
+        print(f"\n{prog}: interrupted" + (f"; the image so far was written to {saved}" if saved else ""), file=sys.stderr)
+        sys.exit(128 + (getattr(e, "signum", None) or signal.SIGINT))
 
 
 def prog_name(default: str) -> str:

@@ -110,9 +110,7 @@ def main(argv: list[str]) -> None:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        cli_flags.reporting_errors(PROG, stylize_from_flags, argv)
-    except KeyboardInterrupt:
-        interrupted(received[0])
+        cli_flags.reporting_errors(PROG, stylize_from_flags, argv, on_interrupt=lambda e: interrupted(received[0]))
     except RuntimeError as e:  # Beam's local runner re-raises a worker's KeyboardInterrupt as this
         if "KeyboardInterrupt" not in str(e):
             raise
