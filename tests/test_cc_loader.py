@@ -219,6 +219,12 @@ def test_served_folder_follows_tensorflow_serving(tmp_path):
 
     with pytest.raises(InputError, match=f"^saved_model_dir: no such folder: {tmp_path}/nope$"):
         export.served_folder(str(tmp_path / "nope"))
+    (tmp_path / "model.txt").write_text("")
+    with pytest.raises(InputError) as info:
+        export.served_folder(str(tmp_path / "model.txt"))
+    assert str(info.value) == (f"saved_model_dir: {tmp_path}/model.txt is a file; expected a SavedModel folder or a base "
+                               "folder of versions")
+    (tmp_path / "model.txt").unlink()
     for name in ("3", "10", "9x"):
         (tmp_path / name).mkdir()
     with pytest.raises(InputError, match=rf"^saved_model_dir: the highest version folder {tmp_path}/10 \(the one"):

@@ -101,6 +101,9 @@ def test_config_from_a_picture_without_settings_or_with_damaged_ones(capsys, tmp
         provenance.read(damaged)
     with pytest.raises(InputError, match=r"^config_from: no such file: .*missing\.png$"):
         provenance.read(tmp_path / "missing.png")
+    with pytest.raises(InputError) as info:
+        provenance.read(tmp_path)
+    assert str(info.value) == f"config_from: {tmp_path} is a folder; expected a picture written by tf_style"
 
 
 def test_config_from_gives_way_to_a_conflicting_flag_and_to_other_inputs(capsys, tmp_path, content_path, style_path):

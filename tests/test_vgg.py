@@ -127,6 +127,9 @@ def test_random_weights_are_reproducible_from_the_seed(probe):
 def test_missing_weights_file_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"^weights: no such file: .*nope\.h5"):
         vgg.build_vgg19(weights=str(tmp_path / "nope.h5"))
+    with pytest.raises(InputError) as info:
+        vgg.build_vgg19(weights=str(tmp_path))
+    assert str(info.value) == f"weights: {tmp_path} is a folder (expected a Keras VGG19 .h5 weights file)"
 
 
 def test_non_hdf5_weights_file_is_rejected(tmp_path):

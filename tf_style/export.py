@@ -176,8 +176,10 @@ def served_folder(path: str, field: str = "saved_model_dir") -> tuple[str, str]:
 
     gfile = tf.io.gfile
     try:
-        if not (gfile.exists(path) and gfile.isdir(path)):  # exists() raises for a filesystem TF lacks
+        if not gfile.exists(path):  # exists() raises for a filesystem TF lacks
             raise InputError(Field(field), f": no such folder: {path}")
+        if not gfile.isdir(path):
+            raise InputError(Field(field), f": {path} is a file; expected a SavedModel folder or a base folder of versions")
         if gfile.exists(join(path, "saved_model.pb")):
             return path, ""
         names = [n.rstrip("/") for n in gfile.listdir(path)]  # gs:// lists folders with a '/'

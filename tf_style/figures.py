@@ -38,6 +38,7 @@ RUN_OPTION_FIELDS: tuple[str, ...] = ("logdir", "image_every")
 UNSUPPORTED_FIELDS: dict[str, str] = {
     "init": "every panel starts from white noise, as the paper's did",
     "style_masks": "every panel has one style image, everywhere",
+    "style_blend_weights": "a figure has one style image, and its content panels none",
 }
 
 

@@ -39,6 +39,8 @@ def record(config: Config, inputs: Mapping[str, str | None] = (), step: int | No
 def read(path: str | os.PathLike, what: Field | str = Field("config_from")) -> dict[str, Any]:
     """The record a picture written by tf_style carries; InputError if there is none."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(what, f": {path} is a folder; expected a picture written by tf_style")
     if not os.path.isfile(path):
         raise InputError(what, f": no such file: {path}")
     try:

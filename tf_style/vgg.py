@@ -181,6 +181,8 @@ def conv_layers(model: keras.Model) -> list[keras.layers.Conv2D]:
 
 def check_weights_file(path: str) -> None:
     """A weights path must name a file: checked as it loads, and by a dry run that loads nothing."""
+    if os.path.isdir(path):
+        raise InputError(Field("weights"), f": {path} is a folder (expected a Keras VGG19 .h5 weights file)")
     if not os.path.isfile(path):
         raise InputError(Field("weights"), f": no such file: {path} (expected a Keras VGG19 .h5 weights file)")
 
