@@ -228,6 +228,9 @@ def test_resume_refuses_other_settings_and_other_images_naming_them(tmp_path, co
     assert "holds the checkpoints of a run with other settings or inputs (differing: seed, style_weight; see" in str(info.value)
     with pytest.raises(InputError, match=r"\(differing: the style image; see"):
         api.run(config, content_image, style_image[::-1], output=output, options=resume)
+    # Another size resizes the same photos differently: the size differs, not the images.
+    with pytest.raises(InputError, match=r"\(differing: image_size; see"):
+        api.run(config.replace(image_size=config.image_size * 2), content_image, style_image, output=output, options=resume)
     # max_seconds only decides when the run stops: a resume may change it.
     result = api.run(config.replace(max_seconds=1.0), content_image, style_image, output=output, options=resume)
     assert result.resumed_at == 2 and len(result.history) > 2

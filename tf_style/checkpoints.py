@@ -106,7 +106,8 @@ class Checkpoints:
             raise InputError(Field("checkpoint_dir"), f": cannot read {path} ({e}); delete the folder to start afresh") from None
         now = self._record()["config"]
         differing = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
-        differing += [f"the {k} image" for k in sorted(set(inputs) | set(self.inputs)) if inputs.get(k) != self.inputs.get(k)]
+        if not differing:  # images are fingerprinted as prepared (resized...): other settings change them too
+            differing = [f"the {k} image" for k in sorted(set(inputs) | set(self.inputs)) if inputs.get(k) != self.inputs.get(k)]
         if differing:
             raise InputError(
                 Field("checkpoint_dir"), f": {self.folder} holds the checkpoints of a run with other settings or inputs "
