@@ -74,6 +74,14 @@ def test_bad_input_is_refused_before_any_run(tmp_path, content_path):
     assert run.returncode == 2
     assert run.stderr.strip() == ("controls_gallery.py: error: --sheets: unknown sheet(s) colours; expected some of "
                                   "styles, regions, colour, scale")
+    # A panel's own setting out of range at this size: said before the first sheet runs, in the panel's words
+    # (the tool has no --style_scale flag to name).
+    with pytest.raises(InputError) as info:
+        gallery.make_gallery(Config(image_size=32), content_path, STYLES, str(tmp_path / "g"), only=["colour", "scale"])
+    assert str(info.value) == ("sheets: the scale sheet's panel 'style_scale 0.25' cannot run with these settings "
+                               "(style_scale must be between 16 and 8192 pixels (image_size x style_scale = 32 x 0.25); "
+                               "got 8); leave the sheet out, or change them")
+    assert not (tmp_path / "g").exists()
 
 
 def test_titles_name_settings_as_the_caller_writes_them():

@@ -191,10 +191,16 @@ def make_gallery(
     unknown = sorted(set(only or ()) - set(SHEET_NAMES))
     if unknown:
         raise InputError(Field("sheets"), f": unknown sheet(s) {', '.join(unknown)}; expected some of {', '.join(SHEET_NAMES)}")
-    run_dirs.make_folder(output_dir, Field("output_dir"))
+    run_dirs.check_folder(output_dir, Field("output_dir"))  # made by the first sheet, once all is checked
     chosen = [s for s in SHEETS if not only or s.name in only]
-    for s in chosen:  # every sheet's files, before the first sheet's work
+    for s in chosen:  # every sheet's files and settings, before the first sheet's work
         check_replaceable(sheet_files(s, output_dir), {"content": content, "style": list(styles)})
+        for panel in s.panels:
+            try:
+                panel_config(base, panel, mask_paths(output_dir))
+            except InputError as e:  # its field is the panel's, not a flag of the tool: said as the caption says it
+                raise InputError(Field("sheets"), f": the {s.name} sheet's panel '{panel.caption}' cannot run with "
+                                 f"these settings ({''.join(map(str, e.parts))}); leave the sheet out, or change them") from None
     return [make_sheet(s, base, content, styles, output_dir, colours=colours, name=name) for s in chosen]
 
 
