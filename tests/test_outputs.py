@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tf_style import api, images
+from tf_style import api, images, provenance
 from tf_style.config import Config, RunOptions
 from tf_style.errors import InputError, Interrupted
 from tf_style.loop import Callback
@@ -145,3 +145,24 @@ def test_the_save_every_series_replaces_only_its_own_earlier_images(tmp_path, co
     mine.unlink()
     api.run(config, content_image, style_image, output=str(out), options=RunOptions(save_every=2, checkpoint_every=0))
     assert (tmp_path / "o_00003.png").read_bytes() == before and mine.exists()
+
+
+def test_a_resumed_run_removes_its_own_unfinished_picture_and_nothing_else(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=32, num_steps=6)
+    out = tmp_path / "out.png"
+    images.save_image(np.full((22, 32, 3), 100.0), out)  # an earlier picture: the interrupted run writes beside it
+    options = RunOptions(checkpoint_every=1)
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content_image, style_image, output=str(out), callbacks=[InterruptAt(3)], options=options)
+    assert info.value.saved_to == str(tmp_path / "out.unfinished.png")
+    api.run(config, content_image, style_image, output=str(out), options=options.replace(resume=True))
+    assert sorted(os.listdir(tmp_path)) == ["out.png"]  # the leftover went with the checkpoints
+    # An unfinished picture of another run (other settings) there is not this run's to remove.
+    with pytest.raises(Interrupted):
+        api.run(config, content_image, style_image, output=str(out), callbacks=[InterruptAt(3)], options=options)
+    other = tmp_path / "out.unfinished.png"
+    names = provenance.read(other)["inputs"]
+    images.save_image(np.full((22, 32, 3), 50.0), other, metadata=provenance.record(config.replace(seed=7), names, step=3))
+    before = other.read_bytes()
+    api.run(config, content_image, style_image, output=str(out), options=options.replace(resume=True))
+    assert sorted(os.listdir(tmp_path)) == ["out.png", "out.unfinished.png"] and other.read_bytes() == before

@@ -207,6 +207,8 @@ def run(
                     resumed_at=resumed_at, skipped=tuple(state.skipped))
     if output is not None:
         images.save_image(result.image, output, metadata=provenance.record(config, state.input_names))
+        if resumed_at:
+            endings.remove_resumed_unfinished(output, state)
     if checkpointing is not None:
         checkpointing.checkpoints.remove()  # the run is complete: its checkpoints are no use now
     return result

@@ -17,9 +17,9 @@ import signal
 import numpy as np
 
 from tf_style import images, provenance
-from tf_style.checkpoints import Checkpointing, Saved
+from tf_style.checkpoints import RESUMABLE_CHANGES, Checkpointing, Saved
 from tf_style.config import Config
-from tf_style.errors import Diverged, Field, Interrupted, OutOfMemory, RunWarning
+from tf_style.errors import Diverged, Field, InputError, Interrupted, OutOfMemory, RunWarning
 from tf_style.loop import RunState
 from tf_style.stopping import StopRequested
 
@@ -36,6 +36,22 @@ def write_unfinished(picture: np.ndarray, output: str, existed: bool, run: RunSt
     metadata = provenance.record(run.config, run.input_names, step=run.step) if run.config is not None else None
     images.save_image(picture, path, metadata=metadata)
     return path
+
+
+def remove_resumed_unfinished(output: str, run: RunState) -> None:
+    """After a resumed run completes: the unfinished picture its interruption put beside the output
+    (``out.unfinished.png``) is a leftover of this run, like its checkpoints, and is removed. Only
+    one whose provenance is this run's, unfinished (settings but those a resume may change, and the
+    input names), is; anything else there is kept."""
+    path = images.unfinished_path(output)
+    try:
+        record = provenance.read(path, Field("output"))
+    except InputError:  # none there, or not tf_style's
+        return
+    mine = {k: v for k, v in run.config.to_dict().items() if k not in RESUMABLE_CHANGES}
+    theirs = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}
+    if not record.get("finished") and theirs == mine and record.get("inputs") == run.input_names:
+        os.remove(path)
 
 
 def interrupted(
@@ -127,5 +143,5 @@ def resumed_from_older(saved: Saved | None) -> RunWarning | None:
                       f"({'; '.join(saved.damaged)})")
 
 
-__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "out_of_memory", "resumed_from_older",
+__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "out_of_memory", "remove_resumed_unfinished", "resumed_from_older",
            "unfinished_picture", "write_unfinished"]
