@@ -22,12 +22,21 @@ batches_split), which a runner's UI shows as the job runs; summary.json holds th
 # No `from __future__ import annotations`: Beam reads the DoFns' hints at run time, and string
 # hints become Any with an INFO line each.
 import json
+import logging
 from typing import Any, Iterator, Sequence
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
+# Beam's import logs, on every run, that optional Google Cloud clients are missing (a warning and an
+# INFO line through the root logger, which absl prints before the tool's own first line): quiet for
+# the import only, so a pipeline's own messages still show.
+_root, _level = logging.getLogger(), logging.getLogger().level
+_root.setLevel(logging.ERROR)
+try:
+    import apache_beam as beam
+    from apache_beam.metrics import Metrics
+    from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+finally:
+    _root.setLevel(_level)
 
 from tf_style import pair_results
 from tf_style.batch_job import SUMMARY, JobSettings, Pair, join, read_bytes, write_bytes

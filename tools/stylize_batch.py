@@ -19,6 +19,7 @@ input (one line on stderr), 1 for anything else.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import sys
@@ -101,8 +102,19 @@ def interrupted(signum: int) -> None:
     sys.exit(128 + signum)
 
 
+class NoInterruptTracebacks(logging.Filter):
+    """Drops a log record carrying a KeyboardInterrupt: Beam logs a worker's, traceback and all,
+    before passing it on, and `interrupted` says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = record.exc_info[0] if record.exc_info else None
+        return not (kind is not None and issubclass(kind, KeyboardInterrupt))
+
+
 def main(argv: list[str]) -> None:
     received = [signal.SIGINT]
+    for handler in logging.getLogger().handlers:  # absl's, where Beam's records go
+        handler.addFilter(NoInterruptTracebacks())
 
     def on_sigterm(signum: int, frame) -> None:  # stop as Ctrl-C does, and say which signal it was
         received[0] = signum

@@ -162,6 +162,7 @@ def test_ctrl_c_or_sigterm_ends_the_job_in_one_line_and_a_rerun_finishes_it(refe
     assert job.returncode == 128 + signum, err.decode(errors="replace")[-3000:]
     assert err.decode().strip().splitlines()[-1] == (
         "stylize_batch.py: interrupted; the pictures made so far are kept: run the same command again to make the rest")
+    assert "Traceback" not in err.decode()  # Beam logs the worker's KeyboardInterrupt with one: dropped
     proc = run_tool(*command(model, folders, output, "--batch_size=1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert files(output) == files(reference["output"])
@@ -170,9 +171,9 @@ def test_ctrl_c_or_sigterm_ends_the_job_in_one_line_and_a_rerun_finishes_it(refe
 def test_a_rerun_with_another_pairing_is_refused_in_one_line(reference, model, folders):
     proc = run_tool(*command(model, folders, reference["output"], "--pairs=cycle"))
     assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
-    assert lines == [f"stylize_batch.py: error: --output_dir: {reference['output']} holds a job made with another "
-                     "pairing (pairs: cross); use another folder"], proc.stderr[-2000:]
+    # Only the tool's line: Beam's import logs about missing Google Cloud clients are kept out.
+    assert proc.stderr == (f"stylize_batch.py: error: --output_dir: {reference['output']} holds a job made with another "
+                           "pairing (pairs: cross); use another folder\n")
 
 
 def test_an_option_neither_the_tool_nor_beam_knows_is_refused():
