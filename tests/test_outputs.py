@@ -145,6 +145,13 @@ def test_the_save_every_series_replaces_only_its_own_earlier_images(tmp_path, co
     mine.unlink()
     api.run(config, content_image, style_image, output=str(out), options=RunOptions(save_every=2, checkpoint_every=0))
     assert (tmp_path / "o_00003.png").read_bytes() == before and mine.exists()
+    # A BMP has no place for the settings: an earlier run's and a user's cannot be told apart, and the line says so.
+    images.save_image(content_image, tmp_path / "b_00002.bmp")
+    with pytest.raises(InputError) as info:
+        api.run(config, content_image, style_image, output=str(tmp_path / "b.bmp"), options=RunOptions(save_every=2))
+    assert str(info.value) == (f"save_every: the image of step 2 would replace {tmp_path / 'b_00002.bmp'}, and a .bmp "
+                               "file has no place for tf_style's settings, so whether tf_style wrote it cannot be told; "
+                               "it is kept (move it, or choose another output file)")
 
 
 def test_a_resumed_run_removes_its_own_unfinished_picture_and_nothing_else(tmp_path, content_image, style_image):

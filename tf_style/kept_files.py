@@ -20,6 +20,10 @@ from tf_style.errors import Field, InputError
 from tf_style.images import METADATA_KEY, check_not_an_input
 
 
+#: The formats whose files carry tf_style's text (tf_style.images.save_image): the others cannot be told apart.
+MARKED = (".png", ".jpg", ".jpeg")
+
+
 def mark(kind: str) -> str:
     """The text a drawing carries in place of a picture's settings: what it is, and the version."""
     from tf_style import __version__
@@ -63,8 +67,10 @@ def check_series(output: str | os.PathLike, every: int, what: Field = Field("sav
         step = int(match.group(1)) if match else 0
         path = os.path.join(folder, entry)
         if match and step and step % every == 0 and entry == f"{name}_{step:05d}{ext or '.png'}" and not written_by_tf_style(path):
-            raise InputError(what, f": the image of step {step} would replace {path}, which tf_style did not write; it "
-                             "is kept (move it, or choose another output file)")
+            why = "which tf_style did not write" if (ext or ".png").lower() in MARKED else (
+                f"and a {ext} file has no place for tf_style's settings, so whether tf_style wrote it cannot be told")
+            raise InputError(what, f": the image of step {step} would replace {path}, {why}; it is kept (move it, or "
+                             "choose another output file)")
 
 
-__all__ = ["check_replaceable", "check_series", "mark", "written_by_tf_style"]
+__all__ = ["MARKED", "check_replaceable", "check_series", "mark", "written_by_tf_style"]
