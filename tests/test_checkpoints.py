@@ -106,6 +106,29 @@ def test_a_damaged_checkpoint_falls_back_to_the_older_one_and_none_readable_is_o
                                           "ckpt-3.data-00000-of-00001", "ckpt-3.index", "run.json"]
 
 
+def test_checkpoints_are_found_without_the_managers_state_file(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=32, num_steps=6)
+    whole = api.run(config, content_image, style_image)
+    output, options = str(tmp_path / "o.png"), RunOptions(checkpoint_every=1)
+    switch = StopSwitch()
+    with pytest.raises(Interrupted):
+        api.run(config, content_image, style_image, options=options, output=output, callbacks=[StopAt(switch, 3)],
+                stop=switch)
+    state = tmp_path / "o.png.checkpoints" / "checkpoint"
+    written = state.read_bytes()
+    # The state file only names the newest checkpoint: gone, cut short or empty, the checkpoints are still found,
+    # so a fresh start is refused as before (it used to go on, and remove them when it completed).
+    for damage in (lambda: state.unlink(), lambda: state.write_bytes(written[:len(written) // 2]),
+                   lambda: state.write_bytes(b"")):
+        state.write_bytes(written)
+        damage()
+        with pytest.raises(InputError, match=r"holds the checkpoint of an unfinished run \(step 3\); add resume"):
+            api.run(config, content_image, style_image, options=options, output=output)
+    resumed = api.run(config, content_image, style_image, options=options.replace(resume=True), output=output)
+    assert resumed.resumed_at == 3 and not resumed.warnings  # an empty state file made the manager refuse the folder
+    np.testing.assert_array_equal(resumed.image, whole.image)
+
+
 def test_a_checkpoint_holds_the_image_the_optimiser_state_and_the_settings(tmp_path, content_image, style_image):
     config = Config(weights="random", image_size=48, num_steps=20)
     switch = StopSwitch()
@@ -228,9 +251,12 @@ def test_resume_refuses_other_settings_and_other_images_naming_them(tmp_path, co
     assert "holds the checkpoints of a run with other settings or inputs (differing: seed, style_weight; see" in str(info.value)
     with pytest.raises(InputError, match=r"\(differing: the style image; see"):
         api.run(config, content_image, style_image[::-1], output=output, options=resume)
-    # Another size resizes the same photos differently: the size differs, not the images.
+    # Another size resizes the same photos differently: the size differs, not the images. Other settings leave
+    # the images as they were prepared, so a changed image is named beside them.
     with pytest.raises(InputError, match=r"\(differing: image_size; see"):
         api.run(config.replace(image_size=config.image_size * 2), content_image, style_image, output=output, options=resume)
+    with pytest.raises(InputError, match=r"\(differing: style_weight, the style image; see"):
+        api.run(config.replace(style_weight=5.0), content_image, style_image[::-1], output=output, options=resume)
     # max_seconds only decides when the run stops: a resume may change it.
     result = api.run(config.replace(max_seconds=1.0), content_image, style_image, output=output, options=resume)
     assert result.resumed_at == 2 and len(result.history) > 2

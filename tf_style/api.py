@@ -87,7 +87,6 @@ def check_output(output: str, config: Config, content: Any, style: Any, save_eve
     named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init,
              "style_masks": list(config.style_masks or ())}
     images.check_outputs_spare_inputs(output, named, save_every)
-    kept_files.check_series(output, save_every)
     return os.path.exists(output)
 
 
@@ -163,6 +162,8 @@ def run(
     content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
     plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
     final = plan[-1].shape
+    if output is not None:  # the steps the series is written at (tf_style.loop.SaveEvery): known once planned
+        kept_files.check_series(output, options.save_every, None if config.max_seconds is not None else sum(s.steps for s in plan))
     named = {"content": content_arr, **{"style" + (f"_{k}" if k > 1 else ""): s for k, s in enumerate(as_list(style_arr), 1)}}
     mask_inputs = {f"mask {k}": m for k, m in enumerate(region_masks or (), 1)}  # a resume names "the mask 2 image"
     checkpointing = checkpoints.for_run(config, options, output, {**named, **mask_inputs})

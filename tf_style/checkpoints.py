@@ -30,13 +30,15 @@ from tf_style.atomic import write_atomically
 from tf_style.config import Config, RunOptions
 from tf_style.errors import Field, InputError
 from tf_style.loop import Callback, RunState
-from tf_style.saved_checkpoint import Saved, read_latest
+from tf_style.saved_checkpoint import PREFIX, STATE, Saved, read_latest
 from tf_style.step import Synthesis
 
 RECORD = "run.json"
-PREFIX = "ckpt"
 #: Settings that may change between a run and its resume: they decide when it stops, not what it computes.
 RESUMABLE_CHANGES = ("max_seconds",)
+#: Settings that change the input images as fingerprinted (resized, recoloured: tf_style.api.prepare_images and
+#: load_inputs): when one differs, so do the fingerprints, whatever the files.
+SHAPING = ("image_size", "style_size", "style_scale", "preserve_colors")
 #: The counters a checkpoint holds besides the image and the optimiser's state: where the run was, and what a
 #: scale in bfloat16 did at a stall (tf_style.precision; switched_at -1 when none, stalled 0 or 1).
 COUNTERS = ("scale", "scale_steps", "steps", "switched_at", "stalled")
@@ -106,8 +108,8 @@ class Checkpoints:
             raise InputError(Field("checkpoint_dir"), f": cannot read {path} ({e}); delete the folder to start afresh") from None
         now = self._record()["config"]
         differing = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
-        if not differing:  # images are fingerprinted as prepared (resized...): other settings change them too
-            differing = [f"the {k} image" for k in sorted(set(inputs) | set(self.inputs)) if inputs.get(k) != self.inputs.get(k)]
+        if not set(differing) & set(SHAPING):  # the images are fingerprinted as prepared: these change them too
+            differing += [f"the {k} image" for k in sorted(set(inputs) | set(self.inputs)) if inputs.get(k) != self.inputs.get(k)]
         if differing:
             raise InputError(
                 Field("checkpoint_dir"), f": {self.folder} holds the checkpoints of a run with other settings or inputs "
@@ -185,7 +187,7 @@ class Checkpoints:
             path = os.path.join(self.folder, name)
             if OURS.fullmatch(name) and os.path.isdir(path):
                 shutil.rmtree(path)
-            elif OURS.fullmatch(name) or name == "checkpoint":
+            elif OURS.fullmatch(name) or name == STATE:
                 os.remove(path)
         record = os.path.join(self.folder, RECORD)
         if os.path.exists(record):

@@ -185,7 +185,7 @@ def exit_interrupted(e: Interrupted) -> None:
 
 def stylize_folder(config: Config, options: RunOptions, style_paths: list[str]) -> None:
     """--content a folder or glob, --output a folder: one picture per photo (tf_style.batch); exit 1 if any failed."""
-    from tf_style import batch, images, kept_files
+    from tf_style import batch, images
 
     contents = batch.photos(FLAGS.content)
     outputs = batch.outputs_for(contents, FLAGS.output)
@@ -193,7 +193,6 @@ def stylize_folder(config: Config, options: RunOptions, style_paths: list[str]) 
     for content, output in zip(contents, outputs):  # before any work, as for one photo
         images.check_output_path(output)
         images.check_outputs_spare_inputs(output, input_paths(config, content, style_paths), options.save_every)
-        kept_files.check_series(output, options.save_every)
     import_tensorflow_quietly()
     from tf_style import stopping
     from tf_style.tensorboard_logger import TensorBoardLogger

@@ -53,10 +53,11 @@ def check_replaceable(paths: Iterable[str], inputs: dict[str, object], what: Fie
                              "choose another folder)")
 
 
-def check_series(output: str | os.PathLike, every: int, what: Field = Field("save_every")) -> None:
-    """Refuses, before any work, a run whose images every `every` steps (``out_00050.png``, ...,
-    as tf_style.loop.SaveEvery names them) would replace a file beside `output` that tf_style did
-    not write. Files of the series that an earlier run wrote carry its settings and may go."""
+def check_series(output: str | os.PathLike, every: int, last: int | None, what: Field = Field("save_every")) -> None:
+    """Refuses, before any work, a run whose images every `every` steps before step `last` (None:
+    no end planned, a time budget), ``out_00050.png``, ... as tf_style.loop.SaveEvery names them,
+    would replace a file beside `output` that tf_style did not write. Files of the series that an
+    earlier run wrote carry its settings and may go."""
     if not every:
         return
     stem, ext = os.path.splitext(os.fspath(output))
@@ -66,7 +67,7 @@ def check_series(output: str | os.PathLike, every: int, what: Field = Field("sav
         match = series.fullmatch(entry)
         step = int(match.group(1)) if match else 0
         path = os.path.join(folder, entry)
-        if match and step and step % every == 0 and entry == f"{name}_{step:05d}{ext or '.png'}" and not written_by_tf_style(path):
+        if match and step and step % every == 0 and (last is None or step < last) and entry == f"{name}_{step:05d}{ext or '.png'}" and not written_by_tf_style(path):
             why = "which tf_style did not write" if (ext or ".png").lower() in MARKED else (
                 f"and a {ext} file has no place for tf_style's settings, so whether tf_style wrote it cannot be told")
             raise InputError(what, f": the image of step {step} would replace {path}, {why}; it is kept (move it, or "

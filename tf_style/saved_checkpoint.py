@@ -4,19 +4,28 @@ tf_style.checkpoints writes the checkpoints; this reads the newest one for a res
 is read here, before any work, so a file cut short (a full disk, a copy that stopped) is found
 now rather than as a traceback at the restore. tf.train.CheckpointManager keeps the newest two:
 when the newest is damaged the older one is used (the same picture in the end, a few steps done
-again), and the damaged one is named in `Saved.damaged` for the run's warning.
+again), and the damaged one is named in `Saved.damaged` for the run's warning. The checkpoints
+are found by their index files, not through the manager's state file (``checkpoint``), which
+only names the newest: one that is missing or cut short would hide checkpoints that are whole.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 import tensorflow as tf
 
 from tf_style.errors import Field, InputError
 from tf_style.loop import RunState
+
+#: The name tf.train.CheckpointManager gives the checkpoints (``ckpt-<steps>``), and its state file.
+PREFIX = "ckpt"
+STATE = "checkpoint"
+INDEX = re.compile(re.escape(PREFIX) + r"-(\d+)\.index")
 
 
 @dataclass(frozen=True)
@@ -43,9 +52,11 @@ def read_latest(folder: str) -> Saved | None:
     Raises:
       InputError: checkpoints are there and none of them reads (naming each, with the reason).
     """
-    found = tf.train.get_checkpoint_state(folder) if os.path.isdir(folder) else None
+    numbers = sorted((int(m.group(1)) for m in map(INDEX.fullmatch, os.listdir(folder)) if m), reverse=True) \
+        if os.path.isdir(folder) else []
+    check_state(folder)
     damaged: list[str] = []
-    for path in reversed(list(found.all_model_checkpoint_paths) if found is not None else []):
+    for path in (os.path.join(folder, f"{PREFIX}-{n}") for n in numbers):
         try:
             return read(path, tuple(damaged))
         except (tf.errors.OpError, IndexError, ValueError, KeyError) as e:  # IndexError: a data file cut short
@@ -54,6 +65,26 @@ def read_latest(folder: str) -> Saved | None:
         raise InputError(Field("checkpoint_dir"), f": no checkpoint in {folder} can be read ({'; '.join(damaged)}); "
                          "delete the folder to start afresh")
     return None
+
+
+def check_state(folder: str) -> None:
+    """Removes the manager's state file when TensorFlow cannot parse it (empty: the manager refuses
+    the folder; cut short: a warning at every read): it is tf_style's own, names only the newest
+    checkpoints, and is written again at the next save."""
+    path = os.path.join(folder, STATE)
+    if not os.path.isfile(path):
+        return
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # a parse error is a warning at every read: the file goes instead
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except ValueError:  # "Invalid checkpoint state loaded from ...": an empty file
+        state = None
+    finally:
+        logger.setLevel(level)
+    if state is None:  # cut short: TensorFlow could not parse it
+        os.remove(path)
 
 
 def read(path: str, damaged: tuple[str, ...] = ()) -> Saved:
@@ -70,4 +101,4 @@ def read(path: str, damaged: tuple[str, ...] = ()) -> Saved:
                  None if switched_at < 0 else switched_at, bool(newer("stalled", 0)), damaged)
 
 
-__all__ = ["Saved", "read", "read_latest"]
+__all__ = ["INDEX", "PREFIX", "STATE", "Saved", "check_state", "read", "read_latest"]
