@@ -131,6 +131,9 @@ def test_the_output_folder_is_claimed_once_and_kept_from_other_jobs(tmp_path):
                                              r"is a file; expected a folder$"):
             batch_job.claim_output_dir(in_file, record)
     assert (tmp_path / "mine" / "holiday.png").read_bytes() == b"a user's picture"
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    with pytest.raises(InputError, match=r"^output_dir: .*dangling is a link to nothing; expected a folder$"):
+        batch_job.claim_output_dir(settings(tmp_path, output_dir=str(tmp_path / "dangling")), record)
 
 
 def test_a_picture_carries_its_provenance_and_the_export_s_pixels(tmp_path):

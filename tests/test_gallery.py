@@ -120,12 +120,34 @@ def test_the_gallery_replaces_only_files_tf_style_wrote(tmp_path, content_path):
                                      "(move it, or choose another folder)")
         assert user_file.read_bytes() == mine.read_bytes() and len(calls) == 6  # refused before any run
         user_file.unlink()
+    # A folder an earlier tf_style made, before masks and sheets carried the mark: its masks are told by their
+    # pixels, its sheet by the panels beside it, which carry their settings; a rerun into it goes on.
+    legacy = tmp_path / "legacy"
+    shown = images.resize_longest(images.load_image(content_path), base.image_size).shape[:2]
+    (legacy / "masks").mkdir(parents=True)
+    (legacy / "regions").mkdir()
+    for mask, name in zip(gallery.half_masks(shown), ("left", "right")):
+        images.save_image(np.repeat(mask[..., None], 3, axis=-1), legacy / "masks" / f"{name}.png")
+    for k in (1, 2, 3):
+        images.save_image(np.zeros((4, 4, 3)), legacy / "regions" / f"{k}.png", metadata=provenance.record(base))
+    images.save_image(np.zeros((4, 4, 3)), legacy / "controls_regions.png")
+    gallery.make_sheet(regions, base, content_path, STYLES, str(legacy), run=fake_run)
+    assert len(calls) == 9
+    images.save_image(np.zeros((4, 4, 3)), legacy / "controls_regions.png")  # unmarked again, and a panel gone
+    (legacy / "regions" / "2.png").unlink()
+    with pytest.raises(InputError, match=r"controls_regions\.png is there and was not written by tf_style"):
+        gallery.make_sheet(regions, base, content_path, STYLES, str(legacy), run=fake_run)
+    images.save_image(np.full(shown + (3,), 255.0), legacy / "masks" / "left.png")  # white all over: not a half mask
+    with pytest.raises(InputError, match=r"left\.png is there and was not written by tf_style"):
+        gallery.make_sheet(regions, base, content_path, STYLES, str(legacy), run=fake_run)
+    assert len(calls) == 9
     # An input inside the folder, where the gallery would write: the photo would become a mask.
     photo = out / "masks" / "left.png"
     photo.write_bytes(open(content_path, "rb").read())
-    with pytest.raises(InputError, match=r"^output_dir: .*left\.png is the content image \(.*left\.png\); writing"):
+    with pytest.raises(InputError, match=r"^output_dir: .*left\.png is the content image \(.*left\.png\); writing the "
+                                         r"result there would destroy it, so choose another folder$"):
         gallery.make_sheet(regions, base, str(photo), STYLES, str(out), run=fake_run)
-    assert photo.read_bytes() == open(content_path, "rb").read() and len(calls) == 6
+    assert photo.read_bytes() == open(content_path, "rb").read() and len(calls) == 9
 
 
 def test_an_output_folder_under_a_file_is_one_line(tmp_path, content_path):

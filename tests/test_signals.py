@@ -164,11 +164,12 @@ def test_ctrl_c_a_tool_did_not_handle_is_one_line_and_the_signal_s_status(capsys
 
 
 @pytest.mark.parametrize("tool, args", [
-    ("export_savedmodel.py", ["--weights=random", "--image_size=32"]),
-    ("cc_loader_check.py", []),
+    ("export_savedmodel.py", ["--export_dir={tmp}/m", "--weights=random", "--image_size=32"]),
+    ("cc_loader_check.py", ["--saved_model_dir={tmp}"]),
+    ("benchmark.py", ["--what=iterations", "--image_size=32", "--steps=3"]),
 ])
 def test_ctrl_c_while_a_tool_loads_tensorflow_is_one_line(tmp_path, tool, args):
-    args = [f"--export_dir={tmp_path / 'm'}"] + args if tool == "export_savedmodel.py" else [f"--saved_model_dir={tmp_path}"]
+    args = [a.format(tmp=tmp_path) for a in args]
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", tool), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=offline_env(tmp_path), cwd=tmp_path)
     time.sleep(1.5)  # Python is up; TensorFlow's import (several seconds) has begun

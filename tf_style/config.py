@@ -232,9 +232,11 @@ class Config(_Settings):
                 Field("output_size"), " is for texture synthesis (no ", Field("content"),
                 "); the output has the content image's size",
             )
-        if self.style_blend_weights is not None and len(self.style_blend_weights) != (styles if style else 0):
-            raise InputError(Field("style_blend_weights"), f" has {len(self.style_blend_weights)} weights for "
-                             f"{styles if style else 0} style image(s); give one per image")
+        if self.style_blend_weights is not None and not style:
+            raise InputError(Field("style_blend_weights"), " weigh the ", Field("style"), " images; none was given")
+        if style and self.style_blend_weights is not None and len(self.style_blend_weights) != styles:
+            raise InputError(Field("style_blend_weights"), f" has {len(self.style_blend_weights)} weights for {styles} "
+                             "style image(s); give one per image")
         if self.style_masks is not None and (not style or len(self.style_masks) != styles):
             raise InputError(Field("style_masks"), f" has {len(self.style_masks)} mask(s) for {styles if style else 0} "
                              "style image(s); give one per image, in the same order")

@@ -110,7 +110,8 @@ def _check_recorded(current: dict[str, Any], figure: int, inputs: Inputs, panels
     path = _settings_path(inputs, figure)
     ours = [os.path.join(inputs.output_dir, name) for name in [p.filename for p in panels] + [f"figure{figure}.png"]]
     for output in ours + [path]:
-        check_not_an_input(output, {"content": inputs.content, "style": inputs.style}, Field("output_dir"))
+        check_not_an_input(output, {"content": inputs.content, "style": inputs.style}, Field("output_dir"),
+                           instead="choose another folder")
     has_panels = any(os.path.lexists(p) for p in ours[:-1])
     if not os.path.lexists(path):
         found = [p for p in ours if os.path.lexists(p)]

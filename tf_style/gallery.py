@@ -23,7 +23,7 @@ from tf_style import images, run_dirs
 from tf_style.atomic import write_atomically
 from tf_style.config import Config
 from tf_style.errors import Field, InputError
-from tf_style.kept_files import check_replaceable, mark
+from tf_style.kept_files import check_replaceable, mark, written_by_tf_style
 from tf_style.sheets import contact_sheet
 
 
@@ -112,6 +112,27 @@ def sheet_files(sheet: Sheet, output_dir: str) -> list[str]:
             os.path.join(output_dir, f"controls_{sheet.name}.png")]
 
 
+def written_here(sheet: Sheet, output_dir: str) -> Callable[[str], bool]:
+    """Whether a file of `sheet_files` is the gallery's: it carries tf_style's mark, or an earlier
+    tf_style wrote it before masks and sheets were marked (a mask by its pixels, exactly a half mask;
+    the sheet when every panel beside it carries the settings that made it)."""
+    masks, sheet_path = mask_paths(output_dir), sheet_files(sheet, output_dir)[-1]
+
+    def ours(path: str) -> bool:
+        if written_by_tf_style(path):
+            return True
+        if path in masks and os.path.isfile(path):
+            try:
+                pixels = images.load_image(path, Field("output_dir"))
+            except InputError:
+                return False
+            expected = half_masks(pixels.shape[:2])[masks.index(path)]
+            return bool(np.array_equal(pixels, np.repeat(expected[..., None], 3, axis=-1)))
+        return path == sheet_path and all(written_by_tf_style(p) for p in sheet_files(sheet, output_dir)[2:-1])
+
+    return ours
+
+
 def panel_config(base: Config, panel: Panel, mask_paths: Sequence[str]) -> Config:
     """The panel's settings: the base with its changes (and the masks, in its styles' order)."""
     changes = dict(panel.changes)
@@ -140,7 +161,8 @@ def make_sheet(
         run = lambda c, x, s, out: api.run(c, x, s if len(s) > 1 else s[0], output=out).image  # noqa: E731
     photo = images.load_image(content, Field("content"))
     artworks = [images.load_image(s, Field("style")) for s in styles]
-    check_replaceable(sheet_files(sheet, output_dir), {"content": content, "style": list(styles)})
+    check_replaceable(sheet_files(sheet, output_dir), {"content": content, "style": list(styles)},
+                      ours=written_here(sheet, output_dir))
     shown = images.resize_longest(photo, base.image_size)
     mask_paths = write_masks(output_dir, shown.shape[:2])
     folder = os.path.join(output_dir, sheet.name)
@@ -194,7 +216,8 @@ def make_gallery(
     run_dirs.check_folder(output_dir, Field("output_dir"))  # made by the first sheet, once all is checked
     chosen = [s for s in SHEETS if not only or s.name in only]
     for s in chosen:  # every sheet's files and settings, before the first sheet's work
-        check_replaceable(sheet_files(s, output_dir), {"content": content, "style": list(styles)})
+        check_replaceable(sheet_files(s, output_dir), {"content": content, "style": list(styles)},
+                          ours=written_here(s, output_dir))
         for panel in s.panels:
             try:
                 panel_config(base, panel, mask_paths(output_dir))

@@ -232,10 +232,11 @@ def _input_paths(inputs: dict[str, object]) -> list[tuple[str, object]]:
     return [(name, v) for name, given in inputs.items() for v in (given if isinstance(given, (list, tuple)) else [given])]
 
 
-def check_not_an_input(path: str | os.PathLike, inputs: dict[str, object], what: What = Field("output")) -> None:
+def check_not_an_input(path: str | os.PathLike, inputs: dict[str, object], what: What = Field("output"),
+                       instead: str = "choose another output file") -> None:
     """Refuses an output `path` that is one of the `inputs` (name -> path or list of paths; other
     values ignored): the same file by its real path, links and hard links included. Writing there
-    would destroy it."""
+    would destroy it; the message ends with `instead`."""
     target = os.path.realpath(os.fspath(path))
     for name, given in _input_paths(inputs):
         if not isinstance(given, (str, os.PathLike)) or not os.path.exists(given):
@@ -245,7 +246,7 @@ def check_not_an_input(path: str | os.PathLike, inputs: dict[str, object], what:
         if same:
             raise InputError(
                 what, f": {os.fspath(path)} is the ", Field(name), f" image ({os.fspath(given)}); writing the result "
-                "there would destroy it, so choose another output file"
+                f"there would destroy it, so {instead}"
             )
 
 

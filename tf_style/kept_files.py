@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Iterable
+from typing import Callable, Iterable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -43,12 +43,16 @@ def written_by_tf_style(path: str | os.PathLike) -> bool:
     return text is not None or (isinstance(comment, bytes) and comment.startswith((METADATA_KEY + ":").encode()))
 
 
-def check_replaceable(paths: Iterable[str], inputs: dict[str, object], what: Field = Field("output_dir")) -> None:
+def check_replaceable(
+    paths: Iterable[str], inputs: dict[str, object], what: Field = Field("output_dir"),
+    ours: Callable[[str], bool] = written_by_tf_style,
+) -> None:
     """Refuses, before any work, to write any of `paths` when it is one of the `inputs` (name ->
-    path or paths) or a file tf_style did not write (a folder there counts as the user's too)."""
+    path or paths) or a file tf_style did not write, as `ours(path)` tells (a folder there counts as
+    the user's too)."""
     for path in paths:
-        check_not_an_input(path, inputs, what)
-        if os.path.lexists(path) and not written_by_tf_style(path):
+        check_not_an_input(path, inputs, what, instead="choose another folder")
+        if os.path.lexists(path) and not ours(path):
             raise InputError(what, f": {path} is there and was not written by tf_style; it is kept (move it, or "
                              "choose another folder)")
 

@@ -62,7 +62,8 @@ def check_folder(path: str | os.PathLike, what: Field | str) -> None:
     while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        where = "is a file" if existing == os.path.abspath(path) else f"is under {existing}, which is a file"
+        kind = "a link to nothing" if os.path.islink(existing) and not os.path.exists(existing) else "a file"
+        where = f"is {kind}" if existing == os.path.abspath(path) else f"is under {existing}, which is {kind}"
         raise InputError(what, f": {path} {where}; expected a folder")
     if existing != os.path.abspath(path) and not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(what, f": cannot create folder {path}: {existing} is not writable")

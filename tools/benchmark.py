@@ -267,7 +267,8 @@ BENCHMARKS: dict[str, Callable[[], None]] = {"speed": bench_speed, "tensorboard"
                                              "convolutions": bench_convolutions}
 
 
-def main(argv: list[str]) -> None:
+def benchmark_from_flags(argv: list[str]) -> None:
+    """Checks every flag (no TensorFlow yet: a bad one is reported at once), then runs the benchmark."""
     if len(argv) > 1:
         fail(f"unexpected argument(s) {' '.join(argv[1:])}; all options are --flags")
     for name in ("steps", "rounds", "image_every", "evaluations", "scipy_evaluations"):
@@ -275,24 +276,22 @@ def main(argv: list[str]) -> None:
             fail(f"--{name} must be >= 1; got {getattr(FLAGS, name)}")
     if FLAGS.warmup < 0:
         fail(f"--warmup must be >= 0; got {FLAGS.warmup}")
-    try:
-        for name in ("budgets", "single_scale_budgets"):
-            checks.fractions(name, getattr(FLAGS, name), "scipy's time")
-        for name in ("sizes", "memory_sizes"):
-            checks.image_sizes(name, getattr(FLAGS, name))
-        Config(image_size=FLAGS.image_size, seed=FLAGS.seed)  # no TensorFlow: a bad flag is reported at once
-    except InputError as e:
-        fail(cli_flags.render(e))
+    for name in ("budgets", "single_scale_budgets"):
+        checks.fractions(name, getattr(FLAGS, name), "scipy's time")
+    for name in ("sizes", "memory_sizes"):
+        checks.image_sizes(name, getattr(FLAGS, name))
+    Config(image_size=FLAGS.image_size, seed=FLAGS.seed)
     if FLAGS.json is not None and not writable_file(FLAGS.json):  # checked now: written after half an hour of work
         fail(f"--json: cannot write {FLAGS.json!r}; expected a file name in an existing, writable folder")
     if FLAGS.json is not None and os.path.exists(FLAGS.json) and not earlier_results(FLAGS.json):
         fail(f"--json: {FLAGS.json!r} is there and holds no benchmark results; expected a new file name (nothing a user "
              "had is overwritten)")
     import_tensorflow_quietly()  # every benchmark needs it; its C++ start-up notices would bury the results
-    try:
-        BENCHMARKS[FLAGS.what]()
-    except InputError as e:
-        fail(cli_flags.render(e))
+    BENCHMARKS[FLAGS.what]()
+
+
+def main(argv: list[str]) -> None:
+    cli_flags.reporting_errors(PROG, benchmark_from_flags, argv)  # InputError: one line, exit 2; Ctrl-C: one line, 130
 
 
 if __name__ == "__main__":
