@@ -163,6 +163,15 @@ def test_ctrl_c_a_tool_did_not_handle_is_one_line_and_the_signal_s_status(capsys
     assert (exited.value.code, capsys.readouterr().err) == (status, f"\n{line}\n")
 
 
+def tensorflow_mapped(pid: int) -> bool:
+    """Whether TensorFlow's shared library is loaded in process `pid` (Linux's /proc)."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return "libtensorflow_framework" in maps.read()
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("tool, args", [
     ("export_savedmodel.py", ["--export_dir={tmp}/m", "--weights=random", "--image_size=32"]),
     ("cc_loader_check.py", ["--saved_model_dir={tmp}"]),
@@ -172,7 +181,11 @@ def test_ctrl_c_while_a_tool_loads_tensorflow_is_one_line(tmp_path, tool, args):
     args = [a.format(tmp=tmp_path) for a in args]
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", tool), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=offline_env(tmp_path), cwd=tmp_path)
-    time.sleep(1.5)  # Python is up; TensorFlow's import (several seconds) has begun
+    # The moment TensorFlow's own library is mapped into the process, its import (a second or more of Python
+    # after that) has begun: the signal lands there, on a fast machine as on a slow one.
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and not tensorflow_mapped(proc.pid):
+        time.sleep(0.002)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert (proc.returncode, err.strip().splitlines()[-1:]) == (130, [f"{tool}: interrupted"]), err

@@ -183,11 +183,9 @@ def run(
         stop=stop,
         show=loaded["show"],
     )
-    resumed_at, warnings = 0, []
-    if checkpointing is not None and checkpointing.resume_from is not None:
-        checkpointing.resume_from.resume_into(state)
-        resumed_at = state.step
-        warnings.append(endings.resumed_from_older(checkpointing.resume_from))
+    resumed = checkpointing.resume_from if checkpointing is not None else None  # restored at its scale's start
+    if resumed is not None:
+        resumed.resume_into(state)
     budget = schedule.Budget(config.max_seconds, plan) if config.max_seconds is not None else None
     try:
         run_scales(stages(config, loaded["content"], loaded["style"], plan, normalization_images, region_masks),
@@ -202,13 +200,13 @@ def run(
         if checkpointing is not None:  # the advice is a smaller image_size, which these would refuse
             checkpointing.checkpoints.remove()
         raise endings.out_of_memory(e.message, state, output, existed, final) from None
-    warnings = [w for w in (*warnings, endings.loss_rose(state)) if w is not None]
+    warnings = [w for w in (endings.resumed_from_older(resumed), endings.loss_rose(state)) if w is not None]
     result = Result(image=images.to_uint8(state.picture()), history=state.history, config=config, seconds=state.elapsed,
                     scales=tuple(plan), stopped=state.stopped, warnings=tuple(warnings),
-                    resumed_at=resumed_at, skipped=tuple(state.skipped))
+                    resumed_at=resumed.steps if resumed is not None else 0, skipped=tuple(state.skipped))
     if output is not None:
         images.save_image(result.image, output, metadata=provenance.record(config, state.input_names))
-        if resumed_at:
+        if resumed is not None:
             endings.remove_resumed_unfinished(output, state)
     if checkpointing is not None:
         checkpointing.checkpoints.remove()  # the run is complete: its checkpoints are no use now
