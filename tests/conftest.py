@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,6 +38,17 @@ def gamma(n: int) -> float:
 def pytest_configure(config):
     # absl flags start unparsed under pytest; reading one would raise UnparsedFlagAccessError.
     flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """Puts SIGINT's and SIGTERM's handlers back after each test. A test that runs the command line in-process
+    may leave them ignored (`cli.exit_interrupted` does, so that a second Ctrl-C cannot cut the exit short), and
+    every process a later test starts in this worker would inherit that."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 @pytest.fixture(scope="session")

@@ -179,8 +179,10 @@ def tensorflow_mapped(pid: int) -> bool:
 ])
 def test_ctrl_c_while_a_tool_loads_tensorflow_is_one_line(tmp_path, tool, args):
     args = [a.format(tmp=tmp_path) for a in args]
+    # SIGINT's default action, as in a terminal: a shell's background job (CI's, say) would inherit "ignored".
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", tool), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=offline_env(tmp_path), cwd=tmp_path)
+                            stderr=subprocess.PIPE, text=True, env=offline_env(tmp_path), cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # The moment TensorFlow's own library is mapped into the process, its import (a second or more of Python
     # after that) has begun: the signal lands there, on a fast machine as on a slow one.
     deadline = time.monotonic() + 60
