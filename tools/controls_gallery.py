@@ -12,8 +12,9 @@ coffee as artworks A and B). Every tf_style.Config field the panels do not set i
 tf-style's defaults except --weights=random, --init=content, --image_size=128 and --num_steps=60
 (the README's sheets: no ImageNet weights can be downloaded where they were made, and a random
 network's content term is too weak to bring the photo back from white noise; started from the
-photo, each panel shows the control's effect on it). Exit status 2 with one line on stderr for
-bad flags or inputs.
+photo, each panel shows the control's effect on it). A rerun into the same folder replaces only
+the gallery's own files; a file of yours under one of its names is refused. Exit status 2 with
+one line on stderr for bad flags or inputs.
 """
 
 from __future__ import annotations

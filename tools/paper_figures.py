@@ -8,7 +8,8 @@ Fig. 1: content reconstructions from conv1_1..conv5_1 (a-e) and style reconstruc
 layer sets conv1_1, conv1_1..conv2_1, ..., conv1_1..conv5_1 (a-e), plus figure1.png.
 Fig. 3: rows A-E = those layer sets, columns alpha/beta = 1e-5, 1e-4, 1e-3, 1e-2, plus figure3.png.
 
-A rerun skips the panels already written, so an interrupted figure resumes. Without --content /
+A rerun skips the panels already written, so an interrupted figure resumes; files the figure did
+not make (no figure<N>.json beside them) are refused, never skipped or replaced. Without --content /
 --style the shipped example images (tf_style/data) are used. Every tf_style.Config field that a
 panel does not set itself is a flag, with tf-style's defaults (but --init: panels start from noise). Exit status 2 with one line on
 stderr for bad flags or inputs.
