@@ -32,6 +32,13 @@ class StopAt(Callback):
             self.switch.request(signal.SIGTERM)
 
 
+def stop_after(config, content, style, output, step, options=RunOptions()) -> None:
+    """Runs until a stop is asked for after step `step`, as SIGTERM would; its checkpoint stays beside `output`."""
+    switch = StopSwitch()
+    with pytest.raises(Interrupted):
+        api.run(config, content, style, options=options, output=output, callbacks=[StopAt(switch, step)], stop=switch)
+
+
 def stop_then_resume(config, content, style, tmp_path, stop_at, options=RunOptions(), callbacks=()):
     output = str(tmp_path / "resumed.png")
     switch = StopSwitch()
@@ -77,10 +84,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_older_one_and_none_readable_is_o
     config = Config(weights="random", image_size=32, num_steps=6)
     whole = api.run(config, content_image, style_image)
     output, options = str(tmp_path / "o.png"), RunOptions(checkpoint_every=1)
-    switch = StopSwitch()
-    with pytest.raises(Interrupted):
-        api.run(config, content_image, style_image, options=options, output=output, callbacks=[StopAt(switch, 3)],
-                stop=switch)
+    stop_after(config, content_image, style_image, output, 3, options)
     folder = output + ".checkpoints"
     newest = os.path.join(folder, "ckpt-3.data-00000-of-00001")
     os.truncate(newest, os.path.getsize(newest) - 4)  # cut short, as by a full disk: the last tensor, at least
@@ -92,10 +96,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_older_one_and_none_readable_is_o
         f"resumed from {folder}/ckpt-2 (step 2): the newer checkpoint could not be read (ckpt-3: Read less bytes "
         "than requested)"]
     # Both cut short: one line before any work, naming each, the files kept.
-    switch = StopSwitch()
-    with pytest.raises(Interrupted):
-        api.run(config, content_image, style_image, options=options, output=output, callbacks=[StopAt(switch, 3)],
-                stop=switch)
+    stop_after(config, content_image, style_image, output, 3, options)
     for step in (2, 3):
         os.truncate(os.path.join(folder, f"ckpt-{step}.data-00000-of-00001"), 1000)
     with pytest.raises(InputError) as info:
@@ -110,10 +111,7 @@ def test_checkpoints_are_found_without_the_managers_state_file(tmp_path, content
     config = Config(weights="random", image_size=32, num_steps=6)
     whole = api.run(config, content_image, style_image)
     output, options = str(tmp_path / "o.png"), RunOptions(checkpoint_every=1)
-    switch = StopSwitch()
-    with pytest.raises(Interrupted):
-        api.run(config, content_image, style_image, options=options, output=output, callbacks=[StopAt(switch, 3)],
-                stop=switch)
+    stop_after(config, content_image, style_image, output, 3, options)
     state = tmp_path / "o.png.checkpoints" / "checkpoint"
     written = state.read_bytes()
     # The state file only names the newest checkpoint: gone, cut short or empty, the checkpoints are still found,
@@ -236,9 +234,7 @@ def stopped_run(tmp_path, content, style, step: int) -> tuple[Config, str]:
     """A 20-step run stopped after `step` (its checkpoint beside o.png); (its settings, its output)."""
     config = Config(weights="random", image_size=48, num_steps=20)
     output = str(tmp_path / "o.png")
-    switch = StopSwitch()
-    with pytest.raises(Interrupted):
-        api.run(config, content, style, output=output, callbacks=[StopAt(switch, step)], stop=switch)
+    stop_after(config, content, style, output, step)
     return config, output
 
 
