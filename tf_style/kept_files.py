@@ -2,7 +2,7 @@
 
 A tool that writes many files into a folder (the controls gallery, tf-style's `--save_every`
 series) would otherwise replace whatever a user keeps there under the same names. Every image
-tf_style writes carries its text chunk (`tf_style.images.METADATA_KEY`): a picture its settings
+tf_style writes carries its text (`tf_style.provenance.carried_text`): a picture its settings
 (tf_style.provenance), a drawing (a mask, a contact sheet) the `mark` below. A file without it
 is the user's and is kept: the tool refuses before any work rather than replace it.
 """
@@ -14,10 +14,11 @@ import os
 import re
 from typing import Callable, Iterable
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from tf_style.errors import Field, InputError
-from tf_style.images import METADATA_KEY, check_not_an_input
+from tf_style.images import check_not_an_input
+from tf_style.provenance import carried_text
 
 
 #: The formats whose files carry tf_style's text (tf_style.images.save_image): the others cannot be told apart.
@@ -36,11 +37,9 @@ def written_by_tf_style(path: str | os.PathLike) -> bool:
     if not os.path.isfile(path):
         return False
     try:
-        with Image.open(path) as img:
-            text, comment = img.info.get(METADATA_KEY), img.info.get("comment", b"")
+        return carried_text(path) is not None
     except (UnidentifiedImageError, OSError):
         return False
-    return text is not None or (isinstance(comment, bytes) and comment.startswith((METADATA_KEY + ":").encode()))
 
 
 def check_replaceable(
@@ -70,8 +69,9 @@ def check_series(output: str | os.PathLike, every: int, last: int | None, what: 
     for entry in sorted(os.listdir(folder or ".")) if os.path.isdir(folder or ".") else []:
         match = series.fullmatch(entry)
         step = int(match.group(1)) if match else 0
+        written = step > 0 and step % every == 0 and (last is None or step < last)  # as SaveEvery writes them
         path = os.path.join(folder, entry)
-        if match and step and step % every == 0 and (last is None or step < last) and entry == f"{name}_{step:05d}{ext or '.png'}" and not written_by_tf_style(path):
+        if written and entry == f"{name}_{step:05d}{ext or '.png'}" and not written_by_tf_style(path):
             why = "which tf_style did not write" if (ext or ".png").lower() in MARKED else (
                 f"and a {ext} file has no place for tf_style's settings, so whether tf_style wrote it cannot be told")
             raise InputError(what, f": the image of step {step} would replace {path}, {why}; it is kept (move it, or "

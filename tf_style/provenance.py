@@ -36,6 +36,17 @@ def record(config: Config, inputs: Mapping[str, str | None] = (), step: int | No
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+def carried_text(path: str | os.PathLike) -> str | None:
+    """The tf_style text an image file carries (a PNG's text chunk, a JPEG's comment), or None.
+    Raises Pillow's UnidentifiedImageError or OSError for a file it cannot open as an image."""
+    with Image.open(path) as img:
+        text, comment = img.info.get(METADATA_KEY), img.info.get("comment", b"")
+    prefix = (METADATA_KEY + ":").encode()
+    if text is None and isinstance(comment, bytes) and comment.startswith(prefix):
+        text = comment[len(prefix):].decode("utf-8", "replace")
+    return text
+
+
 def read(path: str | os.PathLike, what: Field | str = Field("config_from")) -> dict[str, Any]:
     """The record a picture written by tf_style carries; InputError if there is none."""
     path = os.fspath(path)
@@ -44,14 +55,9 @@ def read(path: str | os.PathLike, what: Field | str = Field("config_from")) -> d
     if not os.path.isfile(path):
         raise InputError(what, f": no such file: {path}")
     try:
-        with Image.open(path) as img:
-            text = img.info.get(METADATA_KEY)
-            comment = img.info.get("comment", b"")
+        text = carried_text(path)
     except (UnidentifiedImageError, OSError) as e:
         raise InputError(what, f": cannot read {path} as an image ({e})") from None
-    prefix = (METADATA_KEY + ":").encode()
-    if text is None and isinstance(comment, bytes) and comment.startswith(prefix):
-        text = comment[len(prefix):].decode("utf-8", "replace")
     if text is None:
         raise InputError(what, f": {path} carries no tf_style settings (a PNG or JPEG written by tf_style does)")
     try:
@@ -74,4 +80,4 @@ def config_from(path: str | os.PathLike, what: Field | str = Field("config_from"
         raise InputError(what, f": the settings in {os.fspath(path)} are not valid here: ", *e.parts) from None
 
 
-__all__ = ["config_from", "read", "record"]
+__all__ = ["carried_text", "config_from", "read", "record"]
