@@ -16,9 +16,11 @@ signature's tensor names. PLAN is a pickled list of jobs, run in order:
 * {"id", "kind": "measured", "signature", "feeds"}: one request, with its wall time and how
   much the process's peak resident memory rose while it ran ("seconds", "peak_rise_kb").
 * {"id", "kind": "soak", "requests": [{"signature", "feeds"}], "threads", "seconds", "seed",
-  "sample_every"}: each request answered alone first (the baseline), then `threads` threads, each
-  picking requests in its own seeded random order, answer them on the one session for `seconds`
-  while another thread samples the process's resident memory (VmRSS) every `sample_every` s.
+  "sample_every"}: each request answered alone first (the baseline), then `threads` threads answer
+  them on the one session, in rounds of every request in the thread's own seeded random order,
+  until the round that ends after `seconds`, while another thread samples the process's resident
+  memory (VmRSS) every `sample_every` s. Whole rounds: every request is sent equally often, however
+  fast the machine.
   Answers are recorded as digests of their outputs (`digest`), errors as (class, message).
 
 RESULT maps each id to {"outputs": ...} or {"error": (exception class name, message)}.
@@ -130,8 +132,10 @@ def run_soak(sess: Any, meta_graph: Any, job: dict[str, Any]) -> dict[str, Any]:
         rng = random.Random(job["seed"] * 1000 + k)
         barrier.wait()
         while time.perf_counter() < deadline:
-            i = rng.randrange(len(requests))
-            answers.append((k, i, *outcome(call(i))))  # list.append is atomic under the GIL
+            order = list(range(len(requests)))
+            rng.shuffle(order)
+            for i in order:
+                answers.append((k, i, *outcome(call(i))))  # list.append is atomic under the GIL
 
     def sample() -> None:
         while True:

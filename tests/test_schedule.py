@@ -265,8 +265,8 @@ def test_max_seconds_ends_a_run_whatever_num_steps_says(content_image, style_ima
     config = Config(image_size=32, num_steps=100000, weights="random", style_layers=("conv1_1",), max_seconds=2.0,
                     tolerance=0.0)
     result = tf_style.run(config, content_image, style_image)
+    assert result.stopped == "time"  # not "steps": the budget ended it, long before 100000 steps
     assert 1 <= len(result.history) < 100000
-    assert result.seconds < 60  # stopped near 2 s after its first step; generous for a loaded machine
 
 
 def test_the_work_and_memory_of_a_step_by_hand():
