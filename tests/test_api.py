@@ -18,6 +18,9 @@ from tf_style.loop import Callback
 def test_stylize_with_paths_returns_uint8_at_the_requested_size(content_path, style_path):
     out = tf_style.stylize(content_path, style_path, weights="random", image_size=48, num_steps=5)
     assert out.dtype == np.uint8 and out.shape == (32, 48, 3)
+    # The picture of the run those keywords configure: stylize is run's shortcut, not another algorithm.
+    expected = tf_style.run(Config(weights="random", image_size=48, num_steps=5), content_path, style_path).image
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_stylize_with_arrays_is_reproducible_and_seed_dependent(content_image, style_image):
@@ -245,9 +248,20 @@ def test_style_scale_and_style_size_are_one_or_the_other():
 
 
 def test_style_scale_in_a_texture_changes_the_strokes_not_the_size(style_image):
+    """A texture (no content image) at style_scale 0.5 and 2: the same picture size, the style image's Grams taken at
+    32 and 128 px (its positions per layer), and so other pictures."""
     from tf_style import schedule
 
+    pictures = []
     for scale in (0.5, 2.0):
-        config = Config(image_size=64, style_scale=scale, scales=1)
+        config = Config(image_size=64, style_scale=scale, scales=1, weights="random", num_steps=3)
         plan = schedule.plan_for_inputs(config, None, (56, 64))
         assert plan[-1].shape == (56, 64) and plan[-1].style_size == round(64 * scale)
+        _, style = api.prepare_images(config, None, style_image)
+        assert max(style.shape[:2]) == round(64 * scale)
+        synthesis = api.build_synthesis(config, None, style)
+        assert int(synthesis.objective.style_targets["conv1_1"].positions) == style.shape[0] * style.shape[1]
+        result = tf_style.run(config, None, style_image)
+        assert result.image.shape == (56, 64, 3)
+        pictures.append(result.image)
+    assert np.abs(pictures[0].astype(int) - pictures[1].astype(int)).mean() > 1  # the strokes differ

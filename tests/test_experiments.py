@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -141,7 +142,12 @@ def test_cli_without_content_synthesises_a_texture_of_the_given_size(tmp_path, s
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as img:
         assert img.size == (40, 24)  # PIL: (width, height)
+        picture = np.asarray(img.convert("RGB"))
     assert "wrote" in proc.stdout and "(40x24)" in proc.stdout
+    first, last = map(float, re.search(r"total loss ([\d.e+-]+) -> ([\d.e+-]+) over 3 steps", proc.stdout).groups())
+    assert last < first  # synthesised: the style loss fell from the white noise's
+    noise = np.clip(np.rint(start.white_noise((24, 40), Config().seed).numpy()), 0, 255).astype(np.uint8)
+    assert np.abs(picture.astype(int) - noise.astype(int)).mean() > 1  # and the picture is not the start
 
 
 def test_cli_usage_errors_for_the_experiments(tmp_path, content_path):

@@ -42,14 +42,24 @@ def test_the_iterations_benchmark_runs_the_steps_it_names():
     assert abs(losses[1] - losses[0]) > 1e-3 * losses[0], losses
 
 
-def test_the_iterations_benchmark_reports_the_steps_that_ran_when_lbfgs_converges_first():
-    from tf_style import iteration_timing
+def test_the_iterations_benchmark_reports_the_steps_that_ran_when_lbfgs_converges_first(monkeypatch):
+    from tf_style import api, iteration_timing, loop
     from tf_style.config import Config
 
+    built, original = [], api.build_synthesis
+    monkeypatch.setattr(api, "build_synthesis", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    evaluations_before, run_steps = [], loop.run_steps
+    monkeypatch.setattr(loop, "run_steps", lambda synthesis, *a, **k: evaluations_before.append(
+        int(synthesis.state.evaluations)) or run_steps(synthesis, *a, **k))
     data = os.path.join(ROOT, "tf_style", "data")
     config = Config(image_size=32, weights="random", seed=0, tolerance=0.5)
     r = iteration_timing.iterations(config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg"), 200)
-    assert 1 <= r.steps < 200 and r.evaluations >= r.steps and r.shape == (32, 32) and r.device == "CPU"
+    state = built[0].state
+    assert built[0].converged() and int(state.k) < 201  # L-BFGS's own test ended it, before the 200 steps
+    # The timed steps are those after the untimed, traced first one, with the evaluations they made.
+    assert len(evaluations_before) == 2 and r.steps == int(state.k) - 1 >= 1
+    assert r.evaluations == int(state.evaluations) - evaluations_before[1] >= r.steps
+    assert r.shape == (32, 32) and r.device == "CPU"
 
 
 def test_the_iterations_benchmark_can_compile_the_whole_step_with_xla(monkeypatch):

@@ -11,6 +11,7 @@ one broken, one too small) × 2 styles make 12 pairs: 8 pictures and 4 error rec
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -114,6 +115,29 @@ def test_a_folder_gives_the_right_pictures_and_error_records(reference):
     summary = json.load(open(os.path.join(output, "summary.json")))
     assert (summary["done"], summary["skipped"], summary["failed"]) == (8, 0, 4)
     assert sorted(summary["failures"]) == FAILED
+
+
+def test_each_picture_is_the_models_answer_for_its_own_pair(reference, model, folders):
+    """The pixels and the loss of every picture are what the export answers for that pair alone (a batch's
+    answers equal the single requests', tests/test_serving.py): a job that mixed up its pairs, or wrote
+    anything else, fails."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(os.path.join(model, "1")).signatures["serving_default"]
+    output = reference["output"]
+    answers = set()
+    for name in MADE:
+        content, style = name.split("__")
+        with open(os.path.join(folders["content"], f"{content}.png"), "rb") as f, \
+                open(os.path.join(folders["style"], f"{style}.jpg"), "rb") as g:
+            out = serve(content_bytes=tf.constant([f.read()]), style_bytes=tf.constant([g.read()]))
+        expected = np.asarray(Image.open(io.BytesIO(out["image_bytes"].numpy()[0])))
+        with Image.open(os.path.join(output, f"{name}.png")) as img:
+            np.testing.assert_array_equal(np.asarray(img), expected, err_msg=name)
+        done = json.load(open(os.path.join(output, "records", f"{name}.json")))
+        assert done["losses"]["total"] == float(out["loss_total"].numpy()[0]), name
+        answers.add(expected.tobytes())
+    assert len(answers) == len(MADE)  # eight different pictures: one written for another pair could not pass
 
 
 def test_a_killed_worker_and_a_rerun_write_every_output_exactly_once(reference, model, folders, tmp_path):
