@@ -10,7 +10,7 @@ import keras
 from tf_style import api, normalize as normalize_lib, vgg
 from tf_style.config import Config
 from tf_style.errors import InputError
-from tf_style.normalize import filter_means, normalize, normalize_vgg
+from tf_style.normalize import normalize, normalize_vgg
 
 CONV_NAMES = [n for n in vgg.KERAS_LAYER_NAMES if "_conv" in n]
 
@@ -76,13 +76,16 @@ def test_every_filter_mean_activation_is_one(random_vgg, normalized, stats_image
 def test_a_nearly_silent_filter_is_left_unscaled_and_reported(random_vgg, stats_images, caplog):
     """block1_conv2 of the seeded test network has a filter whose mean is ~3e-5 of its layer's
     median: the old normalisation gave it a factor of ~1e5, and float32 noise became a feature."""
-    means = filter_means(random_vgg, stats_images)["block1_conv2"]
+    expected_means = mean_over_images(random_vgg, stats_images)
+    means = expected_means["block1_conv2"]
     median = np.median(means[means > 0])
     silent = np.flatnonzero((means > 0) & (means < THRESHOLD * median))
     assert silent.size >= 1 and means[silent].min() < 1e-4 * median  # the case this test is about
     result = normalize(random_vgg, stats_images)
     for name in CONV_NAMES:
-        assert result.left_unscaled[name] == tuple(np.flatnonzero(~expected_rescaled(result.means[name]))), name
+        # The library's float64 means are these up to the order of float64 sums (float32 features alike).
+        np.testing.assert_allclose(result.means[name], expected_means[name], rtol=1e-9, err_msg=name)
+        assert result.left_unscaled[name] == tuple(np.flatnonzero(~expected_rescaled(expected_means[name]))), name
     assert set(silent) <= set(result.left_unscaled["block1_conv2"])
     left = sum(len(v) for v in result.left_unscaled.values())
     assert result.report().startswith(f"normalize_vgg: left {left} of 5504 filters unscaled (dead or nearly silent")
@@ -114,7 +117,7 @@ def test_function_is_the_same_up_to_a_positive_per_channel_scale(pooling, stats_
         # A channel that barely responds to the probe has c fitted on responses that float32
         # knows only to ~sqrt(K) * 2^-24 ~ 4.1e-6 of the layer's scale (K = 3 * 3 * 512): its
         # tolerance grows as its response shrinks (x2.5 margin), on top of 1e-4 for the rest.
-        means = filter_means(original, stats_images)[name]
+        means = mean_over_images(original, stats_images)[name]
         factor = np.where(expected_rescaled(means), 1.0 / np.where(means > 0, means, 1.0), 1.0)[fired]
         rms = np.sqrt((x**2).mean(axis=0))[fired]
         tolerance = 1e-4 + 2.5 * 4.1e-6 * np.median(rms) / rms
@@ -141,7 +144,7 @@ def test_content_loss_changes_as_the_paper_s_did(content_image, style_image):
     normed = api.build_synthesis(config.replace(normalize_vgg=True), content, None)
     np.testing.assert_array_equal(plain.image_array(), normed.image_array())
     original = normalize_lib.load_vgg(config)
-    m = filter_means(original, [content])["block4_conv2"]
+    m = mean_over_images(original, [content])["block4_conv2"]
     f = conv_outputs(original, plain.image_array())["block4_conv2"]
     p = conv_outputs(original, content)["block4_conv2"]
     scale = np.where(expected_rescaled(m), m, 1.0)
@@ -167,7 +170,7 @@ def test_load_vgg_needs_images_and_caches_per_image_set(content_image, style_ima
 
 def test_filter_means_without_images_is_an_input_error(random_vgg):
     with pytest.raises(InputError, match="^normalize_vgg needs at least one image"):
-        filter_means(random_vgg, [])
+        normalize_lib.filter_means(random_vgg, [])
 
 
 def test_config_normalize_vgg_must_be_a_bool():
