@@ -10,6 +10,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # No test touches the network: an empty Keras cache, and any download goes to a proxy on a
 # closed loopback port, so it fails at once without a packet leaving the machine.
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="tf_style_keras_home_")
+# Nor does one read or leave state outside the test's own folders: the C++ loader check's build cache
+# (tf_style.cc_build) starts empty, so the suite compiles and links it as a first-time user does.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tf_style_cache_")
 for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
     os.environ[_var] = "http://127.0.0.1:9"
 for _var in ("no_proxy", "NO_PROXY"):
@@ -28,6 +31,16 @@ CONTENT_PATH = os.path.join(DATA, "chelsea.jpg")
 STYLE_PATH = os.path.join(DATA, "hubble_deep_field.jpg")
 
 U32 = 2.0**-24  # float32's unit roundoff
+#: Roundings a value and gradient of the cut VGG19 pass through (13 conv layers to block5_conv1, forward and back).
+#: Two graphs of the same float32 ops (eager and traced, the library's and an export's) may sum in another order
+#: (an op fused in one and not the other): each rounding may then differ by a unit roundoff, so a loss or a step
+#: by up to NETWORK_ROUNDINGS * U32 relatively for each evaluation made.
+NETWORK_ROUNDINGS = 2 * 13
+
+
+def graph_rtol(evaluations: int) -> float:
+    """How far a loss or a step may lie from the same one computed in another graph after `evaluations` evaluations."""
+    return (evaluations + 1) * NETWORK_ROUNDINGS * U32
 
 
 def gamma(n: int) -> float:

@@ -5,7 +5,8 @@ tensorflow::LoadSavedModel and answers each request with one Session::Run on the
 tensor names, as the model server does; its answers must equal the Python TF1 loader's bit for
 bit. These tests need g++ (.ci/run installs it): without one they fail, saying what to install.
 One tiny export (32 px, 1 step, one scale, seeded random VGG19) serves them all; the program is
-built once per TensorFlow and compiler and cached (~/.cache/tf_style/cc).
+built once per TensorFlow and compiler and cached (~/.cache/tf_style/cc; in the suite an empty temporary
+cache, tests/conftest.py, so it is compiled and linked as on a first run).
 """
 
 from __future__ import annotations

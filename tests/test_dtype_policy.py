@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import CONTENT_PATH, STYLE_PATH, U32, gamma
+from conftest import CONTENT_PATH, NETWORK_ROUNDINGS, STYLE_PATH, U32, gamma
 from tf_style import api, cli, estimate, images, loss_scale, normalize, vgg
 from tf_style.config import Config
 from tf_style.errors import InputError
@@ -182,8 +182,6 @@ def test_the_dry_run_predicts_with_the_policy_s_rate(monkeypatch):
 
 #: Each reduced arithmetic's unit roundoff: 8 significant bits in bfloat16, 11 in float16.
 UNIT_ROUNDOFF = {"mixed_bfloat16": 2.0**-8, "mixed_float16": 2.0**-11}
-#: Roundings a gradient of the cut VGG19 (13 conv layers to block5_conv1) passes through, forward and back.
-NETWORK_ROUNDINGS = 2 * 13
 
 
 @pytest.mark.parametrize("policy", sorted(REDUCED))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import graph_rtol
 from tf_style.optimizers import LBFGS, Adam, make_optimizer
 from tf_style.start import initial_image
 from tf_style.step import Synthesis
@@ -108,8 +109,9 @@ def test_eager_and_tf_function_agree(objective, content_image):
     graph = Synthesis(objective, LBFGS(), start)
     for _ in range(3):
         e, g = eager.eager_step(), graph.step()
-        np.testing.assert_allclose(e["total"].numpy(), g["total"].numpy(), rtol=1e-3)
-    np.testing.assert_allclose(eager.image.numpy(), graph.image.numpy(), rtol=1e-3, atol=1e-2)
+        np.testing.assert_allclose(e["total"].numpy(), g["total"].numpy(), rtol=graph_rtol(int(graph.state.evaluations)))
+    # A hundredth of a grey level: the steps agree as the gradients they are built from do, to ~1e-5 relatively.
+    np.testing.assert_allclose(eager.image.numpy(), graph.image.numpy(), rtol=0, atol=1e-2)
 
 
 def test_a_failed_line_search_keeps_the_image_and_reports_its_loss():

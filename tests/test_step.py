@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import graph_rtol
 from tf_style import losses
 from tf_style.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS
 from tf_style.features import FeatureExtractor
@@ -119,10 +120,11 @@ def test_eager_and_tf_function_give_the_same_loss(extractor, content_image, styl
     start = initial_image("noise", content_image.shape[:2], seed=4)
     eager = Synthesis(objective, Adam(learning_rate=10.0), start)
     graph = Synthesis(objective, Adam(learning_rate=10.0), start)
-    for _ in range(3):
+    for k in range(3):
         e, g = eager.eager_step(), graph.step()
         for name in e:
-            np.testing.assert_allclose(e[name].numpy(), g[name].numpy(), rtol=1e-4, err_msg=name)
+            np.testing.assert_allclose(e[name].numpy(), g[name].numpy(), rtol=graph_rtol(k + 1), err_msg=name)
+    # A hundredth of a grey level: Adam's steps (10 levels each) agree as their gradients do, to ~1e-6 relatively.
     np.testing.assert_allclose(eager.image.numpy(), graph.image.numpy(), atol=1e-2)
 
 

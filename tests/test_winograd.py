@@ -1,11 +1,13 @@
 """Winograd F(m x m, 3 x 3) convolutions (tf_style.winograd, Config.winograd) against float64 NumPy."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import U32, gamma
+from conftest import CONTENT_PATH, DATA, U32, gamma
 from tf_style import estimate, vgg, winograd
 from tf_style.config import Config
 
@@ -157,7 +159,7 @@ def test_a_winograd_run_convolves_by_winograd_and_its_memory_estimate_counts_the
 
     inputs = record_winograd_inputs(monkeypatch)
     config = Config(image_size=48, weights="random", num_steps=4, scales=1, seed=5, winograd=True)
-    run = api.run(config, "tf_style/data/chelsea.jpg", "tf_style/data/gravel.jpg")
+    run = api.run(config, CONTENT_PATH, os.path.join(DATA, "gravel.jpg"))
     # The 10 layers from block2_conv2 on convolved by Winograd (their inputs' channels) three times: the content
     # image's and the style image's targets, then the step's trace; and the loss fell.
     assert inputs == WINOGRAD_INPUTS * 3
