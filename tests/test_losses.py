@@ -18,6 +18,19 @@ def np_gram(f: np.ndarray) -> np.ndarray:
     return np.einsum("bik,bjk->bij", F, F)
 
 
+def squares_bound(a: np.ndarray, b: np.ndarray, axis) -> np.ndarray:
+    """How far float32 may take sum((a - b)^2) over `axis` from its float64 value: a and b each rounded to float32
+    (so a - b moves by u(|a| + |b|)), the difference and its square rounded (u each), K terms summed (gamma_K)."""
+    d = a - b
+    k = int(np.prod([d.shape[i] for i in axis]))
+    first = (2 * U32 * np.abs(d) * (np.abs(a) + np.abs(b))).sum(axis=axis)
+    return (first + gamma(k + 2) * (d**2).sum(axis=axis)) * (1 + 4 * U32)  # (1 + 4u): second-order terms
+
+
+def assert_within(got, expected, bound, what=""):
+    assert np.all(np.abs(np.asarray(got, np.float64) - expected) <= bound), (what, np.abs(got - expected) / bound)
+
+
 def rng_features(shape, seed, relu=True):
     x = np.random.default_rng(seed).normal(size=shape)
     return np.maximum(x, 0) if relu else x
@@ -46,14 +59,15 @@ def test_content_loss_matches_float64_numpy(shape):
     expected = 0.5 * ((f - p) ** 2).sum(axis=(1, 2, 3))
     got = losses.content_loss(tf.constant(f, tf.float32), tf.constant(p, tf.float32)).numpy()
     assert got.shape == (shape[0],)
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    assert_within(got, expected, 0.5 * squares_bound(f, p, (1, 2, 3)) + U32 * expected)  # the 1/2: one more rounding
 
 
 def test_content_loss_broadcasts_one_target_over_the_batch():
     f = rng_features((3, 4, 5, 6), 4)
     p = rng_features((1, 4, 5, 6), 5)
     expected = 0.5 * ((f - p) ** 2).sum(axis=(1, 2, 3))
-    np.testing.assert_allclose(losses.content_loss(f.astype(np.float32), p.astype(np.float32)), expected, rtol=1e-4)
+    got = losses.content_loss(f.astype(np.float32), p.astype(np.float32)).numpy()
+    assert_within(got, expected, 0.5 * squares_bound(f, np.broadcast_to(p, f.shape), (1, 2, 3)) + U32 * expected)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -62,9 +76,15 @@ def test_style_layer_loss_matches_float64_numpy(shape):
     f = rng_features(shape, 6)
     a = np_gram(rng_features(shape, 7))
     m = h * w
-    expected = ((np_gram(f) - a) ** 2).sum(axis=(1, 2)) / (4.0 * n**2 * m**2)
+    residual = np_gram(f) - a
+    expected = (residual**2).sum(axis=(1, 2)) / (4.0 * n**2 * m**2)
     got = losses.style_layer_loss(tf.constant(f, tf.float32), tf.constant(a, tf.float32)).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    # G of features >= 0 within (gamma_M + 2u) G (test_gram_matrix_matches_float64_numpy), A rounded (u |A|), the
+    # difference rounded (u): each entry of G - A within e; its square and the N^2-term sum as in squares_bound; the
+    # scale's few roundings (4u of the loss).
+    e = (gamma(m + 1) + 2 * U32) * np_gram(f) + 2 * U32 * np.abs(a) + U32 * np.abs(residual)
+    bound = (2 * np.abs(residual) * e + gamma(n * n + 1) * residual**2).sum(axis=(1, 2)) / (4.0 * n**2 * m**2)
+    assert_within(got, expected, bound * (1 + 4 * U32) + 4 * U32 * expected)
 
 
 def test_style_layer_loss_is_zero_for_the_targets_own_gram():
@@ -99,7 +119,8 @@ def test_total_variation_matches_float64_numpy(shape):
     expected = ((x[:, 1:] - x[:, :-1]) ** 2).sum(axis=(1, 2, 3)) + ((x[:, :, 1:] - x[:, :, :-1]) ** 2).sum(
         axis=(1, 2, 3)
     )
-    np.testing.assert_allclose(losses.total_variation_loss(x.astype(np.float32)), expected, rtol=1e-4)
+    bound = squares_bound(x[:, 1:], x[:, :-1], (1, 2, 3)) + squares_bound(x[:, :, 1:], x[:, :, :-1], (1, 2, 3))
+    assert_within(losses.total_variation_loss(x.astype(np.float32)).numpy(), expected, bound + U32 * expected)
 
 
 def test_total_variation_of_a_flat_image_is_zero():
