@@ -110,7 +110,8 @@ def test_eager_and_tf_function_agree(objective, content_image):
     for _ in range(3):
         e, g = eager.eager_step(), graph.step()
         np.testing.assert_allclose(e["total"].numpy(), g["total"].numpy(), rtol=graph_rtol(int(graph.state.evaluations)))
-    # A hundredth of a grey level: the steps agree as the gradients they are built from do, to ~1e-5 relatively.
+    # A hundredth of a grey level (bit for bit on the Intel Xeon, 2026-11-28): the steps agree as the gradients and
+    # losses they are built from do (conftest.network_rtol), unless a line search decides otherwise on a tie.
     np.testing.assert_allclose(eager.image.numpy(), graph.image.numpy(), rtol=0, atol=1e-2)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CONTENT_PATH, NETWORK_ROUNDINGS, STYLE_PATH, U32, gamma, graph_rtol
+from conftest import CONTENT_PATH, STYLE_PATH, gamma, graph_rtol, network_rtol
 from tf_style.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,8 +35,8 @@ RUNNER = os.path.join(ROOT, "tests", "serving_runner.py")
 
 SIZE, STEPS, SEED, TV = 32, 3, 7, 1e-3
 # The library and the export run the same float32 ops in two graphs (conftest.graph_rtol): their losses lie within
-# graph_rtol of each other, and their 8-bit pictures differ by at most a level (floats ~1e-4 of a level apart round
-# alike unless one lies that close to a half level: few values, bounded below by a share of 1 %).
+# graph_rtol of each other, and their 8-bit pictures differ by at most a level, in fewer than 1 % of the values
+# (floats that close round alike unless one lies next to a half level; measured bit for bit equal here).
 EXPORT_FLAGS = [
     "--optimizer=adam",  # the step signature's Adam state (t, m, v) is what the tests below feed; L-BFGS: in-process
     "--weights=random",
@@ -454,7 +454,7 @@ def test_parity_with_the_library(served, library):
     for term in TERMS:
         got = out["loss_" + term.replace("/", "_")]
         assert got.shape == (1,)
-        np.testing.assert_allclose(got[0], library["final_terms"][term][0], rtol=graph_rtol(STEPS), err_msg=term)
+        np.testing.assert_allclose(got[0], library["final_terms"][term][0], rtol=graph_rtol(STEPS + 1), err_msg=term)  # + the final image's
     # The loop really optimised: the final loss is below the first step's (noise) loss.
     assert out["loss_total"][0] < library["history"][0]["total"]
 
@@ -532,9 +532,12 @@ def test_targets_are_the_library_targets(served, library):
     np.testing.assert_array_equal(content["initial_image"][0], white_noise(tf.constant([21, 32]), SEED).numpy())
     np.testing.assert_allclose(content["content_conv4_2"], first["content_targets"]["conv4_2"], rtol=1e-5, atol=1e-4)
     for name, (gram, positions) in first["style_targets"].items():
-        # G = F^T F of post-ReLU features (>= 0): summed over M positions in another order, an entry moves by at most
-        # gamma_M G; the features' own roundings (forward only) add 2 * NETWORK_ROUNDINGS * U32 of it. Zero stays zero.
-        bound = (gamma(int(positions)) + 2 * NETWORK_ROUNDINGS * U32) * np.abs(gram)
+        # G = F^T F, its M-term sums in two orders: 2 gamma_M of |F|^T|F| = G (features >= 0), at most the layer's
+        # largest diagonal entry; the features themselves within half of network_rtol (forward only) of the layer's
+        # scale, which moves G by twice that of the same scale. A layer's scale, not each entry's: small entries
+        # and channels near silence are held to it too.
+        scale = np.max(np.diagonal(gram, axis1=-2, axis2=-1))
+        bound = (2 * gamma(int(positions)) + network_rtol()) * scale
         assert np.all(np.abs(style[f"gram_{name}"] - gram) <= bound), name
         assert style[f"positions_{name}"].tolist() == [positions]
 
