@@ -15,12 +15,12 @@ signature's tensor names. PLAN is a pickled list of jobs, run in order:
 * {"id", "kind": "signatures"}: each signature's input and output keys, tensor names, dtypes.
 * {"id", "kind": "measured", "signature", "feeds"}: one request, with its wall time and how
   much the process's peak resident memory rose while it ran ("seconds", "peak_rise_kb").
-* {"id", "kind": "soak", "requests": [{"signature", "feeds"}], "threads", "seconds", "seed",
-  "sample_every"}: each request answered alone first (the baseline), then `threads` threads answer
-  them on the one session, in rounds of every request in the thread's own seeded random order,
-  until the round that ends after `seconds`, while another thread samples the process's resident
-  memory (VmRSS) every `sample_every` s. Whole rounds: every request is sent equally often, however
-  fast the machine.
+* {"id", "kind": "soak", "requests": [{"signature", "feeds"}], "threads", "rounds", "seconds", "seed"}:
+  each request answered alone first (the baseline), then `threads` threads answer them on the one
+  session, in rounds of every request in the thread's own seeded random order: at least `rounds`
+  rounds each, and on for as long as `seconds` asks. After each round a thread records the process's
+  resident memory (VmRSS) with the round's number: the samples follow the work done, however fast
+  the machine.
   Answers are recorded as digests of their outputs (`digest`), errors as (class, message).
 
 RESULT maps each id to {"outputs": ...} or {"error": (exception class name, message)}.
@@ -125,23 +125,20 @@ def run_soak(sess: Any, meta_graph: Any, job: dict[str, Any]) -> dict[str, Any]:
 
     alone = [call(i) for i in range(len(requests))]
     answers: list[tuple[int, int, str, Any]] = []  # (thread, request, "ok"/"error", digest/error)
-    samples: list[tuple[float, int]] = []  # (seconds since the start, VmRSS kB)
-    stop, barrier = threading.Event(), threading.Barrier(job["threads"] + 1)
+    samples: list[tuple[int, int]] = []  # (rounds the sampling thread had finished, VmRSS kB)
+    barrier = threading.Barrier(job["threads"] + 1)
 
     def worker(k: int) -> None:
         rng = random.Random(job["seed"] * 1000 + k)
         barrier.wait()
-        while time.perf_counter() < deadline:
+        rounds = 0
+        while rounds < job["rounds"] or time.perf_counter() < deadline:
             order = list(range(len(requests)))
             rng.shuffle(order)
             for i in order:
                 answers.append((k, i, *outcome(call(i))))  # list.append is atomic under the GIL
-
-    def sample() -> None:
-        while True:
-            samples.append((time.perf_counter() - started, status_kb("VmRSS")))
-            if stop.wait(job["sample_every"]):
-                return
+            rounds += 1
+            samples.append((rounds, status_kb("VmRSS")))
 
     pool = [threading.Thread(target=worker, args=(k,)) for k in range(job["threads"])]
     for t in pool:
@@ -149,12 +146,8 @@ def run_soak(sess: Any, meta_graph: Any, job: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     deadline = started + job["seconds"]  # read by the workers only once the barrier lets them go
     barrier.wait()
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     for t in pool:
         t.join()
-    stop.set()
-    sampler.join()
     return {
         "alone": [outcome(r) for r in alone],
         "alone_outputs": [r.get("outputs") for r in alone],
