@@ -13,6 +13,15 @@ import pytest
 from test_benchmarks import ROOT, _benchmark
 
 
+def record_syntheses(monkeypatch) -> list:
+    """The syntheses api.build_synthesis builds from now on (the benchmark's own), in order."""
+    from tf_style import api
+
+    built, original = [], api.build_synthesis
+    monkeypatch.setattr(api, "build_synthesis", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    return built
+
+
 def test_the_benchmark_image_is_the_photos_centre_square(tmp_path):
     """A 4x6 photo whose columns are numbered: its centre square is columns 1..4, unresized at size 4."""
     from PIL import Image
@@ -43,11 +52,10 @@ def test_the_iterations_benchmark_runs_the_steps_it_names():
 
 
 def test_the_iterations_benchmark_reports_the_steps_that_ran_when_lbfgs_converges_first(monkeypatch):
-    from tf_style import api, iteration_timing, loop
+    from tf_style import iteration_timing, loop
     from tf_style.config import Config
 
-    built, original = [], api.build_synthesis
-    monkeypatch.setattr(api, "build_synthesis", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    built = record_syntheses(monkeypatch)
     evaluations_before, run_steps = [], loop.run_steps
     monkeypatch.setattr(loop, "run_steps", lambda synthesis, *a, **k: evaluations_before.append(
         int(synthesis.state.evaluations)) or run_steps(synthesis, *a, **k))
@@ -63,11 +71,10 @@ def test_the_iterations_benchmark_reports_the_steps_that_ran_when_lbfgs_converge
 
 
 def test_the_iterations_benchmark_can_compile_the_whole_step_with_xla(monkeypatch):
-    from tf_style import api, iteration_timing
+    from tf_style import iteration_timing
     from tf_style.config import Config
 
-    built, original = [], api.build_synthesis
-    monkeypatch.setattr(api, "build_synthesis", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    built = record_syntheses(monkeypatch)
     data = os.path.join(ROOT, "tf_style", "data")
     config = Config(image_size=16, weights="random", seed=0, style_layers=("conv1_1", "conv2_1"), content_layers=("conv2_2",))
     r = iteration_timing.iterations(config, os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg"), 3, True)
@@ -114,15 +121,14 @@ def test_the_iterations_benchmark_scores_a_bfloat16_run_in_float32(monkeypatch):
     from tf_style import api, iteration_timing
     from tf_style.config import Config
 
-    built, original = [], api.build_synthesis
-    monkeypatch.setattr(api, "build_synthesis", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    built = record_syntheses(monkeypatch)
     data = os.path.join(ROOT, "tf_style", "data")
     content, style = os.path.join(data, "chelsea.jpg"), os.path.join(data, "gravel.jpg")
     config = Config(image_size=32, weights="random", seed=0, dtype_policy="mixed_bfloat16")
     r = iteration_timing.iterations(config, content, style, 3)
     image = tf.constant(built[0].image_array()[None], tf.float32)  # the run's final image
     paper = config.replace(dtype_policy="float32", scales=1)
-    objective = original(paper, iteration_timing.square_photo(content, 32), api.prepare_images(paper, content, style)[1]).objective
+    objective = api.build_synthesis(paper, iteration_timing.square_photo(content, 32), api.prepare_images(paper, content, style)[1]).objective
     assert r.float32_loss == pytest.approx(float(objective(image)["total"][0]), rel=1e-6)
     assert r.loss == pytest.approx(float(built[0].objective(image)["total"][0]), rel=1e-6)
     # The two differ by far more than the 1e-6 allowed above, so those checks tell them apart (4.5e-5 here, measured).

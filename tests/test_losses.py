@@ -125,7 +125,8 @@ def test_total_variation_matches_float64_numpy(shape):
         axis=(1, 2, 3)
     )
     bound = squares_bound(x[:, 1:], x[:, :-1], (1, 2, 3)) + squares_bound(x[:, :, 1:], x[:, :, :-1], (1, 2, 3))
-    assert_within(losses.total_variation_loss(x.astype(np.float32)).numpy(), expected, bound + U32 * expected)  # the +
+    # and u of the result for the addition of the two sums
+    assert_within(losses.total_variation_loss(x.astype(np.float32)).numpy(), expected, bound + U32 * expected)
 
 
 def test_total_variation_of_a_flat_image_is_zero():
