@@ -25,8 +25,9 @@ def full_size_objective(config: Config, content: str, style: str) -> tuple[Style
     return synthesis.objective, synthesis.image.numpy()
 
 
-def floor_seconds(objective: StyleObjective, image: np.ndarray, repeats: int = 5) -> float:
-    """The fastest of `repeats` bare forward + backward passes of the objective's cut VGG19."""
+def floor_function(objective: StyleObjective):
+    """A traced bare forward + backward pass of the objective's cut VGG19 (the summed outputs' gradient w.r.t.
+    the pixels): what no objective on its features can undercut."""
     model = objective.extractor.model
 
     @tf.function
@@ -36,17 +37,36 @@ def floor_seconds(objective: StyleObjective, image: np.ndarray, repeats: int = 5
             total = tf.add_n([tf.reduce_sum(o) for o in tf.nest.flatten(model(vgg.preprocess(x), training=False))])
         return tape.gradient(total, x)
 
-    return _fastest(forward_backward, tf.constant(image), repeats)
+    return forward_backward
 
 
-def _fastest(fn, x, repeats: int) -> float:
-    fn(x).numpy()  # trace
+def floor_seconds(objective: StyleObjective, image: np.ndarray, repeats: int = 5) -> float:
+    """The fastest of `repeats` bare forward + backward passes of the objective's cut VGG19."""
+    return fastest(floor_function(objective), tf.constant(image), repeats)
+
+
+def fastest(fn, x, repeats: int) -> float:
+    """The fastest of `repeats` calls of `fn(x)` (after one untimed call, which traces), each until its result,
+    or the first of its results, has reached the host."""
+    tf.nest.flatten(fn(x))[0].numpy()
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        fn(x).numpy()
+        tf.nest.flatten(fn(x))[0].numpy()
         best = min(best, time.perf_counter() - started)
     return best
+
+
+def block_seconds(synthesis, steps: int, clock=time.perf_counter) -> tuple[float, float]:
+    """(seconds per objective evaluation, evaluations per step) of `steps` more steps of `synthesis` (a
+    tf_style.step.Synthesis; each step returns once its report has reached the host); (inf, 0.0) where they
+    evaluated nothing (a converged scale)."""
+    before = float(synthesis.state.evaluations)
+    started = clock()
+    for _ in range(steps):
+        synthesis.step()
+    seconds, evaluations = clock() - started, float(synthesis.state.evaluations) - before
+    return (seconds / evaluations if evaluations else float("inf")), evaluations / steps
 
 
 def step_seconds(config: Config, content: str, style: str, steps: int = 10, warmup: int = 0,
@@ -63,14 +83,7 @@ def step_seconds(config: Config, content: str, style: str, steps: int = 10, warm
     setup = time.perf_counter() - started
     for _ in range(warmup):
         synthesis.step()
-    best = (float("inf"), 0.0)
-    for _ in range(blocks):
-        before = float(synthesis.state.evaluations)
-        started = time.perf_counter()
-        for _ in range(steps):
-            synthesis.step()  # returns once its report has reached the host
-        seconds, evaluations = time.perf_counter() - started, float(synthesis.state.evaluations) - before
-        best = min(best, (seconds / evaluations, evaluations / steps))
+    best = min(block_seconds(synthesis, steps) for _ in range(blocks))
     return best[0], best[1], setup
 
 
@@ -92,4 +105,5 @@ def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: in
                    min((t[3] for t in ts[1:]), default=float("nan"))) for name, ts in times.items()}
 
 
-__all__ = ["convolutions", "floor_seconds", "full_size_objective", "step_seconds"]
+__all__ = ["block_seconds", "convolutions", "fastest", "floor_function", "floor_seconds", "full_size_objective",
+           "step_seconds"]

@@ -1,9 +1,12 @@
 """Loop callbacks that time a run's steps and another callback's hooks, and the blocks of steps that tools/benchmark.py
---what=tensorboard times with them."""
+--what=tensorboard times with them, and what it reports of them."""
 
 from __future__ import annotations
 
+import statistics
 import time
+
+TENSORBOARD_GOAL = 0.03  # the logger's share of the step time
 
 
 class Clock:
@@ -73,4 +76,31 @@ def logger_blocks(config, content, style, logdir: str, steps: int, rounds: int, 
     return plain, logged, logger
 
 
-__all__ = ["Clock", "Timed", "logger_blocks"]
+def logger_report(plain: Clock, logged: Clock, logger: Timed, steps: int, rounds: int, image_every: int) -> list[str]:
+    """The lines tools/benchmark.py --what=tensorboard prints under its heading: `logger_blocks`' step times without
+    and with the logger, the time inside it per step against TENSORBOARD_GOAL, and what it costs once per block."""
+
+    # A block's first step also pays for on_run_start and first calls: once per run, not per step.
+    def per_step(clock) -> list[float]:
+        return [t for i, t in enumerate(clock.times) if i % steps]
+
+    p, q = per_step(plain), per_step(logged)
+    p_med, q_med = statistics.median(p), statistics.median(q)
+    hooks = [t for i, t in enumerate(logger.step_times) if i % steps]
+    hook = statistics.fmean(hooks)
+    first_calls = [t for i, t in enumerate(logger.step_times) if i % steps == 0]
+    image_steps = sum(1 for i in range(1, rounds * steps + 1) if i % image_every == 0 and (i - 1) % steps)
+    verdict = "meets" if hook / p_med < TENSORBOARD_GOAL else "MISSES"
+    return [
+        f"  step time without the logger: median {p_med:.4f} s (min {min(p):.4f}, max {max(p):.4f})",
+        f"  step time with the logger:    median {q_med:.4f} s (min {min(q):.4f}, max {max(q):.4f})",
+        f"  difference of the medians:    {100 * (q_med - p_med) / p_med:+.2f}% (includes machine noise)",
+        f"  inside the logger per step:   mean {1000 * hook:.2f} ms = {100 * hook / p_med:.2f}% of the step "
+        f"(max {1000 * max(hooks):.1f} ms, {image_steps} image steps included)",
+        "  once per block (start, first step, end): mean "
+        f"{1000 * statistics.fmean(a + b for a, b in zip(logger.run_times, first_calls)):.1f} ms",
+        f"  {verdict} the goal of < {100 * TENSORBOARD_GOAL:.0f}% of the step time",
+    ]
+
+
+__all__ = ["Clock", "TENSORBOARD_GOAL", "Timed", "logger_blocks", "logger_report"]

@@ -42,6 +42,11 @@ synthesis and its traced first step: the first round's, then the best of the oth
 
     python tools/benchmark.py --what=convolutions --sizes=256,512,1024 --steps=8
 
+--what=step (tf_style.step_parts): at each of --sizes, in each precision the defaults run VGG19 in here, alternating
+for --rounds: the floor, the losses alone, the objective's value and gradient, and our step per evaluation.
+
+    python tools/benchmark.py --what=step --sizes=256,512
+
 Add a benchmark by writing a function and registering it in BENCHMARKS.
 """
 
@@ -49,7 +54,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,16 +77,16 @@ MODULE = "tf_style.tools." + os.path.splitext(os.path.basename(__file__))[0]  # 
 FLAGS = flags.FLAGS
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style", "data")  # the shipped images
 
-flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers", "iterations", "convolutions"],
+flags.DEFINE_enum("what", "speed", ["speed", "tensorboard", "optimizers", "iterations", "convolutions", "step"],
                   "Which benchmark to run.", module_name=MODULE)
-flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed, convolutions: image sizes.", module_name=MODULE)
+flags.DEFINE_list("sizes", ["128", "256", "512"], "--what=speed, convolutions, step: image sizes.", module_name=MODULE)
 flags.DEFINE_list("budgets", ["0.5", "0.25"], "--what=speed: our time budgets, as fractions of scipy's time.", module_name=MODULE)
 flags.DEFINE_list("single_scale_budgets", ["0.5"], "--what=speed: budgets (fractions of scipy's time) also run "
                   "with --scales=1, the paper's single resolution, next to the defaults.", module_name=MODULE)
 flags.DEFINE_integer("scipy_evaluations", 300, "--what=speed: evaluations given to scipy's L-BFGS-B.", module_name=MODULE)
 flags.DEFINE_list("memory_sizes", ["256", "512", "1024"], "--what=speed, convolutions: sizes whose peak memory is "
                   "measured.", module_name=MODULE)
-flags.DEFINE_string("style", "gravel.jpg", "--what=speed, iterations, convolutions: the style image, in tf_style/data.",
+flags.DEFINE_string("style", "gravel.jpg", "--what=speed, iterations, convolutions, step: the style image, in tf_style/data.",
                     module_name=MODULE)
 flags.DEFINE_string("json", None, "--what=speed: write the results there as JSON.", module_name=MODULE)
 flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluations given to Adam.", module_name=MODULE)
@@ -97,8 +101,6 @@ flags.DEFINE_integer("seed", 0, "Seeds the random VGG19 weights and the start im
 flags.DEFINE_enum("dtype_policy", "float32", list(DTYPE_POLICY_CHOICES), "--what=iterations: VGG19's arithmetic "
                   "(Config.dtype_policy; bfloat16 is slower on a CPU without bfloat16 instructions).", module_name=MODULE)
 
-TENSORBOARD_GOAL = 0.03  # of the step time
-
 
 def fail(message: str) -> None:
     cli_flags.fail(PROG, message)
@@ -106,7 +108,7 @@ def fail(message: str) -> None:
 
 def bench_tensorboard() -> None:
     from tf_style import api
-    from tf_style.timers import logger_blocks
+    from tf_style.timers import logger_blocks, logger_report
 
     config = Config(image_size=FLAGS.image_size, weights="random", seed=FLAGS.seed, num_steps=FLAGS.steps)
     content, style = api.prepare_images(
@@ -117,29 +119,9 @@ def bench_tensorboard() -> None:
         plain, logged, logger = logger_blocks(config, content, style, logdir, FLAGS.steps, FLAGS.rounds, FLAGS.warmup,
                                               FLAGS.image_every)
 
-    # A block's first step also pays for on_run_start and first calls: once per run, not per step.
-    def per_step(clock) -> list[float]:
-        return [t for i, t in enumerate(clock.times) if i % FLAGS.steps]
-
-    p, q = per_step(plain), per_step(logged)
-    p_med, q_med = statistics.median(p), statistics.median(q)
-    hooks = [t for i, t in enumerate(logger.step_times) if i % FLAGS.steps]
-    hook = statistics.fmean(hooks)
-    first_calls = [t for i, t in enumerate(logger.step_times) if i % FLAGS.steps == 0]
-    image_steps = sum(
-        1 for i in range(1, FLAGS.rounds * FLAGS.steps + 1) if i % FLAGS.image_every == 0 and (i - 1) % FLAGS.steps
-    )
     print(f"--what=tensorboard at {w}x{h} (VGG19 random weights, paper layers, adam), "
           f"{FLAGS.rounds} rounds x {FLAGS.steps} steps per variant, image every {FLAGS.image_every} steps")
-    print(f"  step time without the logger: median {p_med:.4f} s (min {min(p):.4f}, max {max(p):.4f})")
-    print(f"  step time with the logger:    median {q_med:.4f} s (min {min(q):.4f}, max {max(q):.4f})")
-    print(f"  difference of the medians:    {100 * (q_med - p_med) / p_med:+.2f}% (includes machine noise)")
-    print(f"  inside the logger per step:   mean {1000 * hook:.2f} ms = {100 * hook / p_med:.2f}% of the step "
-          f"(max {1000 * max(hooks):.1f} ms, {image_steps} image steps included)")
-    print(f"  once per block (start, first step, end): mean "
-          f"{1000 * statistics.fmean(a + b for a, b in zip(logger.run_times, first_calls)):.1f} ms")
-    verdict = "meets" if hook / p_med < TENSORBOARD_GOAL else "MISSES"
-    print(f"  {verdict} the goal of < {100 * TENSORBOARD_GOAL:.0f}% of the step time")
+    print("\n".join(logger_report(plain, logged, logger, FLAGS.steps, FLAGS.rounds, FLAGS.image_every)))
 
 
 def bench_optimizers() -> None:
@@ -262,9 +244,19 @@ def bench_convolutions() -> None:
     peak_memory(content, style, winograd, ("--winograd", "--dtype_policy=float32"))
 
 
+def bench_step() -> None:
+    from tf_style import benchmarks, step_parts
+
+    benchmarks.check_sizes(os.path.join(DATA, "chelsea.jpg"), os.path.join(DATA, FLAGS.style), [int(s) for s in FLAGS.sizes],
+                           [], [Config()])
+    print(f"--what=step: chelsea -> {FLAGS.style}, seeded random VGG19, one scale, best of {FLAGS.rounds} rounds", flush=True)
+    step_parts.report([int(s) for s in FLAGS.sizes], DATA, FLAGS.style, FLAGS.rounds, FLAGS.steps,
+                      log=lambda line: print(line, flush=True))
+
+
 BENCHMARKS: dict[str, Callable[[], None]] = {"speed": bench_speed, "tensorboard": bench_tensorboard,
                                              "optimizers": bench_optimizers, "iterations": bench_iterations,
-                                             "convolutions": bench_convolutions}
+                                             "convolutions": bench_convolutions, "step": bench_step}
 
 
 def benchmark_from_flags(argv: list[str]) -> None:
