@@ -8,6 +8,7 @@ with scipy's L-BFGS-B. Seeded random VGG19 weights (the same arithmetic as Image
 from __future__ import annotations
 
 import time
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -25,7 +26,7 @@ def full_size_objective(config: Config, content: str, style: str) -> tuple[Style
     return synthesis.objective, synthesis.image.numpy()
 
 
-def floor_function(objective: StyleObjective):
+def floor_function(objective: StyleObjective) -> Callable[[tf.Tensor], tf.Tensor]:
     """A traced bare forward + backward pass of the objective's cut VGG19 (the summed outputs' gradient w.r.t.
     the pixels): what no objective on its features can undercut."""
     model = objective.extractor.model
@@ -45,19 +46,38 @@ def floor_seconds(objective: StyleObjective, image: np.ndarray, repeats: int = 5
     return fastest(floor_function(objective), tf.constant(image), repeats)
 
 
-def fastest(fn, x, repeats: int) -> float:
-    """The fastest of `repeats` calls of `fn(x)` (after one untimed call, which traces), each until its result,
-    or the first of its results, has reached the host."""
-    tf.nest.flatten(fn(x))[0].numpy()
+def _wait(result: Any) -> None:
+    """Until `result` (a tf.function's outputs, computed by one call) has reached the host: its first tensor, which
+    the call returns only once all of them are done."""
+    tf.nest.flatten(result)[0].numpy()
+
+
+def fastest(fn: Callable[[tf.Tensor], Any], x: tf.Tensor, repeats: int, clock: Callable[[], float] = time.perf_counter
+            ) -> float:
+    """The fastest of `repeats` calls of `fn(x)` (a tf.function: one call computes all its outputs), after one
+    untimed call, which traces."""
+    _wait(fn(x))
     best = float("inf")
     for _ in range(repeats):
-        started = time.perf_counter()
-        tf.nest.flatten(fn(x))[0].numpy()
-        best = min(best, time.perf_counter() - started)
+        started = clock()
+        _wait(fn(x))
+        best = min(best, clock() - started)
     return best
 
 
-def block_seconds(synthesis, steps: int, clock=time.perf_counter) -> tuple[float, float]:
+def mean_seconds(fn: Callable[[tf.Tensor], Any], x: tf.Tensor, calls: int,
+                 clock: Callable[[], float] = time.perf_counter) -> float:
+    """The mean seconds of `calls` calls of `fn(x)` back to back (each until its outputs reach the host), after one
+    untimed call, which traces: the statistic `block_seconds` takes of steps."""
+    _wait(fn(x))
+    started = clock()
+    for _ in range(calls):
+        _wait(fn(x))
+    return (clock() - started) / calls
+
+
+def block_seconds(synthesis: Any, steps: int, clock: Callable[[], float] = time.perf_counter
+                  ) -> tuple[float, float]:
     """(seconds per objective evaluation, evaluations per step) of `steps` more steps of `synthesis` (a
     tf_style.step.Synthesis; each step returns once its report has reached the host); (inf, 0.0) where they
     evaluated nothing (a converged scale)."""
@@ -106,4 +126,4 @@ def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: in
 
 
 __all__ = ["block_seconds", "convolutions", "fastest", "floor_function", "floor_seconds", "full_size_objective",
-           "step_seconds"]
+           "mean_seconds", "step_seconds"]

@@ -1,6 +1,7 @@
 """Where a step's time goes beyond the floor: the library twin of tools/benchmark.py --what=step.
 
-At one size and in one network precision, alternating in rounds (the best of each): the floor (a bare forward and
+At one size and in one network precision, alternating in rounds (each part the mean of a block of calls, as our
+step is the mean of a block of steps; the best block of each over the rounds): the floor (a bare forward and
 backward pass of the cut VGG19, tf_style.step_costs), the losses alone (every term of Eq. 7 and its gradient w.r.t.
 the network's features, the Gram products included, from the features of the start image), the objective's value
 and gradient (one traced function: the network and the losses, no optimiser) and our step per evaluation (L-BFGS's
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
@@ -22,7 +23,7 @@ from tf_style import api
 from tf_style.config import Config
 from tf_style.normalize import network_policies
 from tf_style.objective import StyleObjective
-from tf_style.step_costs import block_seconds, fastest, floor_function
+from tf_style.step_costs import block_seconds, floor_function, mean_seconds
 
 #: Steps from white noise before any step is timed (the first ones search longer), as the speed benchmark's.
 WARMUP = 30
@@ -39,7 +40,7 @@ class Parts:
     losses: float = math.inf  # Eq. 7's terms and their gradient w.r.t. the features, without the network
     objective: float = math.inf  # value and gradient: the network and the losses
     step: float = math.inf  # our step, per objective evaluation
-    evaluations_per_step: float = math.nan
+    evaluations_per_step: float = 0.0  # of the step's best block
 
     def line(self) -> str:
         """The row tools/benchmark.py --what=step prints."""
@@ -52,7 +53,7 @@ class Parts:
                 f"{ms * (self.step - self.objective):.1f} ms")
 
 
-def losses_function(objective: StyleObjective):
+def losses_function(objective: StyleObjective) -> Callable[[dict[str, tf.Tensor], tf.Tensor], Any]:
     """A traced function of (features, image): the summed total of Eq. 7 (plus TV) computed from the network's
     features, as the objective computes it, and its gradient w.r.t. those features (in their dtype, the Gram
     matrices' Eq. 6 product included): the objective's arithmetic without the network's."""
@@ -72,8 +73,9 @@ def measure(size: int, content: str, style: str, dtype_policy: str, rounds: int 
             warmup: int = WARMUP) -> Parts:
     """Every part at `size` px (chelsea-like `content`, `style` paths; seeded random VGG19, one scale, white noise)
     with VGG19 in the Keras policy `dtype_policy` ("float32", "mixed_bfloat16", ...), alternating for `rounds`
-    rounds: in each, the floor and the objective the best of 3 calls, the losses of 5, our step one block of
-    `steps` steps (after `warmup` untimed ones)."""
+    rounds; in each, every part the mean of `steps` calls back to back (our step: a block of `steps` steps, per
+    evaluation, after `warmup` untimed steps from white noise) and each part's fastest block kept. The floor, the
+    losses and the objective take the start image: their arithmetic does not depend on the pixels."""
     config = Config(image_size=size, weights="random", seed=0, scales=1, max_seconds=None, dtype_policy=dtype_policy)
     content_arr, style_arr = api.prepare_images(config, content, style)
     synthesis = api.build_synthesis(config, content_arr, style_arr)
@@ -81,16 +83,17 @@ def measure(size: int, content: str, style: str, dtype_policy: str, rounds: int 
     x0 = tf.constant(synthesis.image.numpy())
     features = dict(objective.extractor(x0, as_computed=True))
     losses = losses_function(objective)
-    floor = floor_function(objective)
+    timed = {"floor": floor_function(objective), "losses": lambda image: losses(features, image),
+             "objective": objective.traced_value_and_grad}
     for _ in range(1 + warmup):  # the first traces
         synthesis.step()
     parts = Parts(size=size, shape=tuple(x0.shape[1:3]), dtype_policy=dtype_policy)
     for _ in range(rounds):
-        parts.floor = min(parts.floor, fastest(floor, x0, 3))
-        parts.losses = min(parts.losses, fastest(lambda image: losses(features, image), x0, 5))
-        parts.objective = min(parts.objective, fastest(objective.traced_value_and_grad, x0, 3))
-        parts.step, parts.evaluations_per_step = min((parts.step, parts.evaluations_per_step),
-                                                     block_seconds(synthesis, steps))
+        for name, fn in timed.items():
+            setattr(parts, name, min(getattr(parts, name), mean_seconds(fn, x0, steps)))
+        per_evaluation, per_step = block_seconds(synthesis, steps)
+        if per_evaluation < parts.step:  # the best block's seconds and its own evaluations a step
+            parts.step, parts.evaluations_per_step = per_evaluation, per_step
     return parts
 
 
@@ -98,7 +101,7 @@ def report(sizes: Sequence[int], data: str, style: str, rounds: int, steps: int,
            ) -> list[Parts]:
     """tools/benchmark.py --what=step: `measure` at each of `sizes` in each precision the defaults run VGG19 in on
     this machine (bfloat16 first where the CPU has its instructions, then float32), chelsea -> `style` from the
-    folder `data`, each row logged as it is measured (under the tool's heading). (tf_style.benchmarks.check_sizes first: every size as tf-style would check it.)"""
+    folder `data`, each row logged as it is measured (under the tool's heading, which checks the sizes first)."""
     content, style_path = os.path.join(data, "chelsea.jpg"), os.path.join(data, style)
     rows = []
     for size in sizes:

@@ -93,7 +93,8 @@ flags.DEFINE_integer("evaluations", 100, "--what=optimizers: objective evaluatio
 flags.DEFINE_integer("image_size", 256, "Longest side of the optimised image in pixels.", module_name=MODULE)
 flags.DEFINE_integer("steps", 10, "Steps per timed block (--what=iterations: steps timed).", module_name=MODULE)
 flags.DEFINE_integer("rounds", 3, "Timed blocks per variant (the variants alternate).", module_name=MODULE)
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, oneDNN set-up).", module_name=MODULE)
+flags.DEFINE_integer("warmup", 2, "--what=tensorboard: untimed steps first (tracing, oneDNN set-up); --what=speed and step take 30 "
+                     "from white noise (the first steps search longer).", module_name=MODULE)
 flags.DEFINE_integer("image_every", 10, "TensorBoard image interval in the logged blocks (a 500-step run's default is 50).", module_name=MODULE)
 flags.DEFINE_bool("jit_compile", False, "--what=iterations: XLA compiles the whole step (for a GPU; 1.1-1.3x slower "
                   "on a CPU).", module_name=MODULE)
