@@ -73,8 +73,8 @@ def test_a_call_is_timed_as_the_mean_of_a_block_after_one_untimed_call():
 def test_each_part_keeps_its_fastest_block_and_the_step_its_own_evaluations(monkeypatch):
     """Scripted times, two rounds: each part the faster of its two blocks; the step's evaluations a step those of
     its faster block (not the larger count); the objective part is the objective's own traced value and gradient."""
-    means = iter([0.2, 0.02, 0.23, 0.1, 0.01, 0.11])  # round 1: floor, losses, objective; round 2: the same
-    blocks = iter([(0.13, 1.5), (0.12, 1.0)])
+    means = iter([0.1, 0.02, 0.11, 0.2, 0.01, 0.23])  # round 1: floor, losses, objective; round 2: the same
+    blocks = iter([(0.12, 1.0), (0.13, 1.5)])  # the faster block first: a later, slower one must not replace it
     timed = []
     monkeypatch.setattr(step_parts, "mean_seconds", lambda fn, x, calls: timed.append(fn) or next(means))
     monkeypatch.setattr(step_parts, "block_seconds", lambda synthesis, steps: next(blocks))
