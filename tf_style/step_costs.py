@@ -43,7 +43,7 @@ def floor_function(objective: StyleObjective) -> Callable[[tf.Tensor], tf.Tensor
 
 def floor_seconds(objective: StyleObjective, image: np.ndarray, repeats: int = 5) -> float:
     """The fastest of `repeats` bare forward + backward passes of the objective's cut VGG19."""
-    return fastest(floor_function(objective), tf.constant(image), repeats)
+    return _fastest(floor_function(objective), tf.constant(image), repeats)
 
 
 def _wait(result: Any) -> None:
@@ -52,16 +52,15 @@ def _wait(result: Any) -> None:
     tf.nest.flatten(result)[0].numpy()
 
 
-def fastest(fn: Callable[[tf.Tensor], Any], x: tf.Tensor, repeats: int, clock: Callable[[], float] = time.perf_counter
-            ) -> float:
+def _fastest(fn: Callable[[tf.Tensor], Any], x: tf.Tensor, repeats: int) -> float:
     """The fastest of `repeats` calls of `fn(x)` (a tf.function: one call computes all its outputs), after one
     untimed call, which traces."""
     _wait(fn(x))
     best = float("inf")
     for _ in range(repeats):
-        started = clock()
+        started = time.perf_counter()
         _wait(fn(x))
-        best = min(best, clock() - started)
+        best = min(best, time.perf_counter() - started)
     return best
 
 
@@ -125,5 +124,5 @@ def convolutions(size: int, content: str, style: str, rounds: int = 3, steps: in
                    min((t[3] for t in ts[1:]), default=float("nan"))) for name, ts in times.items()}
 
 
-__all__ = ["block_seconds", "convolutions", "fastest", "floor_function", "floor_seconds", "full_size_objective",
+__all__ = ["block_seconds", "convolutions", "floor_function", "floor_seconds", "full_size_objective",
            "mean_seconds", "step_seconds"]
