@@ -28,14 +28,14 @@ _LAZY = {
 
 #: Submodules reachable as attributes after a plain `import tf_style` (tf_style.losses.gram_matrix, ...).
 _SUBMODULES = (
-    "api", "config", "errors", "experiments", "export", "features", "figures", "graph_images", "hparams", "images",
-    "layers", "loop", "losses", "normalize", "objective", "optimizers", "run_dirs", "serving", "sheets", "start",
-    "step", "tensorboard_logger", "vgg",
+    "api", "config", "errors", "estimate", "experiments", "export", "features", "figures", "graph_images", "hparams",
+    "images", "layers", "lbfgs", "loop", "losses", "normalize", "objective", "optimizers", "run_dirs", "schedule",
+    "serving", "sheets", "start", "step", "tensorboard_logger", "vgg",
 )
 
 #: Modules that import no TensorFlow: reaching them does not load it.
 _TF_FREE = ("tf_style.config", "tf_style.errors", "tf_style.layers", "tf_style.run_dirs", "tf_style.images",
-            "tf_style.sheets", "tf_style.figures", "tf_style.export")
+            "tf_style.sheets", "tf_style.figures", "tf_style.export", "tf_style.schedule", "tf_style.estimate")
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
