@@ -176,3 +176,33 @@ def test_a_resumed_run_removes_its_own_unfinished_picture_and_nothing_else(tmp_p
     before = other.read_bytes()
     api.run(config, content_image, style_image, output=str(out), options=options.replace(resume=True))
     assert sorted(os.listdir(tmp_path)) == ["out.png", "out.unfinished.png"] and other.read_bytes() == before
+
+
+def test_an_interrupted_run_keeps_what_is_already_beside_the_output(tmp_path, content_image, style_image):
+    config = Config(weights="random", image_size=32, num_steps=8)
+    out = tmp_path / "out.png"
+    images.save_image(np.full((22, 32, 3), 100.0), out)  # an earlier picture: the interrupted run writes beside it
+    users = tmp_path / "out.unfinished.png"  # the user's own file (no tf_style text) where the first place would be
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(users)
+    before = users.read_bytes()
+    options = RunOptions(checkpoint_every=1)
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content_image, style_image, output=str(out), callbacks=[InterruptAt(3)], options=options)
+    second = tmp_path / "out.unfinished.2.png"
+    assert info.value.saved_to == str(second) and users.read_bytes() == before
+    assert provenance.read(second)["step"] == 3
+    # Resumed and interrupted again: the run's own unfinished picture gives way to the later one, the user's stays.
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content_image, style_image, output=str(out), callbacks=[InterruptAt(5)],
+                options=options.replace(resume=True))
+    assert info.value.saved_to == str(second) and provenance.read(second)["step"] == 5
+    # Another run's unfinished picture (other settings) is not this run's either: a third place.
+    other = config.replace(seed=7)
+    with pytest.raises(Interrupted) as info:
+        api.run(other, content_image, style_image, output=str(out), callbacks=[InterruptAt(2)],
+                options=options.replace(checkpoint_dir=str(tmp_path / "other")))
+    assert info.value.saved_to == str(tmp_path / "out.unfinished.3.png")
+    # The first run, completed: its own leftover goes with its checkpoints; the user's file and the other run's stay.
+    api.run(config, content_image, style_image, output=str(out), options=options.replace(resume=True))
+    assert sorted(os.listdir(tmp_path)) == ["other", "out.png", "out.unfinished.3.png", "out.unfinished.png"]
+    assert users.read_bytes() == before and provenance.read(tmp_path / "out.unfinished.3.png")["config"]["seed"] == 7

@@ -30,28 +30,46 @@ def unfinished_picture(image: np.ndarray, shape: tuple[int, int], run: RunState)
 
 
 def write_unfinished(picture: np.ndarray, output: str, existed: bool, run: RunState) -> str:
-    """Writes an unfinished picture: to `output`, or beside it if a file was there before; its
-    provenance says at which step it stopped."""
-    path = images.unfinished_path(output) if existed else os.fspath(output)
+    """Writes an unfinished picture: to `output`, or beside it if a file was there before (the first of
+    ``out.unfinished.png``, ``out.unfinished.2.png``, ... that is free or holds this run's own unfinished
+    picture: a user's file there, or another run's, is kept); its provenance says at which step it stopped."""
+    path = os.fspath(output)
+    if existed:
+        n = 1
+        while os.path.lexists(images.unfinished_path(output, n)) and not _own_unfinished(images.unfinished_path(output, n), run):
+            n += 1
+        path = images.unfinished_path(output, n)
     metadata = provenance.record(run.config, run.input_names, step=run.step) if run.config is not None else None
     images.save_image(picture, path, metadata=metadata)
     return path
 
 
-def remove_resumed_unfinished(output: str, run: RunState) -> None:
-    """After a resumed run completes: the unfinished picture its interruption put beside the output
-    (``out.unfinished.png``) is a leftover of this run, like its checkpoints, and is removed. Only
-    one whose provenance is this run's, unfinished (settings but those a resume may change, and the
-    input names), is; anything else there is kept."""
-    path = images.unfinished_path(output)
+def _own_unfinished(path: str, run: RunState) -> bool:
+    """Whether `path` holds an unfinished picture of this run: its provenance's settings (but those a resume may
+    change) and input names are the run's."""
+    if run.config is None or not os.path.isfile(path):
+        return False
     try:
         record = provenance.read(path, Field("output"))
-    except InputError:  # none there, or not tf_style's
-        return
+    except InputError:  # not an image, or not tf_style's
+        return False
     mine = {k: v for k, v in run.config.to_dict().items() if k not in RESUMABLE_CHANGES}
-    theirs = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}
-    if not record.get("finished") and theirs == mine and record.get("inputs") == run.input_names:
-        os.remove(path)
+    theirs = {k: v for k, v in record.get("config", {}).items() if k not in RESUMABLE_CHANGES}
+    return not record.get("finished") and theirs == mine and record.get("inputs") == run.input_names
+
+
+def remove_resumed_unfinished(output: str, run: RunState) -> None:
+    """After a resumed run completes: the unfinished pictures its interruptions put beside the output
+    (``out.unfinished.png``, ``out.unfinished.2.png``, ...) are leftovers of this run, like its checkpoints, and
+    are removed. Only those whose provenance is this run's, unfinished (settings but those a resume may change,
+    and the input names), are; anything else there is kept."""
+    stem, ext = os.path.splitext(os.fspath(images.unfinished_path(output)))
+    pattern = re.compile(re.escape(os.path.basename(stem)) + r"(\.[2-9]|\.[1-9]\d+)?" + re.escape(ext))
+    folder = os.path.dirname(stem) or "."
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if pattern.fullmatch(name) and _own_unfinished(path, run):
+            os.remove(path)
 
 
 def interrupted(

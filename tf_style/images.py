@@ -271,10 +271,11 @@ def check_outputs_spare_inputs(
                              "would include the ", Field(name), f" image ({os.fspath(given)}); choose another output file")
 
 
-def unfinished_path(path: str | os.PathLike) -> str:
-    """Where an interrupted run puts its image when `path` already holds a file: ``out.unfinished.png``."""
+def unfinished_path(path: str | os.PathLike, n: int = 1) -> str:
+    """Where an interrupted run puts its image when `path` already holds a file: ``out.unfinished.png``; the n-th
+    place, when the earlier ones hold files that are not this run's (tf_style.endings), ``out.unfinished.<n>.png``."""
     stem, ext = os.path.splitext(os.fspath(path))
-    return f"{stem}.unfinished{ext or '.png'}"
+    return f"{stem}.unfinished{'' if n == 1 else f'.{n}'}{ext or '.png'}"
 
 
 def image_format_for(path: str, what: What = Field("output")) -> str:
