@@ -160,6 +160,23 @@ def test_output_path_is_checked_before_any_work(tmp_path):
         images.check_output_path(tmp_path / "dir.png")
 
 
+@pytest.mark.parametrize("given", ["", "newdir/", "newdir/.", os.path.join("newdir", "..")])
+def test_an_output_that_names_a_folder_is_refused_before_any_work(tmp_path, monkeypatch, given):
+    # A review found "newdir/" and "" passing the check (abspath drops the slash) and a whole run ending in
+    # NotADirectoryError / FileNotFoundError when the image was saved.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError) as info:
+        images.check_output_path(given)
+    assert str(info.value) == f"output: {given!r} names a folder, not a file; expected an image file name such as out.png"
+    assert os.listdir(tmp_path) == []  # no folder made for it either
+
+
+def test_an_output_that_is_no_path_is_refused():
+    with pytest.raises(InputError) as info:
+        images.check_output_path(123)
+    assert str(info.value) == "output: expected an image file name (a str or os.PathLike); got int 123"
+
+
 def test_save_failure_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "out.png"
     target.write_bytes(b"old")

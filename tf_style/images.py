@@ -208,7 +208,11 @@ def check_output_path(path: str | os.PathLike, what: What = Field("output")) -> 
     folder is created (with its parents); one that cannot be, or is not writable, is an
     InputError naming `what`.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(what, f": expected an image file name (a str or os.PathLike); got {type(path).__name__} {path!r}")
     path = os.fspath(path)
+    if os.path.basename(path) in ("", ".", ".."):  # "", "out/", "out/.": abspath would drop the ending
+        raise InputError(what, f": {path!r} names a folder, not a file; expected an image file name such as out.png")
     fmt = image_format_for(path, what)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
