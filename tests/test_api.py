@@ -126,6 +126,12 @@ def test_config_and_run_options_round_trip_through_json():
     with pytest.raises(InputError) as info:
         Config.from_dict({"image_size": 64, "colour": "red"})
     assert str(info.value).startswith("unknown Config field(s) colour; valid fields are image_size, style_size,")
+    # replace, too: the misspelt name and the valid ones, not dataclasses' TypeError.
+    with pytest.raises(InputError) as info:
+        Config().replace(imagesize=64, seed=1)
+    assert str(info.value).startswith("unknown Config field(s) imagesize; valid fields are image_size, style_size,")
+    with pytest.raises(InputError, match=r"^unknown RunOptions field\(s\) every; valid fields are print_every"):
+        options.replace(every=3)
     # The written-out form (HParams, figures' records) is the same run.
     resolved = config.resolved()
     assert resolved.learning_rate == 1.0 and resolved.style_size == 48 and resolved.style_layer_weights == (1.0, 3.0)

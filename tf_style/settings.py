@@ -14,7 +14,8 @@ class Settings:
     """What Config and RunOptions share: copies, field lists and the JSON round trip."""
 
     def replace(self: _T, **changes: Any) -> _T:
-        """A copy with some fields changed, validated again."""
+        """A copy with some fields changed, validated again; InputError for a name that is no field."""
+        type(self)._check_names(changes)
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -30,12 +31,17 @@ class Settings:
         """The settings a `to_dict` (or a JSON file of it) describes; absent fields keep their defaults."""
         if not isinstance(values, dict):
             raise InputError(f"{cls.__name__}.from_dict expects a dict of fields; got {type(values).__name__}")
-        unknown = sorted(set(values) - set(cls.field_names()))
+        cls._check_names(values)
+        return cls(**values)
+
+    @classmethod
+    def _check_names(cls, names: dict[str, Any]) -> None:
+        """InputError naming every key of `names` that is no field of `cls`, and the fields there are."""
+        unknown = sorted(set(names) - set(cls.field_names()))
         if unknown:
             raise InputError(
                 f"unknown {cls.__name__} field(s) {', '.join(unknown)}; valid fields are {', '.join(cls.field_names())}"
             )
-        return cls(**values)
 
 
 def _jsonable(value: Any) -> Any:
