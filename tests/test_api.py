@@ -271,3 +271,21 @@ def test_style_scale_in_a_texture_changes_the_strokes_not_the_size(style_image):
         assert result.image.shape == (56, 64, 3)
         pictures.append(result.image)
     assert np.abs(pictures[0].astype(int) - pictures[1].astype(int)).mean() > 1  # the strokes differ
+
+
+def test_a_style_image_with_no_style_layers_is_refused_unless_it_is_the_start(content_image, style_image):
+    # A review found a raw "max() arg is an empty sequence" from the memory estimate: the style image was given and
+    # nothing would match it.
+    with pytest.raises(InputError) as info:
+        tf_style.stylize(content_image, style_image, weights="random", image_size=32, num_steps=1, style_layers=())
+    assert str(info.value) == ("style_layers is empty, so the style image would not be used; give style layers, or leave "
+                               "out the style image (a content reconstruction)")
+    # As the start image it is used: a content reconstruction from it, its memory estimated without style targets.
+    config = Config(weights="random", image_size=32, num_steps=2, style_layers=(), init="style", scales=1)
+    result = api.run(config, content_image, style_image)
+    start = images.resize(style_image, result.image.shape[:2]).astype(np.float32)
+    last = result.history[-1]
+    assert not any(k.startswith("style/") for k in last) and last["style"] == 0 and last["total"] == last["content"] > 0
+    noise = tf_style.start.white_noise(start.shape[:2], 0).numpy()
+    picture = result.image.astype(np.float32)
+    assert np.abs(picture - start).mean() < 0.5 * np.abs(picture - noise).mean()  # from the style image (35 vs 88 here)

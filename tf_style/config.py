@@ -246,6 +246,9 @@ class Config(_Settings):
         for needed, given in (("content", content), ("style", style)):
             if self.init == needed and not given:
                 raise InputError(Field("init"), f"={needed} needs a {needed} image (", Field(needed), ")")
+        if style and not self.style_layers and self.init != "style":
+            raise InputError(Field("style_layers"), " is empty, so the ", Field("style"), " image would not be used; give "
+                             "style layers, or leave out the style image (a content reconstruction)")
         if not (self.content_layers if content else ()) and not (self.style_layers if style else ()):
             raise InputError(
                 "no layers to match: the given inputs need ",

@@ -153,7 +153,7 @@ def costs(
         if has_style:
             sizes = [size_for_longest_side(h, w, s.style_size) for h, w in styles] or [(s.style_size,) * 2]
             style_pixels = max(h * w for h, w in sizes)
-        targets = 4 * activations_per_pixel(config.style_layers) * style_pixels if style_pixels else 0.0
+        targets = 4 * activations_per_pixel(config.style_layers) * style_pixels if style_pixels and config.style_layers else 0.0
         per_pixel = activations_per_pixel(layers)
         in_bfloat16 = base + max((BYTES_PER_REDUCED_ACTIVATION.get(phases[0], 0.0) * per_pixel + extra) * s.pixels, targets)
         in_float32 = base + kernels + max((BYTES_PER_ACTIVATION * per_pixel + extra + tiles) * s.pixels, targets)
