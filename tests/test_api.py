@@ -289,3 +289,14 @@ def test_a_style_image_with_no_style_layers_is_refused_unless_it_is_the_start(co
     noise = tf_style.start.white_noise(start.shape[:2], 0).numpy()
     picture = result.image.astype(np.float32)
     assert np.abs(picture - start).mean() < 0.5 * np.abs(picture - noise).mean()  # from the style image (35 vs 88 here)
+
+
+def test_seeds_beyond_2_to_the_53_are_refused_and_those_within_run():
+    # A review found seed=2**63 accepted and TensorFlow's "out-of-range integer" raised when the weights were drawn.
+    with pytest.raises(InputError) as info:
+        Config(seed=2**53 + 1)
+    assert str(info.value) == "seed must be between -9007199254740992 and 9007199254740992; got 9007199254740993"
+    for seed in (2**53, -(2**53)):  # the bounds themselves: the random weights' seeds (seed * 100 + layer) fit int64
+        vgg = tf_style.vgg.build_vgg19(weights="random", seed=Config(seed=seed).seed)
+        assert np.isfinite(vgg.get_layer("block5_conv4").get_weights()[0]).all()
+        assert tf_style.start.white_noise((4, 4), seed).shape == (4, 4, 3)

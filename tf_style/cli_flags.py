@@ -20,7 +20,9 @@ from typing import Any, Callable, Iterable, NoReturn, Sequence, TypeVar
 
 from absl import app, flags
 
-from tf_style.config import COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions
+from tf_style.config import (
+    COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MAX_SEED, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions,
+)
 from tf_style.errors import Field, InputError
 from tf_style.layers import POOLING_CHOICES
 from tf_style.precision import DTYPE_POLICY_CHOICES
@@ -111,7 +113,7 @@ ROWS: tuple[Row, ...] = (
         "whatever --num_steps says; a positive number (default: no limit)."),
     Row("tolerance", "float", "lbfgs: finish a scale once the projected gradient has fallen to this fraction of its "
         "start, at most 1 (0: only where it is exactly 0).", lower=0.0, upper=1.0),
-    Row("seed", "integer", "Seeds the white-noise start (and --weights=random)."),
+    Row("seed", "integer", "Seeds the white-noise start (and --weights=random).", lower=-MAX_SEED, upper=MAX_SEED),
     Row("weights", "string", "VGG19 weights: imagenet (Keras download/cache), random (seeded), or a .h5 PATH."),
     Row("normalize_vgg", "bool",
         "Rescale VGG19 so each filter's mean activation over the run's content and style images is 1, "

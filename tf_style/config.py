@@ -29,6 +29,9 @@ INIT_CHOICES: tuple[str, ...] = ("noise", "content", "style")
 COLOR_CHOICES: tuple[str, ...] = ("none", "luminance", "histogram")
 MIN_IMAGE_SIZE = checks.MIN_IMAGE_SIZE
 MAX_IMAGE_SIZE = checks.MAX_IMAGE_SIZE
+#: |seed| at most 2**53: exact in JSON (the picture's settings, TensorBoard's hparams), and seed * 100 + layer, the
+#: random weights' seeds (tf_style.vgg), stays an int64.
+MAX_SEED = 2**53
 
 #: Learning rates that make good progress in pixel space [0, 255] (see BUILD_NOTES.md).
 DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 10.0, "lbfgs": 1.0}
@@ -158,7 +161,7 @@ class Config(_Settings):
         if self.max_seconds is not None:
             fix("max_seconds", checks.number("max_seconds", self.max_seconds, minimum=0.0, strict=True))
         fix("tolerance", checks.number("tolerance", self.tolerance, minimum=0.0))
-        checks.integer("seed", self.seed)
+        checks.integer("seed", self.seed, -MAX_SEED, MAX_SEED)
         for name in ("content_weight", "style_weight", "tv_weight"):
             fix(name, checks.number(name, getattr(self, name), minimum=0.0))
         if not self.content_layers and not self.style_layers:
@@ -284,5 +287,6 @@ __all__ = [
     "DEFAULT_LEARNING_RATES",
     "MIN_IMAGE_SIZE",
     "MAX_IMAGE_SIZE",
+    "MAX_SEED",
     "paper_layer_weights",
 ]
