@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 import tf_style
@@ -300,3 +301,28 @@ def test_seeds_beyond_2_to_the_53_are_refused_and_those_within_run():
         vgg = tf_style.vgg.build_vgg19(weights="random", seed=Config(seed=seed).seed)
         assert np.isfinite(vgg.get_layer("block5_conv4").get_weights()[0]).all()
         assert tf_style.start.white_noise((4, 4), seed).shape == (4, 4, 3)
+
+
+def test_build_synthesis_checks_its_arrays_as_stylize_does(content_image, style_image):
+    # A review found a path giving "'str' object has no attribute 'shape'", a grey [H, W] array TensorFlow's shape
+    # error, and a [0, 1] float array accepted as a black target.
+    config = Config(weights="random", image_size=32, scales=1)
+    with pytest.raises(InputError) as info:
+        api.build_synthesis(config, "photo.jpg", style_image)
+    assert str(info.value) == ("content: build_synthesis takes image arrays, as tf_style.api.prepare_images returns them; "
+                               "got the path 'photo.jpg'")
+    with pytest.raises(InputError, match=r"^style: pixel values must lie in \[0, 255\]; got a float array in \[0, 1\], "
+                       r"which looks like the \[0, 1\] convention \(multiply it by 255\)$"):
+        api.build_synthesis(config, content_image, np.linspace(0, 1, 32 * 32 * 3).reshape(32, 32, 3))
+    grey = content_image.mean(axis=2)  # [H, W]: the same as its RGB copy, as for stylize
+    a = api.build_synthesis(config, grey, style_image).objective.value_and_grad(tf.zeros((1, *grey.shape, 3)))[0]
+    b = api.build_synthesis(config, np.repeat(grey[..., None], 3, 2), style_image).objective.value_and_grad(
+        tf.zeros((1, *grey.shape, 3)))[0]
+    assert float(a["total"][0]) == float(b["total"][0]) > 0
+
+
+def test_an_empty_list_of_styles_is_refused_not_run_as_a_content_reconstruction(content_image):
+    with pytest.raises(InputError) as info:
+        tf_style.stylize(content_image, [], weights="random", image_size=32, num_steps=1)
+    assert str(info.value) == ("style is an empty list; give one or more style images, or none (None) for a content "
+                               "reconstruction")

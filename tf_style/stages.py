@@ -3,6 +3,7 @@ built from the full-size inputs, the network shared by all of them."""
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -57,7 +58,8 @@ def build_synthesis(
         after a stall; a coarser one ends there instead (its result is refined at the next scale
         in any case, so a float32 polish, a second network and a second trace, would be wasted).
     """
-    styles = as_list(style)
+    styles = [_prepared(s, Field("style")) for s in as_list(style)]
+    content = None if content is None else _prepared(content, Field("content"))
     config.check_inputs(content=content is not None, style=bool(styles), styles=len(styles))
     content_layers = config.content_layers if content is not None else ()
     style_layers = config.style_layers if styles else ()
@@ -88,6 +90,15 @@ def build_synthesis(
                                static_shapes=normalize.gpu_runs_it())
     return Synthesis(objective(first), optimizer, start_image, then=(lambda: objective(then[0])) if then and final else None,
                      end_on_stall=bool(then) and not final)
+
+
+def _prepared(image: np.ndarray, what: Field) -> np.ndarray:
+    """An input of `build_synthesis`: an image array, checked as any array input is (`images.as_rgb_array`); a path
+    is an InputError pointing at `tf_style.api.prepare_images`, which loads and resizes."""
+    if isinstance(image, (str, os.PathLike)):
+        raise InputError(what, f": build_synthesis takes image arrays, as tf_style.api.prepare_images returns them; got "
+                         f"the path {os.fspath(image)!r}")
+    return images.as_rgb_array(image, what)
 
 
 def check_sizes(config: Config, size: Sequence[int], style_shapes: Sequence[Sequence[int]], *, has_content: bool) -> None:
@@ -127,9 +138,13 @@ def check_plan(config: Config, plan: Sequence[schedule.Scale], style_shapes: Seq
 
 
 def as_list(style: np.ndarray | Sequence[np.ndarray] | None) -> list[np.ndarray]:
-    """The style images as a list: none, one, or several."""
+    """The style images as a list: none (None), one, or several (a list or tuple: an empty one is an InputError,
+    not a silent content reconstruction)."""
     if style is None:
         return []
+    if isinstance(style, (list, tuple)) and not style:
+        raise InputError(Field("style"), " is an empty list; give one or more style images, or none (None) for a content "
+                         "reconstruction")
     return list(style) if isinstance(style, (list, tuple)) else [style]
 
 
