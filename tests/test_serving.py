@@ -349,6 +349,15 @@ def test_existing_version_and_unexportable_settings_are_refused_before_any_work(
     with pytest.raises(InputError, match=r"^normalize_vgg cannot be exported \(the network would be normalised"):
         export_lib.export_savedmodel(library_config().replace(normalize_vgg=True), export["base"])
     assert sorted(os.listdir(export["base"])) == ["1"]
+    # A dict for the Config, a number for the folder: one line each, not an AttributeError or TypeError.
+    with pytest.raises(InputError) as info:
+        export_lib.export_savedmodel({"image_size": 32}, export["base"])
+    assert str(info.value) == ("the export's settings must be a tf_style.Config; got dict (a dict of settings: "
+                               "Config.from_dict(d))")
+    with pytest.raises(InputError) as info:
+        export_lib.export_savedmodel(library_config(), 5)
+    assert str(info.value) == "export_dir: expected a folder path (a str or os.PathLike); got int 5"
+    assert sorted(os.listdir(export["base"])) == ["1"]
 
 
 # -- the saved graph ----------------------------------------------------------------------------------

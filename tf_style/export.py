@@ -98,7 +98,10 @@ def export_config(
 
 
 def check_exportable(config: Config) -> None:
-    """Refuses a Config with a non-default value in a field the export cannot honour."""
+    """Refuses what is not a Config, and a Config with a non-default value in a field the export cannot honour."""
+    if not isinstance(config, Config):
+        raise InputError(f"the export's settings must be a tf_style.Config; got {type(config).__name__} (a dict of "
+                         "settings: Config.from_dict(d))")
     default = Config()
     for name, reason in UNSUPPORTED_FIELDS.items():
         if getattr(config, name) != getattr(default, name):

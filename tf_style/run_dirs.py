@@ -57,6 +57,8 @@ def claim_run_dir(logdir: str, run_name: str, unique: bool = True) -> str:
 def check_folder(path: str | os.PathLike, what: Field | str) -> None:
     """Refuses, creating nothing, a folder `path` that cannot be made: it or a folder above it is a
     file, or the nearest folder that exists above it is not writable. InputError names `what`."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(what, f": expected a folder path (a str or os.PathLike); got {type(path).__name__} {path!r}")
     path = os.fspath(path)
     existing = os.path.abspath(path)
     while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
