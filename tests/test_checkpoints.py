@@ -295,6 +295,19 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, content_image, style_i
         api.run(config, content_image, style_image, options=RunOptions(resume=True))
 
 
+def test_asking_for_files_a_run_without_output_cannot_write_is_refused(content_image, style_image):
+    # A review found checkpoint_every=1 and save_every=1 without an output accepted, and nothing written or said.
+    config = Config(weights="random", image_size=48, num_steps=3)
+    with pytest.raises(InputError) as info:
+        api.run(config, content_image, style_image, options=RunOptions(checkpoint_every=1))
+    assert str(info.value) == "checkpoint_every needs the checkpoints' folder: give checkpoint_dir or an output"
+    with pytest.raises(InputError) as info:
+        api.run(config, content_image, style_image, options=RunOptions(save_every=2))
+    assert str(info.value) == "save_every=2 writes images beside the output: give an output"
+    # Left at their defaults ("automatic", none) or turned off, they ask for nothing: the run goes on.
+    assert api.run(config.replace(num_steps=1), content_image, style_image, options=RunOptions(checkpoint_every=0)).image.shape
+
+
 def test_checkpoint_dir_is_used_and_removed_when_the_run_completes(tmp_path, content_image, style_image):
     folder = tmp_path / "ckpts"
     seen = []

@@ -79,10 +79,14 @@ def check_before_run(config: Config, content_shape: Sequence[int] | None, style_
     estimate.check_memory(config, content_shape, style_shapes, memory_for(options), gpu=gpu_runs_it())
 
 
-def check_output(output: str, config: Config, content: Any, style: Any, save_every: int = 0) -> bool:
+def check_output(output: str | None, config: Config, content: Any, style: Any, save_every: int = 0) -> bool:
     """Checks an output path before any work (writable, a known format; neither it nor the files
     written beside it are inputs); returns whether a file is there now (an unfinished run must
-    then not replace it)."""
+    then not replace it). No output: False, and `save_every` must be 0 (its images go beside the output)."""
+    if output is None:
+        if save_every:
+            raise InputError(Field("save_every"), f"={save_every} writes images beside the output: give an output")
+        return False
     images.check_output_path(output)
     named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init,
              "style_masks": list(config.style_masks or ())}
@@ -153,7 +157,7 @@ def run(
         of the last finished step is written likewise.
     """
     options = options if options is not None else RunOptions()
-    existed = output is not None and check_output(output, config, content, style, options.save_every)
+    existed = check_output(output, config, content, style, options.save_every)
     loaded = dict(zip(("content", "style", "show"), load_inputs(config, content, style)))
     shapes = {"content": None if content is None else loaded["content"].shape[:2],
               "style": [s.shape[:2] for s in as_list(loaded["style"])] or None}

@@ -244,8 +244,9 @@ def for_run(
     """
     folder = options.checkpoint_dir or (default_folder(output) if output is not None else None)
     if folder is None:
-        if options.resume:
-            raise InputError(Field("resume"), " needs the checkpoints' folder: give ", Field("checkpoint_dir"), " or an output")
+        for name in ("resume", "checkpoint_every"):  # asked for (checkpoint_every's None is "automatic", 0 "never")
+            if getattr(options, name):
+                raise InputError(Field(name), " needs the checkpoints' folder: give ", Field("checkpoint_dir"), " or an output")
         return None
     if options.checkpoint_every == 0 and not options.resume:
         return None
