@@ -326,3 +326,9 @@ def test_an_empty_list_of_styles_is_refused_not_run_as_a_content_reconstruction(
         tf_style.stylize(content_image, [], weights="random", image_size=32, num_steps=1)
     assert str(info.value) == ("style is an empty list; give one or more style images, or none (None) for a content "
                                "reconstruction")
+
+
+def test_progress_must_be_a_bool(content_image, style_image):
+    with pytest.raises(InputError) as info:
+        tf_style.stylize(content_image, style_image, weights="random", image_size=32, progress="no")
+    assert str(info.value) == "progress must be True or False; got 'no'"

@@ -118,7 +118,7 @@ def memory_for(options: RunOptions) -> float | None:
 def run(
     config: Config,
     content: images.ImageLike | None,
-    style: images.ImageLike | None,
+    style: images.ImageLike | Sequence[images.ImageLike] | None,
     *,
     options: RunOptions | None = None,
     output: str | None = None,
@@ -133,7 +133,8 @@ def run(
 
     Args:
       config: the run's settings.
-      content, style: paths or arrays (uint8, or float in [0, 255]); either may be None.
+      content, style: paths or arrays (uint8, or float in [0, 255]); either may be None; several style
+        images (a list) are blended by config.style_blend_weights.
       options: how the run is watched and saved: print_every, save_every, checkpoints (logging
         is a callback: pass a `tf_style.tensorboard_logger.TensorBoardLogger` in `callbacks`).
       output: if given, the final image is written there atomically (format by extension); it
@@ -251,21 +252,28 @@ def run_with_options(
             logger.close()
 
 
-def stylize(content: images.ImageLike, style: images.ImageLike, **options: Any) -> np.ndarray:
+def stylize(
+    content: images.ImageLike | None, style: images.ImageLike | Sequence[images.ImageLike] | None, **options: Any
+) -> np.ndarray:
     """Renders `content` in the style of `style` with the paper's algorithm.
 
     Args:
-      content: the photograph: a path or an [H, W, 3] array (uint8, or float in [0, 255]).
-      style: the artwork: a path or an array.
+      content: the photograph: a path or an [H, W, 3] array (uint8, or float in [0, 255]); None for a texture
+        (style only).
+      style: the artwork: a path or an array; a list of them is blended (style_blend_weights); None for a
+        content reconstruction.
       **options: any `tf_style.Config` field (image_size, style_weight, num_steps, weights, ...)
         or `tf_style.RunOptions` field (logdir, run_name, image_every, print_every, save_every),
         plus ``output=PATH`` to also write the result and ``progress=True`` for a progress bar.
 
     Returns:
-      The stylised image, uint8 [H, W, 3], longest side `image_size`.
+      The stylised image, uint8 [H, W, 3], longest side `image_size` (a texture: `output_size`, else the style
+      image's size as resized).
     """
     output = options.pop("output", None)
-    progress = bool(options.pop("progress", False))
+    progress = options.pop("progress", False)
+    if not isinstance(progress, bool):  # bool("no") would be True
+        raise InputError(Field("progress"), f" must be True or False; got {progress!r}")
     config, run_options = split_options(**options)
     return run_with_options(config, run_options, content, style, output=output, progress=progress).image
 
