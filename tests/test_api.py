@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -332,3 +333,23 @@ def test_progress_must_be_a_bool(content_image, style_image):
     with pytest.raises(InputError) as info:
         tf_style.stylize(content_image, style_image, weights="random", image_size=32, progress="no")
     assert str(info.value) == "progress must be True or False; got 'no'"
+
+
+def test_numbers_paths_and_lists_are_read_as_a_user_means_them(tmp_path):
+    # A review found NumPy numbers and pathlib paths refused with contradictory lines, "12345" read as five weights,
+    # and blend weights of 1e308 each normalised to (0, 0) (their sum overflowed).
+    config = Config(image_size=np.int64(64), style_weight=np.float32(10), seed=np.int32(3), num_steps=np.uint8(2))
+    assert (config.image_size, config.style_weight, config.seed, config.num_steps) == (64, 10.0, 3, 2)
+    assert [type(v) for v in (config.image_size, config.style_weight, config.seed)] == [int, float, int]
+    assert json.loads(json.dumps(config.to_dict()))["image_size"] == 64  # plain JSON, not a NumPy scalar
+    assert json.loads(json.dumps(tf_style.RunOptions(print_every=np.int64(5)).to_dict()))["print_every"] == 5
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"")
+    assert Config(weights=weights).weights == str(weights) and Config(init=weights).init == str(weights)
+    assert Config(style_blend_weights=(1e308, 1e308)).style_blend_weights == (0.5, 0.5)
+    assert Config(style_blend_weights="3,1").style_blend_weights == (0.75, 0.25)
+    assert Config(style_layer_weights="1,2,3,4,5").style_layer_weights == (1, 2, 3, 4, 5)
+    with pytest.raises(InputError) as info:
+        Config(style_layer_weights="12345")
+    assert str(info.value) == "style_layer_weights has 1 values for 5 style layers"
+    assert Config(style_blend_weights="12").style_blend_weights == (1.0,)  # one weight, not 1 and 2

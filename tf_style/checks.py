@@ -6,6 +6,7 @@ No TensorFlow here: a bad value on the command line is reported before TensorFlo
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 import os
 from typing import Any, Sequence
@@ -18,9 +19,10 @@ MAX_IMAGE_SIZE = 8192
 
 
 def integer(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, unit: str = "") -> int:
-    """An int (not a bool, not a float) within the bounds."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """An integer (not a bool, not a float; a NumPy integer too) within the bounds, as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InputError(Field(name), f" must be an integer; got {value!r}")
+    value = int(value)  # a NumPy integer as a plain int: the settings go to JSON
     if minimum is not None and maximum is not None and not minimum <= value <= maximum:
         raise InputError(Field(name), f" must be between {minimum} and {maximum}{unit}; got {value}")
     if minimum is not None and value < minimum:
@@ -29,8 +31,8 @@ def integer(name: str, value: Any, minimum: int | None = None, maximum: int | No
 
 
 def number(name: str, value: Any, minimum: float, strict: bool = False) -> float:
-    """A finite real number >= minimum (> minimum when strict), returned as a float."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number >= minimum (> minimum when strict; a NumPy number too), returned as a float."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < minimum or (strict and value == minimum):
         raise InputError(Field(name), f" must be a finite number {'>' if strict else '>='} {minimum:g}; got {value!r}")
     return float(value)
@@ -87,10 +89,16 @@ def layer_names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _numbers(value: Any) -> tuple[float, ...]:
+    """A list (or comma-separated string, as the flag gives) of numbers as floats; TypeError or ValueError if not."""
+    items = value.split(",") if isinstance(value, str) else value  # not "12" as 1 and 2
+    return tuple(float(w) for w in items)
+
+
 def layer_weights(value: Any, n_layers: int) -> tuple[float, ...]:
     """style_layer_weights: one finite number >= 0 per style layer."""
     try:
-        weights = tuple(float(w) for w in value)
+        weights = _numbers(value)
     except (TypeError, ValueError):
         raise InputError(Field("style_layer_weights"), f" must be numbers, one per style layer; got {value!r}") from None
     if len(weights) != n_layers:
@@ -103,12 +111,13 @@ def layer_weights(value: Any, n_layers: int) -> tuple[float, ...]:
 def blend_weights(value: Any) -> tuple[float, ...]:
     """style_blend_weights: finite numbers >= 0, not all 0; returned normalised to sum to 1."""
     try:
-        weights = tuple(float(w) for w in value)
+        weights = _numbers(value)
     except (TypeError, ValueError):
         raise InputError(Field("style_blend_weights"), f" must be numbers, one per style image; got {value!r}") from None
     if not weights or any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
         raise InputError(Field("style_blend_weights"), f" must be finite, >= 0 and not all 0; got {weights}")
-    return tuple(w / sum(weights) for w in weights)
+    scaled = [w / max(weights) for w in weights]  # so that the sum of the largest floats cannot overflow to inf
+    return tuple(w / sum(scaled) for w in scaled)
 
 
 def paths(name: str, value: Any) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ asset all follow from the field list.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -138,9 +139,9 @@ class Config(_Settings):
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
         fix("content_layers", checks.layer_names("content_layers", self.content_layers))
         fix("style_layers", checks.layer_names("style_layers", self.style_layers))
-        checks.integer("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
+        fix("image_size", checks.integer("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " pixels"))
         if self.style_size is not None:
-            checks.integer("style_size", self.style_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
+            fix("style_size", checks.integer("style_size", self.style_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " pixels"))
         if self.style_scale is not None:
             fix("style_scale", checks.number("style_scale", self.style_scale, minimum=0.0, strict=True))
             if self.style_size is not None:
@@ -155,13 +156,13 @@ class Config(_Settings):
             if self.style_blend_weights is not None:
                 raise InputError(Field("style_masks"), " put each style in its own region, ", Field("style_blend_weights"),
                                  " mix the styles everywhere; give one of them")
-        checks.integer("num_steps", self.num_steps, 0)
-        checks.integer("scales", self.scales, 1, 8)
-        checks.integer("coarsest_size", self.coarsest_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, unit=" pixels")
+        fix("num_steps", checks.integer("num_steps", self.num_steps, 0))
+        fix("scales", checks.integer("scales", self.scales, 1, 8))
+        fix("coarsest_size", checks.integer("coarsest_size", self.coarsest_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " pixels"))
         if self.max_seconds is not None:
             fix("max_seconds", checks.number("max_seconds", self.max_seconds, minimum=0.0, strict=True))
         fix("tolerance", checks.number("tolerance", self.tolerance, minimum=0.0))
-        checks.integer("seed", self.seed, -MAX_SEED, MAX_SEED)
+        fix("seed", checks.integer("seed", self.seed, -MAX_SEED, MAX_SEED))
         for name in ("content_weight", "style_weight", "tv_weight"):
             fix(name, checks.number(name, getattr(self, name), minimum=0.0))
         if not self.content_layers and not self.style_layers:
@@ -176,6 +177,9 @@ class Config(_Settings):
         checks.choice("dtype_policy", self.dtype_policy, DTYPE_POLICY_CHOICES)
         if self.learning_rate is not None:
             fix("learning_rate", checks.number("learning_rate", self.learning_rate, minimum=0.0, strict=True))
+        for name in ("init", "weights"):  # a pathlib.Path as its string: the settings go to JSON
+            if isinstance(getattr(self, name), os.PathLike):
+                fix(name, os.fspath(getattr(self, name)))
         checks.init(self.init, INIT_CHOICES)
         if not isinstance(self.weights, str) or not self.weights:
             raise InputError(Field("weights"), f" must be 'imagenet', 'random' or a file path; got {self.weights!r}")

@@ -40,10 +40,11 @@ class RunOptions(Settings):
     max_memory_mb: int | None = None
 
     def __post_init__(self) -> None:
-        checks.integer("print_every", self.print_every, 0)
-        checks.integer("save_every", self.save_every, 0)
+        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
+        fix("print_every", checks.integer("print_every", self.print_every, 0))
+        fix("save_every", checks.integer("save_every", self.save_every, 0))
         if self.image_every is not None:
-            checks.integer("image_every", self.image_every, 0)
+            fix("image_every", checks.integer("image_every", self.image_every, 0))
         if self.logdir is not None and (not isinstance(self.logdir, (str, os.PathLike)) or not str(self.logdir)):
             raise InputError(Field("logdir"), f" must be a folder path; got {self.logdir!r}")
         if self.run_name is not None:
@@ -53,9 +54,9 @@ class RunOptions(Settings):
         ):
             raise InputError(Field("checkpoint_dir"), f" must be a folder path; got {self.checkpoint_dir!r}")
         if self.checkpoint_every is not None:
-            checks.integer("checkpoint_every", self.checkpoint_every, 0)
+            fix("checkpoint_every", checks.integer("checkpoint_every", self.checkpoint_every, 0))
         if self.max_memory_mb is not None:
-            checks.integer("max_memory_mb", self.max_memory_mb, 1)
+            fix("max_memory_mb", checks.integer("max_memory_mb", self.max_memory_mb, 1))
         if not isinstance(self.resume, bool):
             raise InputError(Field("resume"), f" must be True or False; got {self.resume!r}")
 
