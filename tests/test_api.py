@@ -353,3 +353,12 @@ def test_numbers_paths_and_lists_are_read_as_a_user_means_them(tmp_path):
         Config(style_layer_weights="12345")
     assert str(info.value) == "style_layer_weights has 1 values for 5 style layers"
     assert Config(style_blend_weights="12").style_blend_weights == (1.0,)  # one weight, not 1 and 2
+
+
+def test_a_dark_uint8_photo_runs_through_every_scale(content_image, style_image):
+    # uint8 values 0 and 1: a real (nearly black) picture, not the [0, 1] float convention. Its float copies at each
+    # scale lie in [0, 1] too, and must not be refused as that convention (a review caught build_synthesis doing so).
+    dark = (content_image > 128).astype(np.uint8)
+    config = Config(weights="random", image_size=64, coarsest_size=32, scales=2, num_steps=1)
+    result = api.run(config, dark, style_image)
+    assert len(result.history) == 3 and np.isfinite(result.history[-1]["total"])  # 2 steps at 32 px, 1 at 64 px

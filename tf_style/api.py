@@ -49,10 +49,18 @@ def prepare_images(
 ) -> tuple[np.ndarray | None, np.ndarray | list[np.ndarray] | None]:
     """Loads and resizes the inputs: content to image_size, style to style_size (default image_size);
     several style images give a list."""
-    content_arr = None
-    if content is not None:
-        content_arr = images.resize_longest(images.as_rgb_array(content, Field("content")), config.image_size)
-    styles = [images.resize_longest(images.as_rgb_array(s, Field("style")), config.effective_style_size) for s in as_list(style)]
+    content_arr = None if content is None else images.as_rgb_array(content, Field("content"))
+    styles = [images.as_rgb_array(s, Field("style")) for s in as_list(style)]
+    return resize_inputs(config, content_arr, styles if isinstance(style, (list, tuple)) else styles[0] if styles else None)
+
+
+def resize_inputs(
+    config: Config, content: np.ndarray | None, style: np.ndarray | list[np.ndarray] | None
+) -> tuple[np.ndarray | None, np.ndarray | list[np.ndarray] | None]:
+    """`prepare_images` for arrays already checked (`load_inputs`): not checked again, since a dark uint8 photo's
+    float copy lies in [0, 1], which the check of a given array takes for the [0, 1] convention."""
+    content_arr = None if content is None else images.resize_longest(content, config.image_size)
+    styles = [images.resize_longest(s, config.effective_style_size) for s in as_list(style)]
     return content_arr, (styles if isinstance(style, (list, tuple)) else styles[0]) if styles else None
 
 
@@ -164,7 +172,7 @@ def run(
               "style": [s.shape[:2] for s in as_list(loaded["style"])] or None}
     region_masks = masks.load_masks(config.style_masks)
     estimate.check_memory(config, shapes["content"], shapes["style"], memory_for(options), gpu=gpu_runs_it())
-    content_arr, style_arr = prepare_images(config, loaded["content"], loaded["style"])
+    content_arr, style_arr = resize_inputs(config, loaded["content"], loaded["style"])
     plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
     final = plan[-1].shape
     if output is not None:  # the steps the series is written at (tf_style.loop.SaveEvery): known once planned
@@ -279,14 +287,6 @@ def stylize(
 
 
 __all__ = [
-    "Result",
-    "build_synthesis",
-    "check_before_run",
-    "check_output",
-    "load_start",
-    "prepare_images",
-    "run",
-    "run_with_options",
-    "split_options",
-    "stylize",
+    "Result", "build_synthesis", "check_before_run", "check_output", "load_start", "prepare_images", "resize_inputs",
+    "run", "run_with_options", "split_options", "stylize",
 ]

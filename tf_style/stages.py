@@ -38,6 +38,7 @@ def build_synthesis(
     normalization_images: Sequence[np.ndarray] | None = None,
     masks: Sequence[np.ndarray] | None = None,
     final: bool = True,
+    inputs_checked: bool = False,
 ) -> Synthesis:
     """Feature targets, objective, optimiser and start image for prepared (resized) inputs.
 
@@ -57,9 +58,12 @@ def build_synthesis(
         "mixed_bfloat16_then_float32" (tf_style.precision), the final scale goes on in float32
         after a stall; a coarser one ends there instead (its result is refined at the next scale
         in any case, so a float32 polish, a second network and a second trace, would be wasted).
+      inputs_checked: True where `content` and `style` are resized copies of inputs already checked (`stages`):
+        a dark photo's copy may lie in [0, 1], which the check of an array given here takes for the [0, 1]
+        convention (`images.as_rgb_array`).
     """
-    styles = [_prepared(s, Field("style")) for s in as_list(style)]
-    content = None if content is None else _prepared(content, Field("content"))
+    styles = [s if inputs_checked else _prepared(s, Field("style")) for s in as_list(style)]
+    content = content if content is None or inputs_checked else _prepared(content, Field("content"))
     config.check_inputs(content=content is not None, style=bool(styles), styles=len(styles))
     content_layers = config.content_layers if content is not None else ()
     style_layers = config.style_layers if styles else ()
@@ -197,6 +201,7 @@ def stages(
                 normalization_images=normalization_images,
                 masks=masks,
                 final=scale is plan[-1],
+                inputs_checked=True,
             )
 
         return Stage(scale.steps, build)
