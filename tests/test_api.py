@@ -330,9 +330,15 @@ def test_an_empty_list_of_styles_is_refused_not_run_as_a_content_reconstruction(
 
 
 def test_progress_must_be_a_bool(content_image, style_image):
-    with pytest.raises(InputError) as info:
-        tf_style.stylize(content_image, style_image, weights="random", image_size=32, progress="no")
-    assert str(info.value) == "progress must be True or False; got 'no'"
+    # bool("no") is True: each way in refuses it, before any work.
+    calls = [lambda: tf_style.stylize(content_image, style_image, weights="random", image_size=32, progress="no"),
+             lambda: api.run(Config(weights="random", image_size=32), content_image, style_image, progress="no"),
+             lambda: tf_style.reconstruct_content(content_image, "conv4_2", weights="random", image_size=32,
+                                                  progress="no")]
+    for call in calls:
+        with pytest.raises(InputError) as info:
+            call()
+        assert str(info.value) == "progress must be True or False; got 'no'"
 
 
 def test_numbers_paths_and_lists_are_read_as_a_user_means_them(tmp_path):

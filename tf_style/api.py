@@ -165,7 +165,7 @@ def run(
       tf_style.errors.OutOfMemory: TensorFlow could not allocate a step's memory (a GPU's); the image
         of the last finished step is written likewise.
     """
-    options = options if options is not None else RunOptions()
+    options = _run_options(options, progress)
     existed = check_output(output, config, content, style, options.save_every)
     loaded = dict(zip(("content", "style", "show"), load_inputs(config, content, style)))
     shapes = {"content": None if content is None else loaded["content"].shape[:2],
@@ -226,6 +226,13 @@ def run(
     return result
 
 
+def _run_options(options: RunOptions | None, progress: Any) -> RunOptions:
+    """`run`'s options (None: the defaults), once `progress` is known to be a bool (`bool("no")` would be True)."""
+    if not isinstance(progress, bool):
+        raise InputError(Field("progress"), f" must be True or False; got {progress!r}")
+    return options if options is not None else RunOptions()
+
+
 def split_options(**options: Any) -> tuple[Config, RunOptions]:
     """Keyword options -> (Config, RunOptions), with a clear error for an unknown option name."""
     config_fields, run_fields = set(Config.field_names()), set(RunOptions.field_names())
@@ -280,8 +287,6 @@ def stylize(
     """
     output = options.pop("output", None)
     progress = options.pop("progress", False)
-    if not isinstance(progress, bool):  # bool("no") would be True
-        raise InputError(Field("progress"), f" must be True or False; got {progress!r}")
     config, run_options = split_options(**options)
     return run_with_options(config, run_options, content, style, output=output, progress=progress).image
 

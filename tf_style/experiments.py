@@ -115,7 +115,7 @@ def _refuse(options: dict[str, Any], names: Sequence[str], function: str, argume
 
 def _pop_run_arguments(options: dict[str, Any]) -> dict[str, Any]:
     arguments = {name: options.pop(name) for name in _RUN_ARGUMENTS if name in options}
-    arguments["progress"] = bool(arguments.get("progress", False))
+    arguments["progress"] = arguments.get("progress", False)  # a bool: tf_style.api.run refuses anything else
     return arguments
 
 
