@@ -357,6 +357,11 @@ def test_existing_version_and_unexportable_settings_are_refused_before_any_work(
     with pytest.raises(InputError) as info:
         export_lib.export_savedmodel(library_config(), 5)
     assert str(info.value) == "export_dir: expected a folder path (a str or os.PathLike); got int 5"
+    with pytest.raises(InputError, match=r"^the export's settings must be a tf_style.Config; got dict"):
+        export_lib.export_config({"image_size": 32})
+    with pytest.raises(InputError) as info:
+        export_lib.export_savedmodel(library_config().replace(style_layers=()), export["base"])
+    assert str(info.value) == "style_layers is empty: every request carries a style image, which would not be used"
     assert sorted(os.listdir(export["base"])) == ["1"]
 
 

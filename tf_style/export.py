@@ -83,6 +83,7 @@ def export_config(
 ) -> dict[str, Any]:
     """What is saved as the export's config asset: the Config (`to_dict`), the limits on each
     image baked into the graph, and what it was made with."""
+    check_exportable(config)
     import tensorflow as tf
 
     from tf_style import __version__
@@ -107,6 +108,8 @@ def check_exportable(config: Config) -> None:
         if getattr(config, name) != getattr(default, name):
             raise InputError(Field(name), f" cannot be exported ({reason}); got {getattr(config, name)!r}")
     precision.exported(config.dtype_policy)  # refuses a policy the export's graph cannot run
+    if not config.style_layers:
+        raise InputError(Field("style_layers"), " is empty: every request carries a style image, which would not be used")
 
 
 def next_version(base: str) -> int:
