@@ -352,6 +352,8 @@ def test_numbers_paths_and_lists_are_read_as_a_user_means_them(tmp_path):
     weights = tmp_path / "w.h5"
     weights.write_bytes(b"")
     assert Config(weights=weights).weights == str(weights) and Config(init=weights).init == str(weights)
+    two = dict(style_blend_weights=None, style_masks=[weights, str(weights)])
+    assert Config(**two).style_masks == (str(weights),) * 2 and Config(style_masks=weights).style_masks == (str(weights),)
     assert Config(style_blend_weights=(1e308, 1e308)).style_blend_weights == (0.5, 0.5)
     assert Config(style_blend_weights="3,1").style_blend_weights == (0.75, 0.25)
     assert Config(style_layer_weights="1,2,3,4,5").style_layer_weights == (1, 2, 3, 4, 5)

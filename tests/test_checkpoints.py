@@ -305,7 +305,9 @@ def test_asking_for_files_a_run_without_output_cannot_write_is_refused(content_i
         api.run(config, content_image, style_image, options=RunOptions(save_every=2))
     assert str(info.value) == "save_every=2 writes images beside the output: give an output"
     # Left at their defaults ("automatic", none) or turned off, they ask for nothing: the run goes on.
-    assert api.run(config.replace(num_steps=1), content_image, style_image, options=RunOptions(checkpoint_every=0)).image.shape
+    for options in (RunOptions(), RunOptions(checkpoint_every=0, save_every=0)):
+        result = api.run(config.replace(num_steps=1), content_image, style_image, options=options)
+        assert result.image.shape == (32, 48, 3) and len(result.history) == 1  # the 43x64 photo at 48 px
 
 
 def test_checkpoint_dir_is_used_and_removed_when_the_run_completes(tmp_path, content_image, style_image):

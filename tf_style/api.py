@@ -283,7 +283,7 @@ def stylize(
 
     Returns:
       The stylised image, uint8 [H, W, 3], longest side `image_size` (a texture: `output_size`, else the style
-      image's size as resized).
+      image's size as resized; with `style_scale`, `image_size`).
     """
     output = options.pop("output", None)
     progress = options.pop("progress", False)

@@ -121,11 +121,12 @@ def blend_weights(value: Any) -> tuple[float, ...]:
 
 
 def paths(name: str, value: Any) -> tuple[str, ...]:
-    """A non-empty list of file paths (each a non-empty string), as a tuple; the files are read later."""
-    if isinstance(value, str):
+    """A non-empty list of file paths (each a non-empty string or a pathlib.Path), as a tuple of strings; the files
+    are read later."""
+    if isinstance(value, (str, os.PathLike)):
         value = (value,)
     try:
-        given = tuple(value)
+        given = tuple(os.fspath(p) if isinstance(p, os.PathLike) else p for p in value)
     except TypeError:
         raise InputError(Field(name), f" must be a list of file paths; got {value!r}") from None
     if not given or any(not isinstance(p, str) or not p for p in given):
