@@ -243,3 +243,24 @@ def test_files_appear_whole_through_a_rename(tmp_path, monkeypatch):
     batch_job.claim_output_dir(s, batch_job.job_record(s, {"config": {}}))
     assert sorted(tf.io.gfile.listdir(url + "/job")) == ["records", "tf_style_job.json"]
     assert s.record(PAIR) == f"{url}/job/records/cat__wave.json"
+
+
+def test_the_tool_drops_the_tracebacks_of_an_interrupt_but_no_others():
+    # SIGTERM's handler raises KeyboardInterrupt; raised while TensorFlow's C++ turned its own NotFoundError into
+    # Python's, pybind11 made it a RuntimeError, and Beam logged that with its traceback (a CI run, 2026-11-29).
+    script = (
+        "import importlib.util, logging, sys\n"
+        f"spec = importlib.util.spec_from_file_location('tool', {TOOL!r})\n"
+        "tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)\n"
+        "keep = tool.NoInterruptTracebacks().filter\n"
+        "def record(error):\n"
+        "    return logging.LogRecord('beam', logging.ERROR, 'x', 1, 'failed', None, (type(error), error, None))\n"
+        "print([keep(record(e)) for e in (KeyboardInterrupt(), RuntimeError('pybind11::error_already_set: MISMATCH of "
+        "original and normalized active exception types: ORIGINAL NotFoundError REPLACED BY KeyboardInterrupt: '), "
+        "RuntimeError('CUDA error'), ValueError('bad'))],\n"
+        "      keep(logging.LogRecord('beam', logging.INFO, 'x', 1, 'fine', None, None)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[False, False, True, True] True\n"
