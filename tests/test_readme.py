@@ -18,7 +18,8 @@ from tf_style import cli, export
 from tf_style.config import Config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+with open(os.path.join(REPO, "README.md"), encoding="utf-8") as _file:
+    README = _file.read()
 
 
 def section(heading: str) -> str:

@@ -33,12 +33,9 @@ def write_unfinished(picture: np.ndarray, output: str, existed: bool, run: RunSt
     """Writes an unfinished picture: to `output`, or beside it if a file was there before (the first of
     ``out.unfinished.png``, ``out.unfinished.2.png``, ... that is free or holds this run's own unfinished
     picture: a user's file there, or another run's, is kept); its provenance says at which step it stopped."""
-    path = os.fspath(output)
-    if existed:
-        n = 1
-        while os.path.lexists(images.unfinished_path(output, n)) and not _own_unfinished(images.unfinished_path(output, n), run):
-            n += 1
-        path = images.unfinished_path(output, n)
+    path, n = os.fspath(output), 1
+    while existed and os.path.lexists(path := images.unfinished_path(output, n)) and not _own_unfinished(path, run):
+        n += 1
     metadata = provenance.record(run.config, run.input_names, step=run.step) if run.config is not None else None
     images.save_image(picture, path, metadata=metadata)
     return path
@@ -54,7 +51,7 @@ def _own_unfinished(path: str, run: RunState) -> bool:
     except InputError:  # not an image, or not tf_style's
         return False
     mine = {k: v for k, v in run.config.to_dict().items() if k not in RESUMABLE_CHANGES}
-    theirs = {k: v for k, v in record.get("config", {}).items() if k not in RESUMABLE_CHANGES}
+    theirs = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}  # read() checked it is a dict
     return not record.get("finished") and theirs == mine and record.get("inputs") == run.input_names
 
 
