@@ -295,11 +295,15 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path, content_image, style_i
         api.run(config, content_image, style_image, options=RunOptions(resume=True))
 
 
-def test_asking_for_files_a_run_without_output_cannot_write_is_refused(content_image, style_image):
+def test_asking_for_files_a_run_without_output_cannot_write_is_refused(tmp_path, content_image, style_image):
     # A review found checkpoint_every=1 and save_every=1 without an output accepted, and nothing written or said.
     config = Config(weights="random", image_size=48, num_steps=3)
     with pytest.raises(InputError) as info:
         api.run(config, content_image, style_image, options=RunOptions(checkpoint_every=1))
+    assert str(info.value) == "checkpoint_every needs the checkpoints' folder: give checkpoint_dir or an output"
+    # Refused before the images are read (a missing photo would be reported first otherwise).
+    with pytest.raises(InputError) as info:
+        api.run(config, str(tmp_path / "missing.png"), style_image, options=RunOptions(checkpoint_every=1))
     assert str(info.value) == "checkpoint_every needs the checkpoints' folder: give checkpoint_dir or an output"
     with pytest.raises(InputError) as info:
         api.run(config, content_image, style_image, options=RunOptions(save_every=2))

@@ -362,6 +362,13 @@ def test_existing_version_and_unexportable_settings_are_refused_before_any_work(
     with pytest.raises(InputError) as info:
         export_lib.export_savedmodel(library_config().replace(style_layers=()), export["base"])
     assert str(info.value) == "style_layers is empty: every request carries a style image, which would not be used"
+    # NumPy integers are taken as plain ints: the limits reach the JSON asset, the version names the folder.
+    with pytest.raises(InputError, match=r"^version: .*/1 already exists"):
+        export_lib.export_savedmodel(library_config(), export["base"], version=np.int64(1))
+    limits = export_lib.export_config(library_config(), np.int64(2048), np.uint32(10**6))["limits"]
+    assert json.dumps(limits, sort_keys=True) == '{"max_image_bytes": 2048, "max_image_pixels": 1000000}'
+    with pytest.raises(InputError, match=r"^max_image_bytes must be an integer from 1024 .*; got 2048.0$"):
+        export_lib.export_config(library_config(), 2048.0)
     assert sorted(os.listdir(export["base"])) == ["1"]
 
 

@@ -165,7 +165,7 @@ def run(
       tf_style.errors.OutOfMemory: TensorFlow could not allocate a step's memory (a GPU's); the image
         of the last finished step is written likewise.
     """
-    options = _run_options(options, progress)
+    options = _run_options(options, progress, output)
     existed = check_output(output, config, content, style, options.save_every)
     loaded = dict(zip(("content", "style", "show"), load_inputs(config, content, style)))
     shapes = {"content": None if content is None else loaded["content"].shape[:2],
@@ -226,11 +226,14 @@ def run(
     return result
 
 
-def _run_options(options: RunOptions | None, progress: Any) -> RunOptions:
-    """`run`'s options (None: the defaults), once `progress` is known to be a bool (`bool("no")` would be True)."""
+def _run_options(options: RunOptions | None, progress: Any, output: str | None) -> RunOptions:
+    """`run`'s options (None: the defaults), once `progress` is known to be a bool (`bool("no")` would be True)
+    and checkpoints asked for have a folder (before the images are read and resized, which takes seconds)."""
     if not isinstance(progress, bool):
         raise InputError(Field("progress"), f" must be True or False; got {progress!r}")
-    return options if options is not None else RunOptions()
+    options = options if options is not None else RunOptions()
+    checkpoints.folder_for(options, output)
+    return options
 
 
 def split_options(**options: Any) -> tuple[Config, RunOptions]:

@@ -233,6 +233,17 @@ class Checkpointing(Callback):
         return self.last_saved
 
 
+def folder_for(options: RunOptions, output: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The checkpoints' folder (None: no output and no checkpoint_dir), refusing checkpoints asked
+    for with nowhere to keep them: a run checks this before it reads its images."""
+    folder = options.checkpoint_dir or (default_folder(output) if output is not None else None)
+    if folder is None:
+        for name in ("resume", "checkpoint_every"):  # asked for (checkpoint_every's None is "automatic", 0 "never")
+            if getattr(options, name):
+                raise InputError(Field(name), " needs the checkpoints' folder: give ", Field("checkpoint_dir"), " or an output")
+    return folder
+
+
 def for_run(
     config: Config, options: RunOptions, output: str | os.PathLike | None, inputs: Mapping[str, np.ndarray | None]
 ) -> Checkpointing | None:
@@ -242,11 +253,8 @@ def for_run(
     is none, or when it was made with other settings or inputs). Without it, a folder holding a
     checkpoint is refused rather than overwritten: it is an unfinished run the user may want back.
     """
-    folder = options.checkpoint_dir or (default_folder(output) if output is not None else None)
+    folder = folder_for(options, output)
     if folder is None:
-        for name in ("resume", "checkpoint_every"):  # asked for (checkpoint_every's None is "automatic", 0 "never")
-            if getattr(options, name):
-                raise InputError(Field(name), " needs the checkpoints' folder: give ", Field("checkpoint_dir"), " or an output")
         return None
     if options.checkpoint_every == 0 and not options.resume:
         return None
@@ -266,5 +274,5 @@ def for_run(
 
 __all__ = [
     "AUTO_SECONDS", "Checkpointing", "Checkpoints", "RECORD", "RESUMABLE_CHANGES", "Saved", "default_folder",
-    "fingerprint", "for_run",
+    "fingerprint", "folder_for", "for_run",
 ]

@@ -10,6 +10,7 @@ each encoded image that the export chose (`DEFAULT_MAX_IMAGE_BYTES`, `DEFAULT_MA
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import posixpath
 import re
@@ -59,10 +60,11 @@ MIN_IMAGE_BYTES, MAX_IMAGE_BYTES = 1024, 2**31 - 1
 MAX_IMAGE_PIXELS = 2**62
 
 
-def check_limits(config: Config, max_image_bytes: int, max_image_pixels: int) -> None:
-    """Refuses limits that are not integers in range, saying which range and why."""
+def check_limits(config: Config, max_image_bytes: int, max_image_pixels: int) -> tuple[int, int]:
+    """Refuses limits that are not integers in range, saying which range and why; returns them as
+    plain ints (a NumPy integer is taken: the limits go to the JSON asset)."""
     def integer(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
     if not integer(max_image_bytes) or not MIN_IMAGE_BYTES <= max_image_bytes <= MAX_IMAGE_BYTES:
         raise InputError(
@@ -76,6 +78,7 @@ def check_limits(config: Config, max_image_bytes: int, max_image_pixels: int) ->
             Field("max_image_pixels"), f" must be an integer from {floor} (", Field("image_size"), " squared: a "
             f"smaller limit refuses a square picture at the size the model paints) to 2^62; got {max_image_pixels!r}"
         )
+    return int(max_image_bytes), int(max_image_pixels)
 
 
 def export_config(
@@ -84,6 +87,7 @@ def export_config(
     """What is saved as the export's config asset: the Config (`to_dict`), the limits on each
     image baked into the graph, and what it was made with."""
     check_exportable(config)
+    max_image_bytes, max_image_pixels = check_limits(config, max_image_bytes, max_image_pixels)
     import tensorflow as tf
 
     from tf_style import __version__
@@ -134,9 +138,9 @@ def export_savedmodel(
     """
     check_exportable(config)
     config = config.replace(dtype_policy=precision.exported(config.dtype_policy))  # "auto": float32, in the asset too
-    check_limits(config, max_image_bytes, max_image_pixels)
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
-        raise InputError(Field("version"), f" must be an integer >= 0; got {version!r}")
+    max_image_bytes, max_image_pixels = check_limits(config, max_image_bytes, max_image_pixels)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 0):
+        raise InputError(Field("version"), f" must be an integer >= 0; got {version!r}")  # np.int64(3) names "3" too
     run_dirs.make_folder(export_dir, Field("export_dir"))
     version = next_version(export_dir) if version is None else version
     final = os.path.join(export_dir, str(version))
