@@ -164,14 +164,19 @@ def test_config_normalises_names_and_is_frozen():
     [
         ({"image_size": 10}, "image_size must be between 16 and 8192 pixels; got 10"),
         ({"image_size": 64.5}, "image_size must be an integer; got 64.5"),
-        ({"num_steps": -1}, "num_steps must be >= 0; got -1"),
+        ({"num_steps": -1}, "num_steps must be between 0 and 1000000000; got -1"),
+        # Beyond any run, and the dry run's table overflowed (a traceback) on them.
+        ({"num_steps": 10**400}, "num_steps must be between 0 and 1000000000; got 1000"),
+        ({"max_seconds": 1e308}, "max_seconds must be a finite number > 0 and <= 1e+09; got 1e+308"),
         ({"content_weight": float("nan")}, "content_weight must be a finite number >= 0; got nan"),
         ({"learning_rate": 0}, "learning_rate must be a finite number > 0; got 0"),
         ({"pooling": "median"}, "pooling must be one of avg, max; got 'median'"),
         ({"optimizer": "sgd"}, "optimizer must be one of lbfgs, adam; got 'sgd'"),
         ({"scales": 0}, "scales must be between 1 and 8; got 0"),
-        ({"max_seconds": 0}, "max_seconds must be a finite number > 0; got 0"),
-        ({"tolerance": -1e-3}, "tolerance must be a finite number >= 0; got -0.001"),
+        ({"max_seconds": 0}, "max_seconds must be a finite number > 0 and <= 1e+09; got 0"),
+        ({"tolerance": -1e-3}, "tolerance must be a finite number >= 0 and <= 1; got -0.001"),
+        # The flag's bounds: above 1 every scale "converged" after its first step, without a word.
+        ({"tolerance": 5.0}, "tolerance must be a finite number >= 0 and <= 1; got 5.0"),
         ({"style_layers": ["conv1_1", "block1_conv1"]}, "style_layers: layer conv1_1 is listed twice"),
         ({"style_layer_weights": (1.0,)}, "style_layer_weights has 1 values for 5 style layers"),
         ({"content_layers": (), "style_layers": ()}, "content_layers and style_layers are both empty"),

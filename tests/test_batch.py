@@ -97,6 +97,21 @@ def test_folder_mistakes_are_one_line(tmp_path, photos):
         batch.outputs_for(batch.photos(str(photos)), str(tmp_path / "out"))
 
 
+def test_an_output_folder_the_photos_spec_lists_is_refused(capsys, tmp_path, photos, style_path):
+    # A review: --output the photos' own folder ran, and its rerun (the way to continue a batch) was refused, telling
+    # the user to rename a photo; the pictures would be photos of every later batch.
+    cases = ((str(photos), str(photos)), (str(photos / "*"), str(photos)), (str(photos), str(photos) + "/"))
+    for spec, output in cases:
+        code, stdout, stderr = cli_run(capsys, content=spec, style=style_path, output=output, **SMALL)
+        assert (code, stdout) == (2, "")
+        assert stderr == (f"tf-style: error: --output: {os.path.join(output, 'a.png')} would be one of the photos "
+                          f"--content={spec} lists, and a rerun would take it for one; choose another folder\n")
+    assert sorted(os.listdir(photos)) == ["a.jpg", "b.jpg", "c.png", "notes.txt"]
+    # A glob the pictures do not match, or a subfolder of the photos' folder, is fine.
+    batch.check_output_folder(str(photos / "*.jpg"), [str(photos / "a.png")])
+    batch.check_output_folder(str(photos), [str(photos / "painted" / "a.png")])
+
+
 def test_a_new_style_or_someone_elses_file_is_never_skipped_nor_overwritten(capsys, tmp_path, photos, style_path, content_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -108,8 +123,17 @@ def test_a_new_style_or_someone_elses_file_is_never_skipped_nor_overwritten(caps
     before = (out / "a.png").read_bytes()
     # Another style image, the same settings: not "finished before".
     code, stdout, stderr = cli_run(capsys, content=str(photos / "*.jpg"), style=content_path, output=str(out), **SMALL)
-    assert "0 skipped" in stdout and "is a finished picture made with other settings or images; it is kept" in stderr
+    assert "0 skipped" in stdout and "is a finished picture made with other settings or images; it is kept (write to " \
+        "another folder, or add --overwrite)" in stderr
     assert (out / "a.png").read_bytes() == before
+    # --overwrite replaces both; pictures of these very settings are still skipped, not made again.
+    code, stdout, stderr = cli_run(capsys, content=str(photos / "*.jpg"), style=content_path, output=str(out),
+                                   overwrite=True, **SMALL)
+    assert code == 0 and "2 photos: 2 done, 0 skipped (finished before), 0 failed" in stdout, stdout + stderr
+    assert (out / "a.png").read_bytes() != before and provenance.read(out / "b.png")["finished"]
+    code, stdout, _ = cli_run(capsys, content=str(photos / "*.jpg"), style=content_path, output=str(out),
+                              overwrite=True, **SMALL)
+    assert "2 photos: 0 done, 2 skipped (finished before), 0 failed" in stdout
 
 
 def test_a_single_photo_with_brackets_in_its_name_and_folder_checkpoints(tmp_path, content_path, style_image):

@@ -270,6 +270,6 @@ def test_a_short_run_s_memory_is_compared_with_the_peak_before_a_switch_to_float
     # Where a GPU runs the step, "auto" is float32 whatever the CPU: the estimate the run makes there (on an H100
     # whose host had bfloat16 instructions, the benchmark once compared the host's RSS with bfloat16's estimate)
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
-    monkeypatch.setattr(benchmarks.api, "gpu_runs_it", lambda: True)
+    monkeypatch.setattr(benchmarks, "gpu_runs_it", lambda: True)
     benchmarks.peak_memory([64], CONTENT_PATH, STYLE_PATH, config, (), lambda size: 800.0, log=lines.append)
     assert lines[2] == lines[1]

@@ -238,6 +238,26 @@ def stopped_run(tmp_path, content, style, step: int) -> tuple[Config, str]:
     return config, output
 
 
+def test_the_dry_run_checks_a_resume_and_says_where_it_continues(tmp_path, content_image, style_image):
+    # A review: --dry_run --resume planned the whole run as if from the start, and planned it with no checkpoint too.
+    from tf_style import cli
+
+    config, output = stopped_run(tmp_path, content_image, style_image, 2)
+    before = sorted(os.listdir(output + ".checkpoints"))
+    report = cli.dry_run_report(config, content_image, style_image, RunOptions(resume=True), output, {})
+    assert report.splitlines()[-1] == (f"resumes from step 2 (the checkpoint in {output}.checkpoints): fewer steps "
+                                       "than the table's remain")
+    assert "resumes" not in cli.dry_run_report(config, content_image, style_image, RunOptions(), str(tmp_path / "new.png"))
+    with pytest.raises(InputError, match=r"^checkpoint_dir: .* holds the checkpoints of a run with other settings or "
+                                         r"inputs \(differing: seed; see"):
+        cli.dry_run_report(config.replace(seed=3), content_image, style_image, RunOptions(resume=True), output, {})
+    with pytest.raises(InputError, match=r"^checkpoint_dir: .* holds the checkpoint of an unfinished run \(step 2\); add "
+                                         r"resume to continue it"):
+        cli.dry_run_report(config, content_image, style_image, RunOptions(), output, {})
+    assert sorted(os.listdir(output + ".checkpoints")) == before  # read, nothing written
+    assert sorted(os.listdir(tmp_path)) == ["o.png", "o.png.checkpoints"]
+
+
 def test_resume_refuses_other_settings_and_other_images_naming_them(tmp_path, content_image, style_image):
     config, output = stopped_run(tmp_path, content_image, style_image, 2)
     resume = RunOptions(resume=True)

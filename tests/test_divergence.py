@@ -58,7 +58,7 @@ def test_a_nan_mid_run_stops_at_the_next_step_and_keeps_the_last_finite_image_be
     config = Config(weights="random", image_size=32, num_steps=20, optimizer="adam")
     with pytest.raises(Diverged) as info:
         api.run(config, content_image, style_image, output=str(out), callbacks=[poison],
-                options=RunOptions(checkpoint_every=1))
+                options=RunOptions(checkpoint_every=1, overwrite=True))  # the earlier file: not this run's picture
     # Resuming would diverge again, and the advice is to change a setting: no checkpoints are left to refuse that.
     assert not (tmp_path / "o.png.checkpoints").exists()
     error = info.value

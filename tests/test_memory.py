@@ -11,7 +11,7 @@ import pytest
 
 from tf_style import estimate
 from tf_style.config import Config
-from tf_style.errors import InputError
+from tf_style.errors import Field, InputError
 from test_cli import offline_env
 
 MB = 1024 * 1024
@@ -42,6 +42,9 @@ def test_the_largest_size_that_fits_by_hand():
 def test_when_nothing_fits_and_for_a_texture_of_a_given_size():
     with pytest.raises(InputError, match=r"; no size fits: free some memory first$"):
         estimate.check_memory(Config(image_size=512), (512, 512), (512, 512), 500 * MB)
+    # A limit the user set (max_memory_mb) is theirs to raise: freeing memory would not help.
+    with pytest.raises(InputError, match=r"more than the 500 MB allowed by max_memory_mb\); no size fits: raise max_memory_mb$"):
+        estimate.check_memory(Config(image_size=512), (512, 512), (512, 512), 500 * MB, limit=Field("max_memory_mb"))
     with pytest.raises(InputError, match=r"^output_size: 8000x6000 needs about [0-9,]+ MB .*; choose a smaller one$"):
         estimate.check_memory(Config(output_size=(6000, 8000)), None, (512, 512), 4096 * MB)
 
@@ -74,7 +77,7 @@ def test_image_size_6000_is_refused_at_once_with_the_size_that_fits(tmp_path, co
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("tf-style: error: --image_size=6000 needs about ")
-    assert "more than the 20,000 MB available" in proc.stderr
+    assert "more than the 20,000 MB allowed by --max_memory_mb" in proc.stderr
     largest = int(proc.stderr.split("the largest that fits is ")[1])
     assert 16 <= largest < 6000
     fits = lambda size: estimate.peak_bytes(Config(image_size=size), (300, 451), (446, 512)) * 1.2 <= 20000 * MB  # noqa: E731
@@ -85,7 +88,7 @@ def test_image_size_6000_is_refused_at_once_with_the_size_that_fits(tmp_path, co
 def test_on_a_gpu_auto_is_estimated_in_float32_whatever_the_cpu(monkeypatch, content_path, style_path):
     # On a CPU with bfloat16 instructions "auto" runs in bfloat16, then float32 with a second network (its final
     # scale's peak 80 MB more); a GPU runs "auto" in float32 alone (TF32), and its estimate was once the CPU's.
-    from tf_style import api, precision
+    from tf_style import api, precision, run_checks
 
     monkeypatch.setenv(precision.CPU_FLAGS_ENV, "avx512_bf16")
 
@@ -98,8 +101,8 @@ def test_on_a_gpu_auto_is_estimated_in_float32_whatever_the_cpu(monkeypatch, con
     float32 = largest(auto.replace(dtype_policy="float32"), gpu=False)
     assert largest(auto, gpu=True) == float32 and largest(auto, gpu=False) < float32 - 10  # 883 and 869 px
     asked = []  # and a run asks with what this machine has
-    monkeypatch.setattr(api, "gpu_runs_it", lambda: True)
+    monkeypatch.setattr(run_checks, "gpu_runs_it", lambda: True)
     monkeypatch.setattr(estimate, "check_memory", lambda *a, **k: asked.append(k) or 1 / 0)
     with pytest.raises(ZeroDivisionError):
         api.run(Config(image_size=32, weights="random"), content_path, style_path)
-    assert asked == [{"gpu": True}]
+    assert asked == [{"gpu": True, "limit": None}]

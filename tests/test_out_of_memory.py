@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tf_style import api, images, loop
-from tf_style.config import Config
+from tf_style.config import Config, RunOptions
 from tf_style.errors import OutOfMemory
 from tf_style.loop import Callback
 from test_cli import call_main
@@ -43,7 +43,8 @@ def test_the_run_keeps_the_last_finished_step_beside_an_earlier_picture(tmp_path
     exhaust = ExhaustAfter(2)
     config = Config(weights="random", image_size=32, num_steps=5, scales=1)
     with pytest.raises(OutOfMemory) as info:
-        api.run(config, content_image, style_image, output=str(out), callbacks=[exhaust])
+        api.run(config, content_image, style_image, output=str(out), callbacks=[exhaust],
+                options=RunOptions(overwrite=True))  # the earlier file is not this run's: replaced only if it finished
     error = info.value
     assert (error.step, error.shape, error.device) == (3, (22, 32), "GPU:0")
     assert error.saved_to == str(tmp_path / "o.unfinished.png")
@@ -84,7 +85,6 @@ def test_before_the_first_step_nothing_is_written(tmp_path, content_image, style
 
 def test_in_a_folder_the_photo_fails_and_the_next_one_is_made(tmp_path, content_path, style_image):
     from tf_style import batch
-    from tf_style.config import RunOptions
 
     contents = [content_path, content_path]
     outputs = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]

@@ -78,19 +78,57 @@ class InterruptAt(Callback):
 
 def test_an_interrupted_run_puts_its_image_beside_an_earlier_picture(tmp_path, content_image, style_image):
     out = tmp_path / "out.png"
+    config = Config(weights="random", image_size=32, num_steps=20)
     earlier = images.to_uint8(np.full((22, 32, 3), 100.0))
-    images.save_image(earlier, out)
+    images.save_image(earlier, out, metadata=provenance.record(config))  # the same command's earlier picture
     before = out.read_bytes()
     interrupt = InterruptAt(3)
     with pytest.raises(Interrupted) as info:
-        api.run(Config(weights="random", image_size=32, num_steps=20), content_image, style_image, output=str(out),
-                callbacks=[interrupt])
+        api.run(config, content_image, style_image, output=str(out), callbacks=[interrupt])
     assert out.read_bytes() == before  # the earlier picture is untouched
     assert info.value.saved_to == str(tmp_path / "out.unfinished.png")
     with Image.open(info.value.saved_to) as img:
         np.testing.assert_array_equal(np.asarray(img.convert("RGB")), interrupt.image)
     # A bare KeyboardInterrupt may cut a step anywhere: no checkpoint from it.
     assert info.value.checkpoint is None and not os.path.exists(f"{out}.checkpoints")
+
+
+def test_a_run_replaces_only_an_earlier_picture_of_the_same_run(capsys, tmp_path, content_path, style_path):
+    # A review found any file at the output replaced by a finished run: a user's own picture, or an earlier one
+    # made with other settings, was lost to one command. Now refused before any work, unless overwrite says so.
+    config = Config(weights="random", image_size=32, num_steps=1)
+    out = tmp_path / "out.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(out)  # the user's own file: no tf_style settings
+    mine = out.read_bytes()
+    advice = "; it is kept: choose another output, move the file, or add overwrite"
+    with pytest.raises(InputError) as info:
+        api.run(config, content_path, style_path, output=str(out))
+    assert str(info.value) == f"output: {out} is there and was not written by tf_style (or its format carries no settings)" + advice
+    code, err = call_main(capsys, content=content_path, style=style_path, output=str(out), weights="random",
+                          image_size=32, num_steps=1)
+    assert (code, err) == (2, f"tf-style: error: --output: {out} is there and was not written by tf_style (or its "
+                              "format carries no settings); it is kept: choose another --output, move the file, or add "
+                              "--overwrite\n")
+    assert out.read_bytes() == mine and sorted(os.listdir(tmp_path)) == ["out.png"]
+    # Asked to, the run replaces it; the same command again replaces its own earlier picture.
+    first = api.run(config, content_path, style_path, output=str(out), options=RunOptions(overwrite=True))
+    assert out.read_bytes() != mine and provenance.read(out)["finished"]
+    api.run(config, content_path, style_path, output=str(out))
+    with Image.open(out) as img:
+        np.testing.assert_array_equal(np.asarray(img.convert("RGB")), first.image)
+    # Other settings, or another style image, would lose that picture: refused.
+    ours = out.read_bytes()
+    # (A finished picture of another time budget is another picture too; only a resume may change the budget.)
+    for other, style in ((config.replace(seed=7), style_path), (config, content_path), (config.replace(max_seconds=60), style_path)):
+        with pytest.raises(InputError) as info:
+            api.run(other, content_path, style, output=str(out))
+        assert str(info.value) == f"output: {out} holds a picture tf_style made with other settings or images" + advice
+    assert out.read_bytes() == ours
+    # A format that carries no settings cannot be told to be the run's own: kept too.
+    webp = tmp_path / "out.webp"
+    api.run(config, content_path, style_path, output=str(webp))
+    with pytest.raises(InputError, match=r"^output: .*out\.webp is there and was not written by tf_style \(or its format"):
+        api.run(config, content_path, style_path, output=str(webp))
 
 
 def test_an_interrupted_run_writes_the_output_when_nothing_was_there(tmp_path, content_image, style_image):
@@ -129,8 +167,8 @@ def test_the_save_every_series_replaces_only_its_own_earlier_images(tmp_path, co
     assert sorted(os.listdir(tmp_path)) == ["o.png", "o_00002.png"]  # step 4 is the output itself
     earlier = (tmp_path / "o_00002.png").read_bytes()
     # A rerun replaces the series an earlier run wrote (it carries that run's settings) ...
-    api.run(config.replace(seed=1), content_image, style_image, output=str(out),
-            options=RunOptions(save_every=2, checkpoint_every=0))
+    again = RunOptions(save_every=2, checkpoint_every=0, overwrite=True)  # o.png itself: another run's picture
+    api.run(config.replace(seed=1), content_image, style_image, output=str(out), options=again)
     assert (tmp_path / "o_00002.png").read_bytes() != earlier
     # ... but not a file of the user's under a name of the series; one it would never write is no concern.
     mine = tmp_path / "o_00002.png"
@@ -138,7 +176,7 @@ def test_the_save_every_series_replaces_only_its_own_earlier_images(tmp_path, co
     Image.new("RGB", (3, 3), (9, 9, 9)).save(tmp_path / "o_00003.png")
     before = mine.read_bytes()
     with pytest.raises(InputError) as info:
-        api.run(config, content_image, style_image, output=str(out), options=RunOptions(save_every=2, checkpoint_every=0))
+        api.run(config, content_image, style_image, output=str(out), options=again)
     assert str(info.value) == (f"save_every: the image of step 2 would replace {mine}, which tf_style did not write; it is "
                                "kept (move it, or choose another output file)")
     assert mine.read_bytes() == before
@@ -146,7 +184,7 @@ def test_the_save_every_series_replaces_only_its_own_earlier_images(tmp_path, co
     # Steps the series skips are no concern: odd ones, and the last (the output itself) or beyond.
     for beyond in ("o_00004.png", "o_01000.png"):
         Image.new("RGB", (3, 3), (9, 9, 9)).save(tmp_path / beyond)
-    api.run(config, content_image, style_image, output=str(out), options=RunOptions(save_every=2, checkpoint_every=0))
+    api.run(config, content_image, style_image, output=str(out), options=again)
     assert mine.exists() and all((tmp_path / n).read_bytes() == before for n in ("o_00003.png", "o_00004.png", "o_01000.png"))
     # A BMP has no place for the settings: an earlier run's and a user's cannot be told apart, and the line says so.
     images.save_image(content_image, tmp_path / "b_00002.bmp")
@@ -161,7 +199,7 @@ def test_a_resumed_run_removes_its_own_unfinished_picture_and_nothing_else(tmp_p
     config = Config(weights="random", image_size=32, num_steps=6)
     out = tmp_path / "out.png"
     images.save_image(np.full((22, 32, 3), 100.0), out)  # an earlier picture: the interrupted run writes beside it
-    options = RunOptions(checkpoint_every=1)
+    options = RunOptions(checkpoint_every=1, overwrite=True)  # not this run's picture: replaced only when asked
     with pytest.raises(Interrupted) as info:
         api.run(config, content_image, style_image, output=str(out), callbacks=[InterruptAt(3)], options=options)
     assert info.value.saved_to == str(tmp_path / "out.unfinished.png")
@@ -185,7 +223,7 @@ def test_an_interrupted_run_keeps_what_is_already_beside_the_output(tmp_path, co
     users = tmp_path / "out.unfinished.png"  # the user's own file (no tf_style text) where the first place would be
     Image.new("RGB", (8, 8), (1, 2, 3)).save(users)
     before = users.read_bytes()
-    options = RunOptions(checkpoint_every=1)
+    options = RunOptions(checkpoint_every=1, overwrite=True)  # out.png is not this run's picture: replaced when asked
     with pytest.raises(Interrupted) as info:
         api.run(config, content_image, style_image, output=str(out), callbacks=[InterruptAt(3)], options=options)
     second = tmp_path / "out.unfinished.2.png"

@@ -106,6 +106,20 @@ def test_config_from_a_picture_without_settings_or_with_damaged_ones(capsys, tmp
     assert str(info.value) == f"config_from: {tmp_path} is a folder; expected a picture written by tf_style"
 
 
+def test_a_recorded_setting_that_conflicts_with_a_flag_is_named_as_the_pictures(capsys, tmp_path, content_path, style_path):
+    # A review: the refusal named only flags, one of them never typed (it came from the picture), and not the picture.
+    picture = tmp_path / "w.png"
+    images.save_image(np.full((32, 48, 3), 90.0), picture, metadata=provenance.record(Config(winograd=True, **SMALL)))
+    code, err = call_main(capsys, content=content_path, style=style_path, config_from=str(picture),
+                          output=str(tmp_path / "o.png"), dtype_policy="mixed_bfloat16")
+    assert code == 2 and err.endswith(f"; got 'mixed_bfloat16' (the other settings are those {picture} carries)\n"), err
+    assert err.startswith("tf-style: error: --winograd needs a float32 network") and err.count("\n") == 1
+    # Without --config_from the same refusal stands alone.
+    code, err = call_main(capsys, content=content_path, style=style_path, output=str(tmp_path / "o.png"), winograd=True,
+                          dtype_policy="mixed_bfloat16")
+    assert code == 2 and err.endswith("; got 'mixed_bfloat16'\n"), err
+
+
 def test_config_from_gives_way_to_a_conflicting_flag_and_to_other_inputs(capsys, tmp_path, content_path, style_path):
     first = tmp_path / "first.png"
     run_cli(capsys, content=content_path, style=f"{style_path},{content_path}", output=str(first), style_size=40,

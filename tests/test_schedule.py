@@ -333,7 +333,19 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
          "--weights: no such file: missing.h5 (expected a Keras VGG19 .h5 weights file)"),
         (["--content=GRAVEL", "--style=GRAVEL", "--max_memory_mb=100"],  # the peak's figure is the machine's: left out
          "--image_size=256 needs about * MB at its peak (predicted; with a 20% margin for the estimate's error, more "
-         "than the 100 MB available); no size fits: free some memory first"),
+         "than the 100 MB allowed by --max_memory_mb); no size fits: raise --max_memory_mb"),
+        # What the run checks of the files it writes: the dry run once planned these and exited 0 (a review).
+        (["--content=GRAVEL", "--style=GRAVEL", "--output=o.png", "--resume"],
+         "--resume: no checkpoint in o.png.checkpoints to resume from (the run completed, or it stopped before its "
+         "first checkpoint); run without --resume to start afresh"),
+        (["--content=GRAVEL", "--style=GRAVEL", "--output=notimage.png"],
+         "--output: notimage.png is there and was not written by tf_style (or its format carries no settings); it is "
+         "kept: choose another --output, move the file, or add --overwrite"),
+        (["--content=GRAVEL", "--style=GRAVEL", "--output=o.png", "--checkpoint_dir=notimage.png/x"],
+         "--checkpoint_dir: notimage.png/x is under */notimage.png, which is a file; expected a folder"),
+        (["--content=GRAVEL", "--style=GRAVEL", "--output=GRAVEL"],
+         "--output: */gravel.jpg is the --content image (*/gravel.jpg); writing the result there would destroy it, "
+         "so choose another output file"),
     ],
 )
 def test_dry_run_refuses_what_the_run_refuses(tmp_path, inputs, expected):
@@ -349,10 +361,11 @@ def test_dry_run_refuses_what_the_run_refuses(tmp_path, inputs, expected):
     gravel = os.path.join(root, "tf_style", "data", "gravel.jpg")
     common = [sys.executable, "-m", "tf_style", "--image_size=256", "--weights=random",
               *(a.replace("GRAVEL", gravel) for a in inputs)]  # after them: a case's own --weights wins
+    output = [] if any(a.startswith("--output=") for a in inputs) else ["--output=out.png"]
     dry, real = (subprocess.run(common + extra, capture_output=True, text=True, cwd=tmp_path, timeout=300,
                                 env=dict(os.environ, PYTHONPATH=root))
-                 for extra in (["--dry_run"], ["--output=out.png"]))
-    line = re.compile(re.escape(f"tf-style: error: {expected}").replace(r"\*", "[0-9,]+"))
+                 for extra in (["--dry_run"], output))
+    line = re.compile(re.escape(f"tf-style: error: {expected}").replace(r"\*", "[^ ]+"))
     assert (dry.returncode, dry.stdout) == (2, "") and line.fullmatch(dry.stderr.strip().splitlines()[-1]), dry.stderr
     assert real.returncode == 2 and line.fullmatch(real.stderr.strip().splitlines()[-1]), real.stderr
     assert sorted(os.listdir(tmp_path)) == ["notimage.png", "wide.png"]

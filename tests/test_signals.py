@@ -76,9 +76,11 @@ def test_a_signal_stops_after_the_step_writes_image_and_checkpoint_and_resume_en
     tmp_path, content_path, style_path, reference, signum, status, stop_at
 ):
     output = tmp_path / "out.png"
-    if signum == signal.SIGTERM:  # an earlier picture at --output must survive the interruption
+    args = command(content_path, style_path, output)
+    if signum == signal.SIGTERM:  # an earlier picture at --output (replaced as asked) must survive the interruption
         output.write_bytes(b"an earlier picture")
-    proc = start(command(content_path, style_path, output), tmp_path)
+        args.append("--overwrite")  # the resume command repeats it: the completed run may replace that file
+    proc = start(args, tmp_path)
     wait_for_step(proc, stop_at)
     proc.send_signal(signum)
     if signum == signal.SIGINT:  # an impatient second Ctrl-C changes nothing: the image and checkpoint still come

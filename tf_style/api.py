@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -14,34 +12,16 @@ import_tensorflow_quietly()  # before the modules below load TensorFlow: the Pyt
 
 import tensorflow as tf  # noqa: E402
 
-from tf_style import checkpoints, colour, endings, estimate, images, kept_files, masks, provenance  # noqa: E402
-from tf_style import run_dirs, schedule, vgg  # noqa: E402
-from tf_style.config import INIT_CHOICES, Config, RunOptions  # noqa: E402
-from tf_style.errors import Diverged, Field, InputError, RunWarning  # noqa: E402
+from tf_style import checkpoints, colour, endings, images, masks, provenance, run_dirs, schedule  # noqa: E402
+from tf_style.config import Config, RunOptions  # noqa: E402
+from tf_style.errors import Diverged, Field, InputError  # noqa: E402
 from tf_style.loop import Callback, ProgressBar, RunState, SaveEvery, run_scales  # noqa: E402
-from tf_style.normalize import gpu_runs_it  # noqa: E402
+from tf_style.result import Result  # noqa: E402  (public here too)
+from tf_style.run_checks import (  # noqa: E402  (public here too)
+    check_before_run, check_memory, check_output, check_written_files, memory_for, run_images,
+)
 from tf_style.stages import as_list, build_synthesis, load_start, stages  # noqa: E402  (build_synthesis, load_start: public here too)
 from tf_style.stopping import StopRequested, StopSwitch  # noqa: E402
-
-
-@dataclass
-class Result:
-    """What a run produced: the final image, the loss terms of every step, and the settings."""
-
-    image: np.ndarray  # uint8 [H, W, 3]
-    history: list[dict[str, float]]
-    config: Config
-    seconds: float
-    interrupted: bool = False
-    scales: tuple = ()  # the plan that ran (tf_style.schedule.Scale)
-    stopped: str = ""  # why the final scale ended: "steps", "converged" or "time"
-    warnings: tuple[RunWarning, ...] = ()  # what the user should know about the run (the loss rose, ...)
-    resumed_at: int = 0  # the step a resumed run continued from (0: it started afresh)
-    skipped: tuple[int, ...] = ()  # indices into `scales` of coarse scales the time budget left no time for
-
-    @property
-    def final_terms(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
 
 
 def prepare_images(
@@ -76,32 +56,6 @@ def load_inputs(
     return colour.prepare(config.preserve_colors, loaded_content, loaded_style)
 
 
-def check_before_run(config: Config, content_shape: Sequence[int] | None, style_shapes: Sequence[Sequence[int]] | None,
-                     options: RunOptions = RunOptions()) -> None:
-    """What `run` refuses after reading its inputs and before its first step, checked without running (`--dry_run`):
-    unreadable region masks or start picture, a weights file that is not there, a run that would not fit in memory."""
-    masks.load_masks(config.style_masks)
-    load_start(config)
-    if config.weights not in ("imagenet", "random"):
-        vgg.check_weights_file(config.weights)
-    estimate.check_memory(config, content_shape, style_shapes, memory_for(options), gpu=gpu_runs_it())
-
-
-def check_output(output: str | None, config: Config, content: Any, style: Any, save_every: int = 0) -> bool:
-    """Checks an output path before any work (writable, a known format; neither it nor the files
-    written beside it are inputs); returns whether a file is there now (an unfinished run must
-    then not replace it). No output: False, and `save_every` must be 0 (its images go beside the output)."""
-    if output is None:
-        if save_every:
-            raise InputError(Field("save_every"), f"={save_every} writes images beside the output: give an output")
-        return False
-    images.check_output_path(output)
-    named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init,
-             "style_masks": list(config.style_masks or ())}
-    images.check_outputs_spare_inputs(output, named, save_every)
-    return os.path.exists(output)
-
-
 def run_callbacks(
     config: Config, options: RunOptions, output: str | None, progress: bool, checkpointing: Any, callbacks: Sequence[Callback]
 ) -> list[Callback]:
@@ -112,15 +66,6 @@ def run_callbacks(
     if output is not None and options.save_every:
         cbs.append(SaveEvery(output, options.save_every))
     return cbs + list(callbacks)
-
-
-def memory_for(options: RunOptions) -> float | None:
-    """The memory a run may use: options.max_memory_mb, else what this process holds plus what the
-    system can still give (None where unknown)."""
-    if options.max_memory_mb is not None:
-        return options.max_memory_mb * estimate.MB
-    available = estimate.available_bytes()
-    return None if available is None else available + estimate.process_bytes()
 
 
 def run(
@@ -166,25 +111,23 @@ def run(
         of the last finished step is written likewise.
     """
     options = _run_options(options, progress, output)
-    existed = check_output(output, config, content, style, options.save_every)
+    style_names = "+".join(n for n in map(run_dirs.image_name, as_list(style)) if n) or None
+    names = {"content": content_name or run_dirs.image_name(content), "style": style_name or style_names}
+    existed = check_output(output, config, content, style, options)
     loaded = dict(zip(("content", "style", "show"), load_inputs(config, content, style)))
     shapes = {"content": None if content is None else loaded["content"].shape[:2],
               "style": [s.shape[:2] for s in as_list(loaded["style"])] or None}
     region_masks = masks.load_masks(config.style_masks)
-    estimate.check_memory(config, shapes["content"], shapes["style"], memory_for(options), gpu=gpu_runs_it())
+    check_memory(config, shapes["content"], shapes["style"], options)
     content_arr, style_arr = resize_inputs(config, loaded["content"], loaded["style"])
     plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
     final = plan[-1].shape
-    if output is not None:  # the steps the series is written at (tf_style.loop.SaveEvery): known once planned
-        kept_files.check_series(output, options.save_every, None if config.max_seconds is not None else sum(s.steps for s in plan))
-    named = {"content": content_arr, **{"style" + (f"_{k}" if k > 1 else ""): s for k, s in enumerate(as_list(style_arr), 1)}}
-    mask_inputs = {f"mask {k}": m for k, m in enumerate(region_masks or (), 1)}  # a resume names "the mask 2 image"
-    checkpointing = checkpoints.for_run(config, options, output, {**named, **mask_inputs})
+    named, mask_inputs = run_images(content_arr, style_arr, region_masks)
+    checkpointing = check_written_files(config, options, output, total_steps(config, plan), {**named, **mask_inputs},
+                                        {k: v for k, v in names.items() if v})
     if normalization_images is None:
         normalization_images = [x for x in named.values() if x is not None]
     cbs = run_callbacks(config, options, output, progress, checkpointing, callbacks)
-    style_names = "+".join(n for n in map(run_dirs.image_name, as_list(style)) if n) or None
-    names = {"content": content_name or run_dirs.image_name(content), "style": style_name or style_names}
     state = RunState(
         synthesis=None,
         num_steps=sum(scale.steps for scale in plan),
@@ -224,6 +167,26 @@ def run(
     if checkpointing is not None:
         checkpointing.checkpoints.remove()  # the run is complete: its checkpoints are no use now
     return result
+
+
+def total_steps(config: Config, plan: Sequence[schedule.Scale]) -> int | None:
+    """The steps a planned run takes (None: open-ended, config.max_seconds decides), as the save_every series counts."""
+    return None if config.max_seconds is not None else sum(s.steps for s in plan)
+
+
+def check_run_files(config: Config, options: RunOptions, output: str | None, content: Any, style: Any,
+                    input_names: Mapping[str, str | None]) -> int | None:
+    """`run`'s checks of the files it will write, writing none (`--dry_run`): the output, the save_every series, the
+    checkpoints' folder; returns the step a resume would continue from (None: it starts afresh)."""
+    _run_options(options, False, output)
+    check_output(output, config, content, style, options)
+    loaded = load_inputs(config, content, style)
+    shapes = [None if content is None else loaded[0].shape[:2], [s.shape[:2] for s in as_list(loaded[1])] or None]
+    named, mask_inputs = run_images(*resize_inputs(config, loaded[0], loaded[1]), masks.load_masks(config.style_masks))
+    steps = total_steps(config, schedule.plan_for_inputs(config, *shapes))
+    checkpointing = check_written_files(config, options, output, steps, {**named, **mask_inputs},
+                                        {k: v for k, v in input_names.items() if v})
+    return None if checkpointing is None or checkpointing.resume_from is None else checkpointing.resume_from.steps
 
 
 def _run_options(options: RunOptions | None, progress: Any, output: str | None) -> RunOptions:
@@ -295,6 +258,6 @@ def stylize(
 
 
 __all__ = [
-    "Result", "build_synthesis", "check_before_run", "check_output", "load_start", "prepare_images", "resize_inputs",
-    "run", "run_with_options", "split_options", "stylize",
+    "Result", "build_synthesis", "check_before_run", "check_output", "check_run_files", "load_start", "memory_for",
+    "prepare_images", "resize_inputs", "run", "run_with_options", "split_options", "stylize",
 ]

@@ -7,13 +7,15 @@ fine, checkpoints, provenance and all), so a batch inherits everything a single 
   and from what);
 - a photo whose picture was interrupted resumes from its checkpoint;
 - a finished picture made with other settings or images, or a file tf_style did not write, is
-  never overwritten: that photo fails, with the reason, and the others go on;
+  never overwritten (unless RunOptions.overwrite says so): that photo fails, with the reason, and the
+  others go on;
 - one photo that cannot be read or diverges is reported, and the others go on;
 - Ctrl-C or SIGTERM stops the whole batch after the current step, as for one run.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 from dataclasses import dataclass
@@ -60,6 +62,18 @@ def photos(spec: str) -> list[str]:
     return sorted(found)
 
 
+def check_output_folder(spec: str, outputs: Sequence[str]) -> None:
+    """Refuses outputs that `spec` (the photos' folder or glob) would list as photos: the next run, the rerun that
+    continues a batch, would take the pictures for photos (and refuse ``cat.png`` beside ``cat.jpg``)."""
+    listed = os.path.realpath(spec) if os.path.isdir(spec) else None
+    for output in outputs:
+        if os.path.realpath(os.path.dirname(output) or ".") == listed or (
+            listed is None and fnmatch.fnmatch(os.path.normpath(output), os.path.normpath(spec))
+        ):
+            raise InputError(Field("output"), f": {output} would be one of the photos ", Field("content"), f"={spec} "
+                             "lists, and a rerun would take it for one; choose another folder")
+
+
 def outputs_for(contents: Sequence[str], folder: str, extension: str = ".png") -> list[str]:
     """One output per photo in `folder`, named after it (``cat.jpg`` -> ``folder/cat.png``)."""
     if os.path.splitext(folder)[1].lower() in images.SAVE_FORMATS or os.path.isfile(folder):
@@ -90,15 +104,19 @@ def status(config: Config, output: str, inputs: dict[str, str], options: RunOpti
     try:
         record = provenance.read(output, Field("output"))
     except InputError:
+        if options.overwrite:
+            return "new"
         return InputError(Field("output"), f": {output} is there and was not made by tf_style; it is kept (write to "
-                          "another folder)")
+                          "another folder, or add ", Field("overwrite"), ")")
     same = record.get("config") == config.to_dict() and record.get("inputs") == {k: v for k, v in inputs.items() if v}
     if not record.get("finished"):
         return "new"  # an unfinished picture of an interrupted run without a checkpoint: it is made again
     if same:
         return "skip"
+    if options.overwrite:  # a finished picture of other settings, replaced as asked
+        return "new"
     return InputError(Field("output"), f": {output} is a finished picture made with other settings or images; it is "
-                      "kept (write to another folder)")
+                      "kept (write to another folder, or add ", Field("overwrite"), ")")
 
 
 def run_folder(
@@ -138,7 +156,9 @@ def run_folder(
         report(f"{prefix}" + (": resuming" if state == "resume" else ""))
         try:
             photo = images.load_image(content, Field("content"))
-            mine = options.replace(resume=state == "resume", checkpoint_dir=checkpoint_folder(options, output))
+            # "new" is the batch's decision (nothing there, or a picture it remakes); a resume checks its output.
+            mine = options.replace(resume=state == "resume", checkpoint_dir=checkpoint_folder(options, output),
+                                   overwrite=options.overwrite or state == "new")
             api.run(config, photo, style, options=mine, output=output, progress=True, callbacks=callbacks_for(output),
                     content_name=names["content"], style_name=style_name, stop=stop)
         except (InputError, Diverged, OutOfMemory) as e:
@@ -150,4 +170,7 @@ def run_folder(
     return outcomes
 
 
-__all__ = ["Outcome", "PHOTO_EXTENSIONS", "checkpoint_folder", "is_many", "outputs_for", "photos", "run_folder", "status"]
+__all__ = [
+    "Outcome", "PHOTO_EXTENSIONS", "check_output_folder", "checkpoint_folder", "is_many", "outputs_for", "photos",
+    "run_folder", "status",
+]

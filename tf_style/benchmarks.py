@@ -34,7 +34,7 @@ from tf_style.errors import Field, InputError
 from tf_style.iteration_timing import evaluations_so_far
 from tf_style.objective import StyleObjective
 from tf_style.step_costs import floor_seconds, full_size_objective, step_seconds
-from tf_style.normalize import network_policies
+from tf_style.normalize import gpu_runs_it, network_policies
 
 #: Our step is timed after this many steps from white noise (the first ones take ~1.2 evaluations, later ones ~1.0,
 #: so the early ones spread L-BFGS's own work thinner), as the best of this many blocks (the floor is a best of 5).
@@ -168,7 +168,7 @@ def predicted_peak(config: Config, content: str, style: str, before_switch: bool
     a GPU runs the step, the estimate a run makes there (`gpu`: "auto" is float32 on a GPU whatever the CPU)."""
     content_arr, style_arr = api.prepare_images(config, content, style)
     plan = schedule.plan(config, content_arr.shape[:2], images.load_image(style).shape[:2])
-    costs = estimate.costs(config, plan, gpu=api.gpu_runs_it())
+    costs = estimate.costs(config, plan, gpu=gpu_runs_it())
     return max((before_switch and c.bfloat16_peak_bytes) or c.peak_bytes for c in costs) / estimate.MB
 
 
@@ -205,7 +205,7 @@ def check_sizes(content: str, style: str, sizes: Sequence[int], memory_sizes: Se
                     stages.check_plan(config, plan, [style_shape], has_content=True)
                     if name == "memory_sizes":
                         estimate.check_memory(config, content_shape, [style_shape], api.memory_for(RunOptions()),
-                                              gpu=api.gpu_runs_it())
+                                              gpu=gpu_runs_it())
                 except InputError as e:
                     raise InputError(Field(name), f"={size}: tf-style would refuse its run: ", *e.parts) from None
 

@@ -30,11 +30,13 @@ def integer(name: str, value: Any, minimum: int | None = None, maximum: int | No
     return value
 
 
-def number(name: str, value: Any, minimum: float, strict: bool = False) -> float:
-    """A finite real number >= minimum (> minimum when strict; a NumPy number too), returned as a float."""
+def number(name: str, value: Any, minimum: float, strict: bool = False, maximum: float | None = None) -> float:
+    """A finite real number >= minimum (> minimum when strict) and <= maximum when given (a NumPy number too),
+    returned as a float."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < minimum or (strict and value == minimum):
-        raise InputError(Field(name), f" must be a finite number {'>' if strict else '>='} {minimum:g}; got {value!r}")
+    if not ok or value < minimum or (strict and value == minimum) or (maximum is not None and value > maximum):
+        bounds = f"{'>' if strict else '>='} {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else "")
+        raise InputError(Field(name), f" must be a finite number {bounds}; got {value!r}")
     return float(value)
 
 

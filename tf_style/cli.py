@@ -81,11 +81,13 @@ def stylize_from_flags(argv: list[str]) -> None:
     # Read the inputs before TensorFlow loads, so a wrong path fails in a blink.
     content = images.load_image(FLAGS.content, Field("content")) if FLAGS.content else None
     style = load_styles(style_paths)
+    if FLAGS.output:  # the dry run checks what the run would: the output and the files beside it too
+        images.check_output_path(FLAGS.output)
+        images.check_outputs_spare_inputs(FLAGS.output, input_paths(config, FLAGS.content, style_paths), options.save_every)
+    names = {"content": run_dirs.image_name(FLAGS.content), "style": styles_name(style_paths)}
     if FLAGS.dry_run:
-        print(dry_run_report(config, content, style, options))
+        print(dry_run_report(config, content, style, options, FLAGS.output or None, names))
         return
-    images.check_output_path(FLAGS.output)
-    images.check_outputs_spare_inputs(FLAGS.output, input_paths(config, FLAGS.content, style_paths), options.save_every)
     import_tensorflow_quietly()
     from tf_style import api, stopping
     from tf_style.tensorboard_logger import TensorBoardLogger
@@ -101,8 +103,8 @@ def stylize_from_flags(argv: list[str]) -> None:
                 output=FLAGS.output,
                 progress=True,
                 callbacks=[logger] if logger is not None else [],
-                content_name=run_dirs.image_name(FLAGS.content),
-                style_name=styles_name(style_paths),
+                content_name=names["content"],
+                style_name=names["style"],
                 stop=stop,
             )
     except Interrupted as e:
@@ -128,7 +130,10 @@ def settings_from_command_line() -> tuple[Config, RunOptions, list[str]]:
 
     style_paths = [p for p in (FLAGS.style or "").split(",") if p]
     earlier = fitted(provenance.config_from(FLAGS.config_from), style_paths) if FLAGS.config_from else None
-    config = cli_flags.settings_from_flags(Config, FIELDS, base=earlier)
+    try:
+        config = cli_flags.settings_from_flags(Config, FIELDS, base=earlier)
+    except InputError as e:  # what conflicts with a flag given may be a recorded setting: say where those come from
+        raise e if earlier is None else InputError(*e.parts, f" (the other settings are those {FLAGS.config_from} carries)")
     return config, cli_flags.settings_from_flags(RunOptions, FIELDS), style_paths
 
 
@@ -189,6 +194,7 @@ def stylize_folder(config: Config, options: RunOptions, style_paths: list[str]) 
 
     contents = batch.photos(FLAGS.content)
     outputs = batch.outputs_for(contents, FLAGS.output)
+    batch.check_output_folder(FLAGS.content, outputs)
     style = load_styles(style_paths)
     for content, output in zip(contents, outputs):  # before any work, as for one photo
         images.check_output_path(output)
@@ -259,9 +265,11 @@ def interrupted_message(e: Interrupted) -> str:
     return text
 
 
-def dry_run_report(config: Config, content, style, options: RunOptions = RunOptions()) -> str:
-    """The plan and its predicted cost for these (loaded, full-size) inputs."""
-    from tf_style import api, estimate, schedule
+def dry_run_report(config: Config, content, style, options: RunOptions = RunOptions(), output: str | None = None,
+                   input_names: dict[str, str | None] | None = None) -> str:
+    """The plan and its predicted cost for these (loaded, full-size) inputs, once what the run would refuse before its
+    first step is checked (the output and checkpoints too: a resume says where it continues)."""
+    from tf_style import api, checkpoints, estimate, schedule
 
     shapes = [None if content is None else content.shape[:2], [s.shape[:2] for s in api.as_list(style)] or None]
     plan = schedule.plan_for_inputs(config, *shapes)
@@ -271,10 +279,15 @@ def dry_run_report(config: Config, content, style, options: RunOptions = RunOpti
 
     check_plan(config, plan, shapes[1] or (), has_content=content is not None)  # the sizes the run would refuse
     api.check_before_run(config, *shapes, options)  # and what else it refuses before its first step (memory too)
+    resumed = api.check_run_files(config, options, output, content, style, input_names or {})
     costs = estimate.costs(config, plan, style is not None, *shapes, gpu=gpu_runs_it())
     # The rate of the arithmetic a scale starts in (with mixed_bfloat16_then_float32, bfloat16's).
     rate = estimate.measure_flop_rate(dtype_policy=network_policies(config)[0])
-    return estimate.report(costs, rate, api.memory_for(options), config.max_seconds)
+    report = estimate.report(costs, rate, api.memory_for(options), config.max_seconds)
+    if resumed is not None:
+        report += (f"\nresumes from step {resumed} (the checkpoint in {checkpoints.folder_for(options, output)}): "
+                   "fewer steps than the table's remain")
+    return report
 
 
 def run() -> None:

@@ -21,7 +21,8 @@ from typing import Any, Callable, Iterable, NoReturn, Sequence, TypeVar
 from absl import app, flags
 
 from tf_style.config import (
-    COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MAX_SEED, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions,
+    COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MAX_SECONDS, MAX_SEED, MAX_STEPS, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config,
+    RunOptions,
 )
 from tf_style.errors import Field, InputError
 from tf_style.layers import POOLING_CHOICES
@@ -104,13 +105,13 @@ ROWS: tuple[Row, ...] = (
     Row("learning_rate", "float",
         "Step size (default: the optimiser's; adam: 10 in pixel units, lbfgs: 1, the first trial step)."),
     Row("num_steps", "integer", "Optimisation steps at the final size; each coarser scale runs twice as many as the "
-        "next finer one.", lower=0),
+        "next finer one.", lower=0, upper=MAX_STEPS),
     Row("scales", "integer", "Sizes to optimise at, coarse to fine, each twice the previous (1: the paper's "
         "single resolution).", lower=1, upper=8),
     Row("coarsest_size", "integer", "Smallest longest side of a coarse scale, in pixels.",
         lower=MIN_IMAGE_SIZE, upper=MAX_IMAGE_SIZE),
     Row("max_seconds", "float", "Run for this many seconds after the first step starts and write the result, "
-        "whatever --num_steps says; a positive number (default: no limit)."),
+        "whatever --num_steps says; a positive number (default: no limit).", upper=MAX_SECONDS),
     Row("tolerance", "float", "lbfgs: finish a scale once the projected gradient has fallen to this fraction of its "
         "start, at most 1 (0: only where it is exactly 0).", lower=0.0, upper=1.0),
     Row("seed", "integer", "Seeds the white-noise start (and --weights=random).", lower=-MAX_SEED, upper=MAX_SEED),
@@ -148,6 +149,8 @@ ROWS: tuple[Row, ...] = (
     Row("max_memory_mb", "integer", "Memory a run may plan for, in MB (default: what the machine has available now); "
         "a run predicted to need more is refused at once, with the largest size that fits.", lower=1),
     Row("resume", "bool", "Continue from the latest checkpoint of a run with the same settings and inputs."),
+    Row("overwrite", "bool", "Replace whatever file is at --output (default: only an earlier picture of the same "
+        "settings and inputs is replaced; any other file is kept and the run refused)."),
 )
 ROW_BY_FIELD: dict[str, Row] = {row.field: row for row in ROWS}
 

@@ -33,6 +33,9 @@ MAX_IMAGE_SIZE = checks.MAX_IMAGE_SIZE
 #: |seed| at most 2**53: exact in JSON (the picture's settings, TensorBoard's hparams), and seed * 100 + layer, the
 #: random weights' seeds (tf_style.vgg), stays an int64.
 MAX_SEED = 2**53
+#: A billion steps (decades at a step a second) and a billion seconds: beyond any run, and every count and time
+#: derived from them (the coarse scales' steps, the dry run's table) stays a finite float and a fixed-width integer.
+MAX_STEPS, MAX_SECONDS = 10**9, 1e9
 
 #: Learning rates that make good progress in pixel space [0, 255] (see BUILD_NOTES.md).
 DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 10.0, "lbfgs": 1.0}
@@ -80,7 +83,7 @@ class Config(_Settings):
         early when it converges); None: no limit. Shared by the scales in proportion to their
         planned work.
       tolerance: L-BFGS stops a scale once its projected gradient has fallen to this fraction
-        of its value at the scale's start (0: never).
+        of its value at the scale's start, at most 1 (0: only where it is exactly 0).
       seed: seeds the initial noise (and random VGG weights).
       weights: "imagenet", "random", or a path to a VGG19 weights file.
       normalize_vgg: rescale VGG19's filters so that each one's mean activation is 1 over the run's
@@ -156,12 +159,12 @@ class Config(_Settings):
             if self.style_blend_weights is not None:
                 raise InputError(Field("style_masks"), " put each style in its own region, ", Field("style_blend_weights"),
                                  " mix the styles everywhere; give one of them")
-        fix("num_steps", checks.integer("num_steps", self.num_steps, 0))
+        fix("num_steps", checks.integer("num_steps", self.num_steps, 0, MAX_STEPS))
         fix("scales", checks.integer("scales", self.scales, 1, 8))
         fix("coarsest_size", checks.integer("coarsest_size", self.coarsest_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, " pixels"))
         if self.max_seconds is not None:
-            fix("max_seconds", checks.number("max_seconds", self.max_seconds, minimum=0.0, strict=True))
-        fix("tolerance", checks.number("tolerance", self.tolerance, minimum=0.0))
+            fix("max_seconds", checks.number("max_seconds", self.max_seconds, minimum=0.0, strict=True, maximum=MAX_SECONDS))
+        fix("tolerance", checks.number("tolerance", self.tolerance, minimum=0.0, maximum=1.0))  # as the flag's bounds
         fix("seed", checks.integer("seed", self.seed, -MAX_SEED, MAX_SEED))
         for name in ("content_weight", "style_weight", "tv_weight"):
             fix(name, checks.number(name, getattr(self, name), minimum=0.0))
@@ -291,6 +294,6 @@ __all__ = [
     "DEFAULT_LEARNING_RATES",
     "MIN_IMAGE_SIZE",
     "MAX_IMAGE_SIZE",
-    "MAX_SEED",
+    "MAX_SECONDS", "MAX_SEED", "MAX_STEPS",
     "paper_layer_weights",
 ]

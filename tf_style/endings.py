@@ -50,9 +50,34 @@ def _own_unfinished(path: str, run: RunState) -> bool:
         record = provenance.read(path, Field("output"))
     except InputError:  # not an image, or not tf_style's
         return False
-    mine = {k: v for k, v in run.config.to_dict().items() if k not in RESUMABLE_CHANGES}
-    theirs = {k: v for k, v in record["config"].items() if k not in RESUMABLE_CHANGES}  # read() checked it is a dict
-    return not record.get("finished") and theirs == mine and record.get("inputs") == run.input_names
+    return not record.get("finished") and _same_run(record, run.config, run.input_names)
+
+
+def _same_run(record: dict, config: Config, input_names: dict[str, str], resumable: bool = True) -> bool:
+    """Whether a picture's provenance `record` has these settings (but those a resume may change, when
+    `resumable`) and input names."""
+    skip = RESUMABLE_CHANGES if resumable else ()
+    mine = {k: v for k, v in config.to_dict().items() if k not in skip}
+    theirs = {k: v for k, v in record["config"].items() if k not in skip}  # provenance.read checked it is a dict
+    return theirs == mine and record.get("inputs") == input_names
+
+
+def check_replaceable(output: str | os.PathLike, config: Config, input_names: dict[str, str]) -> None:
+    """Refuses, before any work, a run whose picture would replace a file it may not: only an earlier picture
+    of the very same run is replaced (finished with these settings and input names, or unfinished with the
+    settings a resume keeps: the run being resumed). A user's file, a picture made with other settings or
+    images, and any file in a format that carries no settings (WebP, BMP, ...) are kept (`overwrite` replaces)."""
+    if not os.path.lexists(output):
+        return
+    advice = ("; it is kept: choose another ", Field("output"), ", move the file, or add ", Field("overwrite"))
+    try:
+        record = provenance.read(output, Field("output"))
+    except InputError:  # not an image, not tf_style's, or a format without settings
+        raise InputError(Field("output"), f": {os.fspath(output)} is there and was not written by tf_style (or its "
+                         "format carries no settings)", *advice) from None
+    if not _same_run(record, config, input_names, resumable=not record.get("finished")):
+        raise InputError(Field("output"), f": {os.fspath(output)} holds a picture tf_style made with other settings "
+                         "or images", *advice)
 
 
 def remove_resumed_unfinished(output: str, run: RunState) -> None:

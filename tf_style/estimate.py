@@ -223,24 +223,23 @@ def process_bytes() -> int:
     return 0
 
 
-def check_memory(
-    config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None, available: float | None, gpu: bool = False
-) -> None:
-    """Refuses, before anything is allocated, a run whose predicted peak memory exceeds `available`
-    (what the whole process may use: what it holds now plus what the system can still give); `gpu` as in `costs`.
+def check_memory(config: Config, content_shape: Sequence[int] | None, style_shape: Sequence[int] | None,
+                 available: float | None, gpu: bool = False, limit: Field | None = None) -> None:
+    """Refuses, before anything is allocated, a run whose predicted peak memory exceeds `available` (what the whole
+    process may use: what it holds now plus what the system can still give, or the `limit` field's); `gpu` as in `costs`.
 
-    The error gives the estimate and the largest size that fits (found by bisection: the peak
-    grows with the size) of the field that decides it: image_size, or for a texture style_size
-    when given; a texture of a given output_size asks for a smaller one.
+    The error gives the estimate and the largest size that fits (by bisection: the peak grows with the size) of the field
+    that decides it: image_size, or for a texture style_size when given; a texture of a given output_size asks for less.
     """
     peak = peak_bytes(config, content_shape, style_shape, gpu)
     if available is None or peak * MEMORY_MARGIN <= available:
         return
+    source = ("available",) if limit is None else ("allowed by ", limit)
     need = (f"about {peak / MB:,.0f} MB at its peak (predicted; with a {MEMORY_MARGIN - 1:.0%} margin for the "
-            f"estimate's error, more than the {available / MB:,.0f} MB available)")
+            f"estimate's error, more than the {available / MB:,.0f} MB ", *source, ")")
     if content_shape is None and config.output_size is not None:
-        raise InputError(Field("output_size"), f": {config.output_size[1]}x{config.output_size[0]} needs {need}; "
-                         "choose a smaller one")
+        raise InputError(Field("output_size"), f": {config.output_size[1]}x{config.output_size[0]} needs ", *need,
+                         "; choose a smaller one")
     field = "style_size" if content_shape is None and config.style_size is not None else "image_size"
 
     def fits(size: int) -> bool:
@@ -257,8 +256,9 @@ def check_memory(
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
-    advice = f"the largest that fits is {low}" if low >= MIN_IMAGE_SIZE else "no size fits: free some memory first"
-    raise InputError(Field(field), f"={getattr(config, field)} needs {need}; {advice}")
+    remedy = ("raise ", limit) if limit is not None else ("free some memory first",)
+    advice = (f"the largest that fits is {low}",) if low >= MIN_IMAGE_SIZE else ("no size fits: ", *remedy)
+    raise InputError(Field(field), f"={getattr(config, field)} needs ", *need, "; ", *advice)
 
 
 def report(cost: Sequence[ScaleCost], flop_rate: float, available: int | None = None,

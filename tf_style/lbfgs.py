@@ -75,7 +75,7 @@ class LBFGS:
       c1, c2: the Wolfe constants, 0 < c1 < c2 < 1.
       bounds: (lower, upper), or None for no bounds (plain L-BFGS).
       tolerance: `converged` once the projected gradient's largest entry is at most this
-        fraction of its value at the start (0: never).
+        fraction of its value at the start (0: only where it is exactly 0).
       static_shapes: no slice bound comes from the counters, so XLA (`jit_compile=True`) compiles the step
         once, not at each new value: the pair goes into its slot by a select over all slots (tf_style.ring_buffers).
       pairs_in_place: the pair is written into the state's own ring buffers, which the step's result then

@@ -27,6 +27,8 @@ class RunOptions(Settings):
       resume: continue from the latest checkpoint (the same settings and inputs), not from the start.
       max_memory_mb: the memory a run may plan for, in MB (None: what the machine has available now);
         a run predicted to need more is refused before it starts.
+      overwrite: let a finished run replace any file at the output. Without it only an earlier picture of the
+        same run (these settings and inputs) is replaced; anything else there refuses the run before any work.
     """
 
     print_every: int = 50
@@ -38,6 +40,7 @@ class RunOptions(Settings):
     checkpoint_every: int | None = None
     resume: bool = False
     max_memory_mb: int | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen
@@ -57,8 +60,9 @@ class RunOptions(Settings):
             fix("checkpoint_every", checks.integer("checkpoint_every", self.checkpoint_every, 0))
         if self.max_memory_mb is not None:
             fix("max_memory_mb", checks.integer("max_memory_mb", self.max_memory_mb, 1))
-        if not isinstance(self.resume, bool):
-            raise InputError(Field("resume"), f" must be True or False; got {self.resume!r}")
+        for name in ("resume", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(Field(name), f" must be True or False; got {getattr(self, name)!r}")
 
 
 __all__ = ["RunOptions"]
