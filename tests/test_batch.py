@@ -97,7 +97,7 @@ def test_folder_mistakes_are_one_line(tmp_path, photos):
         batch.outputs_for(batch.photos(str(photos)), str(tmp_path / "out"))
 
 
-def test_an_output_folder_the_photos_spec_lists_is_refused(capsys, tmp_path, photos, style_path):
+def test_an_output_folder_the_photos_spec_lists_is_refused(capsys, tmp_path, monkeypatch, photos, style_path):
     # A review: --output the photos' own folder ran, and its rerun (the way to continue a batch) was refused, telling
     # the user to rename a photo; the pictures would be photos of every later batch.
     cases = ((str(photos), str(photos)), (str(photos / "*"), str(photos)), (str(photos), str(photos) + "/"))
@@ -107,9 +107,16 @@ def test_an_output_folder_the_photos_spec_lists_is_refused(capsys, tmp_path, pho
         assert stderr == (f"tf-style: error: --output: {os.path.join(output, 'a.png')} would be one of the photos "
                           f"--content={spec} lists, and a rerun would take it for one; choose another folder\n")
     assert sorted(os.listdir(photos)) == ["a.jpg", "b.jpg", "c.png", "notes.txt"]
-    # A glob the pictures do not match, or a subfolder of the photos' folder, is fine.
+    # A glob the pictures do not match, or a subfolder of the photos' folder, is fine (glob's "*" stops at a "/").
     batch.check_output_folder(str(photos / "*.jpg"), [str(photos / "a.png")])
-    batch.check_output_folder(str(photos), [str(photos / "painted" / "a.png")])
+    for spec in (str(photos), str(photos / "*")):
+        batch.check_output_folder(spec, [str(photos / "painted" / "a.png")])
+    # The same folder written relative in one and absolute in the other is still the same folder.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"^output: .*a\.png would be one of the photos content=photos/\* lists"):
+        batch.check_output_folder("photos/*", [str(photos / "a.png")])
+    with pytest.raises(InputError, match=r"^output: photos/a\.png would be one of the photos"):
+        batch.check_output_folder(str(photos / "*"), ["photos/a.png"])
 
 
 def test_a_new_style_or_someone_elses_file_is_never_skipped_nor_overwritten(capsys, tmp_path, photos, style_path, content_path):

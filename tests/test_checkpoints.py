@@ -247,7 +247,8 @@ def test_the_dry_run_checks_a_resume_and_says_where_it_continues(tmp_path, conte
     report = cli.dry_run_report(config, content_image, style_image, RunOptions(resume=True), output, {})
     assert report.splitlines()[-1] == (f"resumes from step 2 (the checkpoint in {output}.checkpoints): fewer steps "
                                        "than the table's remain")
-    assert "resumes" not in cli.dry_run_report(config, content_image, style_image, RunOptions(), str(tmp_path / "new.png"))
+    fresh = str(tmp_path / "new" / "o.png")  # a fresh run there: nothing to resume, and its folder is not made
+    assert "resumes" not in cli.dry_run_report(config, content_image, style_image, RunOptions(), fresh)
     with pytest.raises(InputError, match=r"^checkpoint_dir: .* holds the checkpoints of a run with other settings or "
                                          r"inputs \(differing: seed; see"):
         cli.dry_run_report(config.replace(seed=3), content_image, style_image, RunOptions(resume=True), output, {})

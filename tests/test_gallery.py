@@ -61,6 +61,10 @@ def test_a_real_sheet_writes_panels_that_carry_their_settings(tmp_path, content_
         assert recorded["preserve_colors"] == mode
     with Image.open(tmp_path / "controls_colour.png") as sheet:
         assert sheet.mode == "P" and len(sheet.getcolors(256)) <= 64
+    # A rerun into the same folder with other settings (as the README suggests) replaces the gallery's own panels;
+    # a review found each panel's run refusing its earlier panel as "another run's picture".
+    gallery.make_sheet(colour, base.replace(seed=3), content_path, STYLES, str(tmp_path), colours=64)
+    assert provenance.read(tmp_path / "colour" / "1.png")["config"]["seed"] == 3
 
 
 def test_bad_input_is_refused_before_any_run(tmp_path, content_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -129,6 +130,34 @@ def test_a_run_replaces_only_an_earlier_picture_of_the_same_run(capsys, tmp_path
     api.run(config, content_path, style_path, output=str(webp))
     with pytest.raises(InputError, match=r"^output: .*out\.webp is there and was not written by tf_style \(or its format"):
         api.run(config, content_path, style_path, output=str(webp))
+
+
+def test_a_stopped_runs_picture_gives_way_to_the_rerun_and_the_resume_it_advises(tmp_path, content_image, style_image):
+    # A review of the rule above: a run stopped without a checkpoint (or diverged) leaves an unfinished picture at the
+    # output, and the rerun it advises changes a setting; a resume in a format without settings finds the picture its
+    # interruption wrote there. Both must go on; a fresh run may not replace a WebP it cannot tell from a user's.
+    config = Config(weights="random", image_size=32, num_steps=20)
+    out = tmp_path / "o.png"
+    with pytest.raises(Interrupted):
+        api.run(config, content_image, style_image, output=str(out), callbacks=[InterruptAt(2)],
+                options=RunOptions(checkpoint_every=0))
+    assert not provenance.read(out)["finished"]
+    api.run(config.replace(seed=5, num_steps=1), content_image, style_image, output=str(out))
+    assert provenance.read(out)["finished"] and provenance.read(out)["config"]["seed"] == 5
+    webp, options = tmp_path / "o.webp", RunOptions(checkpoint_every=1)
+    with pytest.raises(Interrupted) as info:
+        api.run(config, content_image, style_image, output=str(webp), callbacks=[InterruptAt(2)], options=options)
+    assert info.value.saved_to == str(webp)
+    with pytest.raises(InputError, match=r"^output: .*o\.webp is there and was not written by tf_style"):
+        api.run(config, content_image, style_image, output=str(webp), options=options.replace(checkpoint_dir=str(tmp_path / "c")))
+    assert api.run(config, content_image, style_image, output=str(webp), options=options.replace(resume=True)).resumed_at == 2
+    # A picture an earlier tf_style wrote, before a setting existed, ran with its default: the same command replaces it.
+    short = config.replace(num_steps=2)
+    record = json.loads(provenance.record(short))
+    del record["config"]["dtype_policy"]
+    images.save_image(np.full((22, 32, 3), 7.0), out, metadata=json.dumps(record))
+    api.run(short, content_image, style_image, output=str(out))
+    assert provenance.read(out)["config"]["dtype_policy"] == "auto"
 
 
 def test_an_interrupted_run_writes_the_output_when_nothing_was_there(tmp_path, content_image, style_image):

@@ -112,8 +112,13 @@ def test_a_recorded_setting_that_conflicts_with_a_flag_is_named_as_the_pictures(
     images.save_image(np.full((32, 48, 3), 90.0), picture, metadata=provenance.record(Config(winograd=True, **SMALL)))
     code, err = call_main(capsys, content=content_path, style=style_path, config_from=str(picture),
                           output=str(tmp_path / "o.png"), dtype_policy="mixed_bfloat16")
-    assert code == 2 and err.endswith(f"; got 'mixed_bfloat16' (the other settings are those {picture} carries)\n"), err
+    assert code == 2 and err.endswith(f"; got 'mixed_bfloat16' (the settings not given as flags are those {picture} "
+                                      "carries)\n"), err
     assert err.startswith("tf-style: error: --winograd needs a float32 network") and err.count("\n") == 1
+    # Both settings given as flags: the picture has no part in it, and the line does not mention it.
+    code, err = call_main(capsys, content=content_path, style=style_path, config_from=str(picture),
+                          output=str(tmp_path / "o.png"), winograd=True, dtype_policy="mixed_bfloat16")
+    assert code == 2 and err.endswith("; got 'mixed_bfloat16'\n"), err
     # Without --config_from the same refusal stands alone.
     code, err = call_main(capsys, content=content_path, style=style_path, output=str(tmp_path / "o.png"), winograd=True,
                           dtype_policy="mixed_bfloat16")

@@ -303,7 +303,8 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     data = os.path.join(root, "tf_style", "data")
     env = dict(os.environ, PYTHONPATH=root)
     proc = subprocess.run(
-        [sys.executable, "-m", "tf_style", f"--content={data}/chelsea.jpg", f"--style={data}/gravel.jpg", "--dry_run"],
+        [sys.executable, "-m", "tf_style", f"--content={data}/chelsea.jpg", f"--style={data}/gravel.jpg", "--dry_run",
+         "--output=new/folder/out.png"],  # checked as the run would, but its missing folders are not made
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

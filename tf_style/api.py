@@ -179,7 +179,7 @@ def check_run_files(config: Config, options: RunOptions, output: str | None, con
     """`run`'s checks of the files it will write, writing none (`--dry_run`): the output, the save_every series, the
     checkpoints' folder; returns the step a resume would continue from (None: it starts afresh)."""
     _run_options(options, False, output)
-    check_output(output, config, content, style, options)
+    check_output(output, config, content, style, options, create=False)
     loaded = load_inputs(config, content, style)
     shapes = [None if content is None else loaded[0].shape[:2], [s.shape[:2] for s in as_list(loaded[1])] or None]
     named, mask_inputs = run_images(*resize_inputs(config, loaded[0], loaded[1]), masks.load_masks(config.style_masks))

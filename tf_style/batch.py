@@ -65,11 +65,10 @@ def photos(spec: str) -> list[str]:
 def check_output_folder(spec: str, outputs: Sequence[str]) -> None:
     """Refuses outputs that `spec` (the photos' folder or glob) would list as photos: the next run, the rerun that
     continues a batch, would take the pictures for photos (and refuse ``cat.png`` beside ``cat.jpg``)."""
-    listed = os.path.realpath(spec) if os.path.isdir(spec) else None
+    folder, pattern = (spec, "*") if os.path.isdir(spec) else os.path.split(spec)  # glob's "*" stops at a "/"
     for output in outputs:
-        if os.path.realpath(os.path.dirname(output) or ".") == listed or (
-            listed is None and fnmatch.fnmatch(os.path.normpath(output), os.path.normpath(spec))
-        ):
+        where, name = os.path.split(os.path.realpath(output))
+        if fnmatch.fnmatch(where, os.path.realpath(folder or ".")) and fnmatch.fnmatch(name, pattern):
             raise InputError(Field("output"), f": {output} would be one of the photos ", Field("content"), f"={spec} "
                              "lists, and a rerun would take it for one; choose another folder")
 
@@ -156,9 +155,7 @@ def run_folder(
         report(f"{prefix}" + (": resuming" if state == "resume" else ""))
         try:
             photo = images.load_image(content, Field("content"))
-            # "new" is the batch's decision (nothing there, or a picture it remakes); a resume checks its output.
-            mine = options.replace(resume=state == "resume", checkpoint_dir=checkpoint_folder(options, output),
-                                   overwrite=options.overwrite or state == "new")
+            mine = options.replace(resume=state == "resume", checkpoint_dir=checkpoint_folder(options, output))
             api.run(config, photo, style, options=mine, output=output, progress=True, callbacks=callbacks_for(output),
                     content_name=names["content"], style_name=style_name, stop=stop)
         except (InputError, Diverged, OutOfMemory) as e:

@@ -82,7 +82,7 @@ def stylize_from_flags(argv: list[str]) -> None:
     content = images.load_image(FLAGS.content, Field("content")) if FLAGS.content else None
     style = load_styles(style_paths)
     if FLAGS.output:  # the dry run checks what the run would: the output and the files beside it too
-        images.check_output_path(FLAGS.output)
+        images.check_output_path(FLAGS.output, create=not FLAGS.dry_run)
         images.check_outputs_spare_inputs(FLAGS.output, input_paths(config, FLAGS.content, style_paths), options.save_every)
     names = {"content": run_dirs.image_name(FLAGS.content), "style": styles_name(style_paths)}
     if FLAGS.dry_run:
@@ -130,10 +130,7 @@ def settings_from_command_line() -> tuple[Config, RunOptions, list[str]]:
 
     style_paths = [p for p in (FLAGS.style or "").split(",") if p]
     earlier = fitted(provenance.config_from(FLAGS.config_from), style_paths) if FLAGS.config_from else None
-    try:
-        config = cli_flags.settings_from_flags(Config, FIELDS, base=earlier)
-    except InputError as e:  # what conflicts with a flag given may be a recorded setting: say where those come from
-        raise e if earlier is None else InputError(*e.parts, f" (the other settings are those {FLAGS.config_from} carries)")
+    config = cli_flags.settings_from_flags(Config, FIELDS, base=earlier, base_name=FLAGS.config_from)
     return config, cli_flags.settings_from_flags(RunOptions, FIELDS), style_paths
 
 

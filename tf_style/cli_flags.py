@@ -20,10 +20,8 @@ from typing import Any, Callable, Iterable, NoReturn, Sequence, TypeVar
 
 from absl import app, flags
 
-from tf_style.config import (
-    COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MAX_SECONDS, MAX_SEED, MAX_STEPS, MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config,
-    RunOptions,
-)
+from tf_style.config import COLOR_CHOICES, INIT_CHOICES, MAX_IMAGE_SIZE, MAX_SECONDS, MAX_SEED, MAX_STEPS
+from tf_style.config import MIN_IMAGE_SIZE, OPTIMIZER_CHOICES, Config, RunOptions
 from tf_style.errors import Field, InputError
 from tf_style.layers import POOLING_CHOICES
 from tf_style.precision import DTYPE_POLICY_CHOICES
@@ -189,10 +187,11 @@ def define_flags(fields: Iterable[str], module_name: str, values: flags.FlagValu
             flags.DEFINE(parser, field, default, row.help, values, serializer, module_name=module_name)
 
 
-def settings_from_flags(cls: type[_S], fields: Iterable[str], values: flags.FlagValues = FLAGS, base: _S | None = None) -> _S:
+def settings_from_flags(cls: type[_S], fields: Iterable[str], values: flags.FlagValues = FLAGS, base: _S | None = None,
+                        base_name: str | None = None) -> _S:
     """A `cls` (Config or RunOptions) with the flags' values for `fields`, defaults elsewhere.
 
-    With `base` (settings read from an earlier picture), only the flags given on the command
+    With `base` (settings read from an earlier picture, `base_name`), only the flags given on the command
     line change it. Validated by the class itself: a bad value raises InputError naming the field.
     """
     options = {}
@@ -205,7 +204,12 @@ def settings_from_flags(cls: type[_S], fields: Iterable[str], values: flags.Flag
         elif isinstance(value, list):
             value = tuple(value)
         options[field] = value
-    return base.replace(**options) if base is not None else cls(**options)
+    try:
+        return base.replace(**options) if base is not None else cls(**options)
+    except InputError as e:  # a setting the flags left as recorded takes part: say where it comes from
+        if base_name is None or all(p.name in options for p in e.parts if isinstance(p, Field)):
+            raise
+        raise InputError(*e.parts, f" (the settings not given as flags are those {base_name} carries)") from None
 
 
 def flag_name(field: str) -> str:

@@ -16,7 +16,7 @@ import signal
 
 import numpy as np
 
-from tf_style import images, provenance
+from tf_style import images, kept_files, provenance
 from tf_style.checkpoints import RESUMABLE_CHANGES, Checkpointing, Saved
 from tf_style.config import Config
 from tf_style.errors import Diverged, Field, InputError, Interrupted, OutOfMemory, RunWarning
@@ -55,27 +55,30 @@ def _own_unfinished(path: str, run: RunState) -> bool:
 
 def _same_run(record: dict, config: Config, input_names: dict[str, str], resumable: bool = True) -> bool:
     """Whether a picture's provenance `record` has these settings (but those a resume may change, when
-    `resumable`) and input names."""
+    `resumable`; a field an earlier tf_style did not record ran with its default) and input names."""
     skip = RESUMABLE_CHANGES if resumable else ()
     mine = {k: v for k, v in config.to_dict().items() if k not in skip}
-    theirs = {k: v for k, v in record["config"].items() if k not in skip}  # provenance.read checked it is a dict
-    return theirs == mine and record.get("inputs") == input_names
+    recorded = {**Config().to_dict(), **record["config"]}  # provenance.read checked it is a dict
+    return {k: v for k, v in recorded.items() if k not in skip} == mine and record.get("inputs") == input_names
 
 
-def check_replaceable(output: str | os.PathLike, config: Config, input_names: dict[str, str]) -> None:
-    """Refuses, before any work, a run whose picture would replace a file it may not: only an earlier picture
-    of the very same run is replaced (finished with these settings and input names, or unfinished with the
-    settings a resume keeps: the run being resumed). A user's file, a picture made with other settings or
-    images, and any file in a format that carries no settings (WebP, BMP, ...) are kept (`overwrite` replaces)."""
+def check_replaceable(output: str | os.PathLike, config: Config, input_names: dict[str, str], resuming: bool = False) -> None:
+    """Refuses, before any work, a run whose picture would replace a file it may not (`overwrite` lifts this).
+    Replaced: an unfinished picture (a stopped run's leftover: one with a checkpoint was refused or resumed by
+    then), and a finished one of these very settings and input names (the same command again; a resumed run's,
+    but for a changed max_seconds). Kept: a user's file, a picture made with other settings or images, and a file
+    in a format that carries no settings (WebP, BMP, ...), but where a resumed run's interruption wrote it."""
     if not os.path.lexists(output):
         return
     advice = ("; it is kept: choose another ", Field("output"), ", move the file, or add ", Field("overwrite"))
     try:
         record = provenance.read(output, Field("output"))
     except InputError:  # not an image, not tf_style's, or a format without settings
+        if resuming and os.path.splitext(output)[1].lower() not in kept_files.MARKED:
+            return  # its interruption wrote it there (a file there before made the first run ask for overwrite)
         raise InputError(Field("output"), f": {os.fspath(output)} is there and was not written by tf_style (or its "
                          "format carries no settings)", *advice) from None
-    if not _same_run(record, config, input_names, resumable=not record.get("finished")):
+    if record.get("finished") and not _same_run(record, config, input_names, resumable=resuming):
         raise InputError(Field("output"), f": {os.fspath(output)} holds a picture tf_style made with other settings "
                          "or images", *advice)
 

@@ -21,7 +21,7 @@ from PIL import Image, PngImagePlugin
 
 from tf_style import images, run_dirs
 from tf_style.atomic import write_atomically
-from tf_style.config import Config
+from tf_style.config import Config, RunOptions
 from tf_style.errors import Field, InputError
 from tf_style.kept_files import check_replaceable, mark, written_by_tf_style
 from tf_style.sheets import contact_sheet
@@ -158,7 +158,9 @@ def make_sheet(
     if run is None:
         from tf_style import api  # TensorFlow loads here, once the settings are checked
 
-        run = lambda c, x, s, out: api.run(c, x, s if len(s) > 1 else s[0], output=out).image  # noqa: E731
+        # The panels' files were checked above (only the gallery's own are replaced): a rerun with other settings goes on.
+        replace = RunOptions(overwrite=True)
+        run = lambda c, x, s, out: api.run(c, x, s if len(s) > 1 else s[0], output=out, options=replace).image  # noqa: E731
     photo = images.load_image(content, Field("content"))
     artworks = [images.load_image(s, Field("style")) for s in styles]
     check_replaceable(sheet_files(sheet, output_dir), {"content": content, "style": list(styles)},

@@ -201,12 +201,12 @@ def save_image(
         raise InputError(what, f": cannot write {path}: {e.strerror}") from None
 
 
-def check_output_path(path: str | os.PathLike, what: What = Field("output")) -> str:
+def check_output_path(path: str | os.PathLike, what: What = Field("output"), create: bool = True) -> str:
     """Checks, before any work, that an image can be written to `path`; returns its format.
 
     The extension must be known (or absent: PNG) and `path` must not be a folder. A missing
-    folder is created (with its parents); one that cannot be, or is not writable, is an
-    InputError naming `what`.
+    folder is created (with its parents; `create=False`, a dry run: only the nearest existing
+    one is checked); one that cannot be, or is not writable, is an InputError naming `what`.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(what, f": expected an image file name (a str or os.PathLike); got {type(path).__name__} {path!r}")
@@ -222,6 +222,8 @@ def check_output_path(path: str | os.PathLike, what: What = Field("output")) -> 
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise InputError(what, f": cannot write {path}: {existing} is a file, not a folder")
+    if not create:
+        folder = existing
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:

@@ -26,15 +26,17 @@ def check_before_run(config: Config, content_shape: Sequence[int] | None, style_
     check_memory(config, content_shape, style_shapes, options)
 
 
-def check_output(output: str | None, config: Config, content: Any, style: Any, options: RunOptions = RunOptions()) -> bool:
+def check_output(output: str | None, config: Config, content: Any, style: Any, options: RunOptions = RunOptions(),
+                 create: bool = True) -> bool:
     """Checks an output path before any work (writable, a known format; neither it nor the files written beside it
     are inputs); returns whether a file is there now (an unfinished run must then not replace it; whether a finished
-    one may is `check_written_files`'s). No output: False, and no save_every (its images go beside the output)."""
+    one may is `check_written_files`'s). No output: False, and no save_every (its images go beside the output).
+    `create=False` (a dry run): missing folders are not made."""
     if output is None:
         if options.save_every:
             raise InputError(Field("save_every"), f"={options.save_every} writes images beside the output: give an output")
         return False
-    images.check_output_path(output)
+    images.check_output_path(output, create=create)
     named = {"content": content, "style": style, "init": None if config.init in INIT_CHOICES else config.init,
              "style_masks": list(config.style_masks or ())}
     images.check_outputs_spare_inputs(output, named, options.save_every)
@@ -59,7 +61,8 @@ def check_written_files(config: Config, options: RunOptions, output: str | None,
         kept_files.check_series(output, options.save_every, total_steps)
     checkpointing = checkpoints.for_run(config, options, output, fingerprinted)
     if output is not None and not options.overwrite:  # after the checkpoints, whose refusal of a resume names settings
-        endings.check_replaceable(output, config, dict(input_names))
+        resuming = checkpointing is not None and checkpointing.resume_from is not None
+        endings.check_replaceable(output, config, dict(input_names), resuming)
     return checkpointing
 
 
