@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 
+import numpy as np
 import pytest
 from absl.testing import flagsaver
 
-from tf_style import batch, cli, provenance
+from tf_style import batch, cli, images, provenance
 from tf_style.config import Config, RunOptions
 from tf_style.errors import InputError, Interrupted
 from tf_style.loop import Callback
@@ -117,6 +119,21 @@ def test_an_output_folder_the_photos_spec_lists_is_refused(capsys, tmp_path, mon
         batch.check_output_folder("photos/*", [str(photos / "a.png")])
     with pytest.raises(InputError, match=r"^output: photos/a\.png would be one of the photos"):
         batch.check_output_folder(str(photos / "*"), ["photos/a.png"])
+    # A folder is a folder, not a pattern: brackets in its name are letters.
+    shots = tmp_path / "shots [2024]"
+    shots.mkdir()
+    with pytest.raises(InputError, match=r"would be one of the photos"):
+        batch.check_output_folder(str(shots), [str(shots / "a.png")])
+
+
+def test_a_picture_from_before_a_setting_existed_is_finished_before(tmp_path):
+    # An earlier tf_style recorded no dtype_policy: it ran with the default, so the same batch skips its picture
+    # (compared as single runs compare, endings.same_run), where every photo once failed as "other settings".
+    config = Config(**{k: v for k, v in SMALL.items() if k != "print_every"})
+    record = json.loads(provenance.record(config, {"content": "a", "style": "gravel"}))
+    del record["config"]["dtype_policy"]
+    images.save_image(np.full((8, 8, 3), 9.0), tmp_path / "a.png", metadata=json.dumps(record))
+    assert batch.status(config, str(tmp_path / "a.png"), {"content": "a", "style": "gravel"}) == "skip"
 
 
 def test_a_new_style_or_someone_elses_file_is_never_skipped_nor_overwritten(capsys, tmp_path, photos, style_path, content_path):

@@ -104,12 +104,13 @@ def test_a_run_replaces_only_an_earlier_picture_of_the_same_run(capsys, tmp_path
     advice = "; it is kept: choose another output, move the file, or add overwrite"
     with pytest.raises(InputError) as info:
         api.run(config, content_path, style_path, output=str(out))
-    assert str(info.value) == f"output: {out} is there and was not written by tf_style (or its format carries no settings)" + advice
+    assert str(info.value) == (f"output: {out} is there and is no picture tf_style can tell as its own (a file of yours, "
+                               "a drawing, or a format that carries no settings)" + advice)
     code, err = call_main(capsys, content=content_path, style=style_path, output=str(out), weights="random",
                           image_size=32, num_steps=1)
-    assert (code, err) == (2, f"tf-style: error: --output: {out} is there and was not written by tf_style (or its "
-                              "format carries no settings); it is kept: choose another --output, move the file, or add "
-                              "--overwrite\n")
+    assert (code, err) == (2, f"tf-style: error: --output: {out} is there and is no picture tf_style can tell as its "
+                              "own (a file of yours, a drawing, or a format that carries no settings); it is kept: "
+                              "choose another --output, move the file, or add --overwrite\n")
     assert out.read_bytes() == mine and sorted(os.listdir(tmp_path)) == ["out.png"]
     # Asked to, the run replaces it; the same command again replaces its own earlier picture.
     first = api.run(config, content_path, style_path, output=str(out), options=RunOptions(overwrite=True))
@@ -128,7 +129,7 @@ def test_a_run_replaces_only_an_earlier_picture_of_the_same_run(capsys, tmp_path
     # A format that carries no settings cannot be told to be the run's own: kept too.
     webp = tmp_path / "out.webp"
     api.run(config, content_path, style_path, output=str(webp))
-    with pytest.raises(InputError, match=r"^output: .*out\.webp is there and was not written by tf_style \(or its format"):
+    with pytest.raises(InputError, match=r"^output: .*out\.webp is there and is no picture tf_style can tell as its own"):
         api.run(config, content_path, style_path, output=str(webp))
 
 
@@ -148,7 +149,7 @@ def test_a_stopped_runs_picture_gives_way_to_the_rerun_and_the_resume_it_advises
     with pytest.raises(Interrupted) as info:
         api.run(config, content_image, style_image, output=str(webp), callbacks=[InterruptAt(2)], options=options)
     assert info.value.saved_to == str(webp)
-    with pytest.raises(InputError, match=r"^output: .*o\.webp is there and was not written by tf_style"):
+    with pytest.raises(InputError, match=r"^output: .*o\.webp is there and is no picture tf_style can tell as its own"):
         api.run(config, content_image, style_image, output=str(webp), options=options.replace(checkpoint_dir=str(tmp_path / "c")))
     assert api.run(config, content_image, style_image, output=str(webp), options=options.replace(resume=True)).resumed_at == 2
     # A picture an earlier tf_style wrote, before a setting existed, ran with its default: the same command replaces it.

@@ -340,8 +340,8 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
          "--resume: no checkpoint in o.png.checkpoints to resume from (the run completed, or it stopped before its "
          "first checkpoint); run without --resume to start afresh"),
         (["--content=GRAVEL", "--style=GRAVEL", "--output=notimage.png"],
-         "--output: notimage.png is there and was not written by tf_style (or its format carries no settings); it is "
-         "kept: choose another --output, move the file, or add --overwrite"),
+         "--output: notimage.png is there and is no picture tf_style can tell as its own (a file of yours, a drawing, or "
+         "a format that carries no settings); it is kept: choose another --output, move the file, or add --overwrite"),
         (["--content=GRAVEL", "--style=GRAVEL", "--output=o.png", "--checkpoint_dir=notimage.png/x"],
          "--checkpoint_dir: notimage.png/x is under */notimage.png, which is a file; expected a folder"),
         (["--content=GRAVEL", "--style=GRAVEL", "--output=GRAVEL"],

@@ -65,10 +65,14 @@ def photos(spec: str) -> list[str]:
 def check_output_folder(spec: str, outputs: Sequence[str]) -> None:
     """Refuses outputs that `spec` (the photos' folder or glob) would list as photos: the next run, the rerun that
     continues a batch, would take the pictures for photos (and refuse ``cat.png`` beside ``cat.jpg``)."""
-    folder, pattern = (spec, "*") if os.path.isdir(spec) else os.path.split(spec)  # glob's "*" stops at a "/"
+    pattern = None if os.path.isdir(spec) else os.path.abspath(spec).split(os.sep)  # glob's "*" stops at a "/"
     for output in outputs:
-        where, name = os.path.split(os.path.realpath(output))
-        if fnmatch.fnmatch(where, os.path.realpath(folder or ".")) and fnmatch.fnmatch(name, pattern):
+        if pattern is None:
+            listed = os.path.realpath(os.path.dirname(output) or ".") == os.path.realpath(spec)
+        else:
+            parts = os.path.abspath(output).split(os.sep)
+            listed = len(parts) == len(pattern) and all(map(fnmatch.fnmatchcase, parts, pattern))
+        if listed:
             raise InputError(Field("output"), f": {output} would be one of the photos ", Field("content"), f"={spec} "
                              "lists, and a rerun would take it for one; choose another folder")
 
@@ -107,7 +111,9 @@ def status(config: Config, output: str, inputs: dict[str, str], options: RunOpti
             return "new"
         return InputError(Field("output"), f": {output} is there and was not made by tf_style; it is kept (write to "
                           "another folder, or add ", Field("overwrite"), ")")
-    same = record.get("config") == config.to_dict() and record.get("inputs") == {k: v for k, v in inputs.items() if v}
+    from tf_style import endings  # TensorFlow loads with it: not before the folder's photos are checked
+
+    same = endings.same_run(record, config, {k: v for k, v in inputs.items() if v}, resumable=False)  # defaults filled
     if not record.get("finished"):
         return "new"  # an unfinished picture of an interrupted run without a checkpoint: it is made again
     if same:

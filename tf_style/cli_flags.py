@@ -147,8 +147,8 @@ ROWS: tuple[Row, ...] = (
     Row("max_memory_mb", "integer", "Memory a run may plan for, in MB (default: what the machine has available now); "
         "a run predicted to need more is refused at once, with the largest size that fits.", lower=1),
     Row("resume", "bool", "Continue from the latest checkpoint of a run with the same settings and inputs."),
-    Row("overwrite", "bool", "Replace whatever file is at --output (default: only an earlier picture of the same "
-        "settings and inputs is replaced; any other file is kept and the run refused)."),
+    Row("overwrite", "bool", "Replace whatever file is at --output (default: only a stopped run's picture, or one of "
+        "these very settings and inputs, is replaced; any other file is kept and the run refused)."),
 )
 ROW_BY_FIELD: dict[str, Row] = {row.field: row for row in ROWS}
 

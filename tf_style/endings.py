@@ -50,10 +50,10 @@ def _own_unfinished(path: str, run: RunState) -> bool:
         record = provenance.read(path, Field("output"))
     except InputError:  # not an image, or not tf_style's
         return False
-    return not record.get("finished") and _same_run(record, run.config, run.input_names)
+    return not record.get("finished") and same_run(record, run.config, run.input_names)
 
 
-def _same_run(record: dict, config: Config, input_names: dict[str, str], resumable: bool = True) -> bool:
+def same_run(record: dict, config: Config, input_names: dict[str, str], resumable: bool = True) -> bool:
     """Whether a picture's provenance `record` has these settings (but those a resume may change, when
     `resumable`; a field an earlier tf_style did not record ran with its default) and input names."""
     skip = RESUMABLE_CHANGES if resumable else ()
@@ -74,11 +74,11 @@ def check_replaceable(output: str | os.PathLike, config: Config, input_names: di
     try:
         record = provenance.read(output, Field("output"))
     except InputError:  # not an image, not tf_style's, or a format without settings
-        if resuming and os.path.splitext(output)[1].lower() not in kept_files.MARKED:
+        if resuming and (os.path.splitext(output)[1].lower() or ".png") not in kept_files.MARKED:
             return  # its interruption wrote it there (a file there before made the first run ask for overwrite)
-        raise InputError(Field("output"), f": {os.fspath(output)} is there and was not written by tf_style (or its "
-                         "format carries no settings)", *advice) from None
-    if record.get("finished") and not _same_run(record, config, input_names, resumable=resuming):
+        raise InputError(Field("output"), f": {os.fspath(output)} is there and is no picture tf_style can tell as its "
+                         "own (a file of yours, a drawing, or a format that carries no settings)", *advice) from None
+    if record.get("finished") and not same_run(record, config, input_names, resumable=resuming):
         raise InputError(Field("output"), f": {os.fspath(output)} holds a picture tf_style made with other settings "
                          "or images", *advice)
 
@@ -186,5 +186,7 @@ def resumed_from_older(saved: Saved | None) -> RunWarning | None:
                       f"({'; '.join(saved.damaged)})")
 
 
-__all__ = ["RISE_FACTOR", "diverged", "interrupted", "loss_rose", "out_of_memory", "remove_resumed_unfinished", "resumed_from_older",
-           "unfinished_picture", "write_unfinished"]
+__all__ = [
+    "RISE_FACTOR", "check_replaceable", "diverged", "interrupted", "loss_rose", "out_of_memory", "remove_resumed_unfinished",
+    "resumed_from_older", "same_run", "unfinished_picture", "write_unfinished",
+]
