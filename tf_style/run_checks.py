@@ -55,7 +55,7 @@ def check_written_files(config: Config, options: RunOptions, output: str | None,
                         fingerprinted: Mapping[str, Any], input_names: Mapping[str, str]) -> Any:
     """What `run` checks of the files it will write once its images are prepared and its scales planned (the
     `save_every` series up to `total_steps`, None: open-ended; the checkpoints' folder against the `fingerprinted`
-    images; a file at the output, which only an earlier picture of the same run may be unless options.overwrite).
+    images; a file at the output, which `endings.check_replaceable` says the run may replace, unless options.overwrite).
     Returns the run's checkpointing (None: off). Writes nothing."""
     if output is not None:
         kept_files.check_series(output, options.save_every, total_steps)
