@@ -112,7 +112,8 @@ def run(
     """
     options = _run_options(options, progress, output)
     style_names = "+".join(n for n in map(run_dirs.image_name, as_list(style)) if n) or None
-    names = {"content": content_name or run_dirs.image_name(content), "style": style_name or style_names}
+    names = {k: v for k, v in {"content": content_name or run_dirs.image_name(content),
+                               "style": style_name or style_names}.items() if v}  # as the picture records them
     existed = check_output(output, config, content, style, options)
     loaded = dict(zip(("content", "style", "show"), load_inputs(config, content, style)))
     shapes = {"content": None if content is None else loaded["content"].shape[:2],
@@ -123,8 +124,7 @@ def run(
     plan = schedule.plan_for_inputs(config, shapes["content"], shapes["style"])
     final = plan[-1].shape
     named, mask_inputs = run_images(content_arr, style_arr, region_masks)
-    checkpointing = check_written_files(config, options, output, total_steps(config, plan), {**named, **mask_inputs},
-                                        {k: v for k, v in names.items() if v})
+    checkpointing = check_written_files(config, options, output, total_steps(config, plan), {**named, **mask_inputs}, names)
     if normalization_images is None:
         normalization_images = [x for x in named.values() if x is not None]
     cbs = run_callbacks(config, options, output, progress, checkpointing, callbacks)
@@ -133,7 +133,7 @@ def run(
         num_steps=sum(scale.steps for scale in plan),
         config=config,
         inputs={k: v for k, v in named.items() if v is not None},
-        input_names={k: v for k, v in names.items() if v},
+        input_names=names,
         scales=plan,
         open_ended=config.max_seconds is not None,
         stop=stop,
@@ -175,16 +175,14 @@ def total_steps(config: Config, plan: Sequence[schedule.Scale]) -> int | None:
 
 
 def check_run_files(config: Config, options: RunOptions, output: str | None, content: Any, style: Any,
-                    input_names: Mapping[str, str | None]) -> int | None:
-    """`run`'s checks of the files it will write, writing none (`--dry_run`): the output, the save_every series, the
-    checkpoints' folder; returns the step a resume would continue from (None: it starts afresh)."""
-    _run_options(options, False, output)
+                    input_names: Mapping[str, str | None], plan: Sequence[schedule.Scale]) -> int | None:
+    """`run`'s checks of the files it will write for `plan`, writing none (`--dry_run`): the output, the save_every
+    series, the checkpoints' folder; returns the step a resume would continue from (None: it starts afresh)."""
+    checkpoints.folder_for(options, output)
     check_output(output, config, content, style, options, create=False)
     loaded = load_inputs(config, content, style)
-    shapes = [None if content is None else loaded[0].shape[:2], [s.shape[:2] for s in as_list(loaded[1])] or None]
     named, mask_inputs = run_images(*resize_inputs(config, loaded[0], loaded[1]), masks.load_masks(config.style_masks))
-    steps = total_steps(config, schedule.plan_for_inputs(config, *shapes))
-    checkpointing = check_written_files(config, options, output, steps, {**named, **mask_inputs},
+    checkpointing = check_written_files(config, options, output, total_steps(config, plan), {**named, **mask_inputs},
                                         {k: v for k, v in input_names.items() if v})
     return None if checkpointing is None or checkpointing.resume_from is None else checkpointing.resume_from.steps
 

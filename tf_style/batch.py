@@ -111,12 +111,11 @@ def status(config: Config, output: str, inputs: dict[str, str], options: RunOpti
             return "new"
         return InputError(Field("output"), f": {output} is there and was not made by tf_style; it is kept (write to "
                           "another folder, or add ", Field("overwrite"), ")")
-    from tf_style import endings  # TensorFlow loads with it: not before the folder's photos are checked
-
-    same = endings.same_run(record, config, {k: v for k, v in inputs.items() if v}, resumable=False)  # defaults filled
     if not record.get("finished"):
         return "new"  # an unfinished picture of an interrupted run without a checkpoint: it is made again
-    if same:
+    from tf_style import endings  # TensorFlow loads with it: not before the folder's photos are checked
+
+    if endings.same_run(record, config, {k: v for k, v in inputs.items() if v}, resumable=False):  # defaults filled
         return "skip"
     if options.overwrite:  # a finished picture of other settings, replaced as asked
         return "new"

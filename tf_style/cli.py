@@ -276,7 +276,7 @@ def dry_run_report(config: Config, content, style, options: RunOptions = RunOpti
 
     check_plan(config, plan, shapes[1] or (), has_content=content is not None)  # the sizes the run would refuse
     api.check_before_run(config, *shapes, options)  # and what else it refuses before its first step (memory too)
-    resumed = None if output is None else api.check_run_files(config, options, output, content, style, input_names or {})
+    resumed = None if output is None else api.check_run_files(config, options, output, content, style, input_names or {}, plan)
     costs = estimate.costs(config, plan, style is not None, *shapes, gpu=gpu_runs_it())
     # The rate of the arithmetic a scale starts in (with mixed_bfloat16_then_float32, bfloat16's).
     rate = estimate.measure_flop_rate(dtype_policy=network_policies(config)[0])

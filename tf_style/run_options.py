@@ -27,8 +27,9 @@ class RunOptions(Settings):
       resume: continue from the latest checkpoint (the same settings and inputs), not from the start.
       max_memory_mb: the memory a run may plan for, in MB (None: what the machine has available now);
         a run predicted to need more is refused before it starts.
-      overwrite: let a finished run replace any file at the output. Without it only an earlier picture of the
-        same run (these settings and inputs) is replaced; anything else there refuses the run before any work.
+      overwrite: let a finished run replace any file at the output. Without it only a stopped run's picture or one
+        of these very settings and inputs is replaced (tf_style.endings.check_replaceable); anything else there
+        refuses the run before any work.
     """
 
     print_every: int = 50
